@@ -1,0 +1,3 @@
+"""ssl_robot: self-supervised visual representations for robot control, as a ROS 2 stack."""
+
+__version__ = '0.1.0'
