@@ -1,0 +1,106 @@
+"""Topic and service names of the ssl_robot graph, and the JSON schemas of its event messages.
+
+Pure (no rclpy): the sim node, `ssl-robot collect`, the bag readers and the README all take names from
+here, so a topic is renamed in one place. Event messages travel as std_msgs/String holding JSON because
+a single ament_python package cannot generate .msg types; every event carries the stamps it refers to.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+CLOCK = '/clock'
+JOINT_STATES = '/joint_states'
+GRIPPER_STATE = '/gripper/state'
+OBJECT_POSES = '/sim/object_poses'
+GROUND_TRUTH = '/sim/ground_truth'
+GRASP_EVENTS = '/sim/grasp_events'
+EPISODES = '/sim/episode'
+DIAGNOSTICS = '/diagnostics'
+
+# Commands accepted by the sim node.
+EE_TARGET = '/arm/ee_target'
+GRASP_AT = '/sim/grasp_at'
+RESET_WITH_SEED = '/sim/reset_with_seed'
+GRIPPER_SET_CLOSED_SERVICE = '/gripper/set_closed'
+RESET_SERVICE = '/sim/reset'
+GRASP_SERVICE = '/sim/grasp'
+
+OBJECT_CAMERA = 'object_camera'
+WORLD_FRAME = 'world'
+
+
+def camera_image(camera: str) -> str:
+    return f'/cameras/{camera}/image_raw' if camera != OBJECT_CAMERA else f'/{OBJECT_CAMERA}/image_raw'
+
+
+def camera_info(camera: str) -> str:
+    return f'/cameras/{camera}/camera_info' if camera != OBJECT_CAMERA else f'/{OBJECT_CAMERA}/camera_info'
+
+
+def camera_segmentation(camera: str) -> str:
+    return f'/cameras/{camera}/segmentation'
+
+
+def camera_frame_id(camera: str) -> str:
+    return f'{camera}_optical_frame'
+
+
+def stamp_dict(stamp_ns: int) -> dict[str, int]:
+    return {'sec': stamp_ns // 1_000_000_000, 'nanosec': stamp_ns % 1_000_000_000}
+
+
+def stamp_from_dict(stamp: dict[str, int]) -> int:
+    return int(stamp['sec']) * 1_000_000_000 + int(stamp['nanosec'])
+
+
+def encode_event(kind: str, stamp_ns: int, **fields: Any) -> str:
+    """JSON text of an event: its kind, the stamp of the tick that produced it, and its fields."""
+    return json.dumps({'kind': kind, 'stamp': stamp_dict(stamp_ns), **fields}, sort_keys=True)
+
+
+def decode_event(text: str, expected_kind: str) -> dict[str, Any]:
+    """Parse an event written by encode_event; raises ValueError naming what is wrong."""
+    try:
+        event = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f'{expected_kind} event is not valid JSON: {err}') from None
+    if not isinstance(event, dict) or event.get('kind') != expected_kind:
+        raise ValueError(f'expected a {expected_kind!r} event, got {str(text)[:80]!r}')
+    return event
+
+
+def encode_grasp_event(event: Any) -> str:
+    """/sim/grasp_events: links the scene before the grasp (s_pre), the object shown to the object camera
+    (o, null when the grasp failed) and the scene after (s_post), by the stamps of those camera frames."""
+    return encode_event(
+        'grasp', event.s_post_ns,
+        attempt=event.attempt, success=bool(event.success), reason=event.reason,
+        object={'index': event.object_index, 'name': event.object_name},
+        target_xy=[float(v) for v in event.target_xy],
+        s_pre=stamp_dict(event.s_pre_ns),
+        o=None if event.o_ns is None else stamp_dict(event.o_ns),
+        s_post=stamp_dict(event.s_post_ns),
+    )
+
+
+def encode_episode_event(event: Any) -> str:
+    """/sim/episode (latched): a new episode began at `stamp` after a reset with `seed`."""
+    return encode_event('episode', event.stamp_ns, episode=event.episode, seed=event.seed,
+                        mode=event.mode, behaviour=event.behaviour)
+
+
+def encode_ground_truth(tick: Any) -> str:
+    """/sim/ground_truth: the evaluation ground truth of one tick (gripper, objects, contacts)."""
+    gripper = tick.gripper
+    return encode_event(
+        'ground_truth', tick.stamp_ns,
+        gripper={'opening_m': float(gripper.opening_m), 'closed': bool(gripper.closed_cmd),
+                 'held_object': gripper.held_object},
+        objects=[{'index': o.index, 'name': o.name, 'position': [float(v) for v in o.position],
+                  'orientation_xyzw': [float(v) for v in o.orientation_xyzw], 'lifted': bool(o.lifted),
+                  'in_tray': bool(o.in_tray), 'touching_gripper': bool(o.touching_gripper)}
+                 for o in tick.objects],
+        contacts=[list(pair) for pair in tick.contacts],
+    )
