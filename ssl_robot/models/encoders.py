@@ -1,0 +1,139 @@
+"""The small conv encoder/decoder shared by all models, and the input checks and helpers around them.
+
+Images are float tensors in [0, 1] with shape (..., C, H, W), H == W == image_size.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ModuleMethod = TypeVar('ModuleMethod', bound=Callable)
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+
+def inference(method: ModuleMethod) -> ModuleMethod:
+    """Run a module method without autograd and in eval() mode, restoring the caller's mode afterwards,
+    so a validation call in the middle of training neither builds a graph nor leaves the model in eval()."""
+
+    @functools.wraps(method)
+    @torch.no_grad()
+    def run_in_eval_mode(module: nn.Module, *args, **kwargs):
+        was_training = module.training
+        module.eval()
+        try:
+            return method(module, *args, **kwargs)
+        finally:
+            module.train(was_training)
+
+    return run_in_eval_mode  # type: ignore[return-value]
+
+
+def require_keys(batch: Mapping[str, Tensor], keys: Sequence[str], owner: str) -> None:
+    missing = [k for k in keys if k not in batch]
+    if missing:
+        raise KeyError(f'{owner} batch is missing {missing}: expected keys {list(keys)}, got {sorted(batch)}')
+
+
+def check_images(images: Tensor, name: str, leading: Sequence[str | int], channels: int, image_size: int) -> None:
+    """Raise a ValueError naming `name` unless images is a float tensor in [0, 1] of shape
+    (*leading, channels, image_size, image_size); string entries of `leading` match any size."""
+    expected = (*leading, channels, image_size, image_size)
+    shape_ok = images.dim() == len(expected) and all(
+        isinstance(want, str) or got == want for got, want in zip(images.shape, expected))
+    if not shape_ok:
+        raise ValueError(f'{name} must have shape ({", ".join(map(str, expected))}), got {tuple(images.shape)}')
+    if not images.is_floating_point():
+        raise ValueError(f'{name} must be a float tensor with values in [0, 1], got dtype {images.dtype}')
+    if images.numel():
+        low, high = torch.aminmax(images)
+        if low < 0 or high > 1:
+            raise ValueError(
+                f'{name} must hold values in [0, 1], got range [{low.item():.4g}, {high.item():.4g}] '
+                f'(uint8 images need dividing by 255)')
+
+
+def check_indices(values: Tensor, name: str, batch_size: int) -> None:
+    """Raise a ValueError naming `name` unless values is an integer tensor of shape (batch_size,)."""
+    if values.shape != (batch_size,) or values.is_floating_point() or values.dtype == torch.bool:
+        raise ValueError(
+            f'{name} must be an integer tensor of shape ({batch_size},), got {values.dtype} {tuple(values.shape)}')
+
+
+def _group_norm(width: int) -> nn.GroupNorm:
+    # GroupNorm rather than BatchNorm: TCN batches mix views and episodes in small batches, and the
+    # outputs must not depend on what else is in the batch or on train/eval mode.
+    return nn.GroupNorm(math.gcd(8, width), width)
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 3x3 convolutions with GroupNorm and ReLU, one per width: (B, C, S, S) -> (B, w[-1], S/2^L, S/2^L)."""
+
+    def __init__(self, in_channels: int, widths: Sequence[int]):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for width in widths:
+            layers += [nn.Conv2d(in_channels, width, 3, stride=2, padding=1), _group_norm(width), nn.ReLU()]
+            in_channels = width
+        self.layers = nn.Sequential(*layers)
+        self.out_channels = in_channels
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.layers(images)
+
+
+class ConvDecoder(nn.Module):
+    """A vector -> image logits (B, out_channels, S, S).
+
+    A linear layer makes a (widths[0], S/2^L, S/2^L) map, then L stride-2 transposed convolutions double it
+    through widths[1:] to out_channels. Apply a sigmoid to the logits for an image in [0, 1].
+    """
+
+    def __init__(self, input_dim: int, widths: Sequence[int], out_channels: int, image_size: int):
+        super().__init__()
+        self.base_channels = widths[0]
+        self.base_size = image_size // 2 ** len(widths)
+        self.project = nn.Linear(input_dim, widths[0] * self.base_size ** 2)
+        layers: list[nn.Module] = []
+        channels = [*widths, out_channels]
+        for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
+            layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1))
+            if i < len(widths) - 1:
+                layers += [_group_norm(c_out), nn.ReLU()]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, vectors: Tensor) -> Tensor:
+        base = F.relu(self.project(vectors)).view(-1, self.base_channels, self.base_size, self.base_size)
+        return self.layers(base)
+
+
+class ImageVectorEncoder(nn.Module):
+    """An image, optionally with a conditioning vector, -> a vector: ConvEncoder, flatten, concatenate the
+    condition, linear. Flattening (not pooling) keeps where things are in the image, which control needs."""
+
+    def __init__(self, channels: int, widths: Sequence[int], image_size: int, out_dim: int, condition_dim: int = 0):
+        super().__init__()
+        self.encoder = ConvEncoder(channels, widths)
+        feature_size = image_size // 2 ** len(widths)
+        self.condition_dim = condition_dim
+        self.project = nn.Linear(self.encoder.out_channels * feature_size ** 2 + condition_dim, out_dim)
+
+    def forward(self, images: Tensor, condition: Tensor | None = None) -> Tensor:
+        """(N, C, S, S) and, when built with condition_dim > 0, (N, condition_dim) -> (N, out_dim)."""
+        features = self.encoder(images).flatten(1)
+        if (condition is None) != (self.condition_dim == 0):
+            raise ValueError(f'this encoder takes a condition of size {self.condition_dim}, got '
+                             f'{None if condition is None else tuple(condition.shape)}')
+        if condition is not None:
+            features = torch.cat([features, condition], dim=1)
+        return self.project(features)
