@@ -131,12 +131,18 @@ def test_empty_bag_still_carries_its_definitions(tmp_path, storage):
         assert [c.msgdef.data for c in reader.connections] == ['string data\n']
 
 
+def open_bag_with_strings(path: Path, storage: str, count: int) -> BagWriter:
+    """A bag still open, flushing every 3 messages, after writing 'm0'... stamped 0..."""
+    bag = BagWriter(path, storage, flush_every_messages=3, flush_period_s=0)
+    bag.add_topic('/a', 'std_msgs/msg/String')
+    for index in range(count):
+        bag.write('/a', index, string_cdr(f'm{index}'))
+    return bag
+
+
 @pytest.mark.parametrize('storage', STORAGES)
 def test_flushed_messages_are_readable_while_the_writer_is_still_open(tmp_path, storage):
-    bag = BagWriter(tmp_path / 'bag', storage, flush_every_messages=3, flush_period_s=0)
-    bag.add_topic('/a', 'std_msgs/msg/String')
-    for index in range(7):
-        bag.write('/a', index, string_cdr(f'm{index}'))
+    bag = open_bag_with_strings(tmp_path / 'bag', storage, 7)
     assert [data for _, _, data in read_all(tmp_path / 'bag')] == [string_cdr(f'm{i}') for i in range(6)]
     bag.close()
     assert len(read_all(tmp_path / 'bag')) == 7
@@ -144,10 +150,7 @@ def test_flushed_messages_are_readable_while_the_writer_is_still_open(tmp_path, 
 
 @pytest.mark.parametrize('storage', STORAGES)
 def test_failure_inside_a_write_keeps_the_bag_as_of_the_last_flush(tmp_path, storage):
-    bag = BagWriter(tmp_path / 'bag', storage, flush_every_messages=3, flush_period_s=0)
-    bag.add_topic('/a', 'std_msgs/msg/String')
-    for index in range(5):
-        bag.write('/a', index, string_cdr(f'm{index}'))
+    bag = open_bag_with_strings(tmp_path / 'bag', storage, 5)
     with pytest.raises(Exception):
         bag.write('/a', 5, object())
     with pytest.raises(ValueError, match='interrupted'):
