@@ -1,0 +1,714 @@
+"""Read ROS 2 launch XML files without ROS: the subset of the format that ssl_robot's launch files use.
+
+The launch/*.launch.xml files are the single description of the node graph. On a ROS install
+`ros2 launch ssl_robot NAME.launch.xml` runs them; on a pip-only install `ssl-robot launch NAME` runs
+the same files through this module (parsing and evaluation) and ssl_robot.ros.launch_runner
+(processes). Anything outside the subset below is an error naming the file, the line and the item:
+nothing is silently ignored, so a file that loads here means the same thing under `ros2 launch`.
+
+Tags (attributes in brackets are optional; every action tag also takes [if] or [unless]):
+
+- ``<launch>``: the root; holds actions.
+- ``<arg name [default] [description]>``: declares a launch argument. Its value is the one already set
+  (command line ``name:=value``, or an including file's ``<arg>``), else ``default``; with neither it
+  is an error. Optional ``<choice value="..."/>`` children restrict the value.
+- ``<let name value>``: sets a launch configuration, read with ``$(var name)``.
+- ``<node pkg exec [name] [namespace] [output] [args] [ros_args] [on_exit]>``: one process.
+  ``pkg`` must be ssl_robot; ``exec`` names one of its console scripts. ``output`` is ``log``
+  (default: stdout and stderr to the launch log file, stderr also to the screen), ``screen`` or
+  ``both``. ``args`` and ``ros_args`` are split like a shell command line, except that a substitution's
+  value stays one argument. ``on_exit="shutdown"`` stops everything when this node exits.
+  Children:
+  - ``<param name value>``, or ``<param name>`` holding nested ``<param>`` (names joined with ``.``),
+    passed as ``-p name:=value`` and typed by rcl's YAML rules;
+  - ``<param from>``: a parameters file, passed as ``--params-file`` (it must exist);
+  - ``<remap from to>``;
+  - ``<env name value>``: an environment variable for this node only.
+- ``<set_parameter name value>``: a parameter for every node that follows in the current scope, given
+  before the node's own parameters so that those override it.
+- ``<push_ros_namespace namespace>`` (also spelled ``push-ros-namespace``): prefixes the namespace of
+  the nodes that follow in the current scope; an absolute node namespace is not prefixed.
+- ``<set_env name value>``: an environment variable for the nodes that follow in the current scope,
+  also seen by later ``$(env ...)``.
+- ``<group [scoped]>``: its children run in a scope (unless ``scoped="false"``): launch
+  configurations, pushed namespaces, set_parameter and set_env made inside do not leak out.
+- ``<include file>`` with ``<arg name value>`` children: runs another .launch.xml file. As in ROS 2,
+  an include is not a scope: the given args, and the lets, namespaces, parameters and environment the
+  included file sets, stay visible after it; wrap the include in a ``<group>`` to contain them. The
+  file path must be absolute once substituted (use ``$(dirname)`` or ``$(find-pkg-share ssl_robot)``).
+
+Substitutions, usable in every attribute value and nestable (``$(find-pkg-share $(var pkg))``):
+``$(var NAME)``, ``$(env NAME [DEFAULT])``, ``$(find-pkg-share ssl_robot)`` (the share directory from
+ssl_robot.resources; other packages need a ROS install), ``$(dirname)`` (the directory of the file
+being read). Arguments are separated by spaces and may be quoted with ``'`` or ``"``.
+
+Conditions: ``if``/``unless`` take ``true``, ``false``, ``1`` or ``0`` (any case) after substitution.
+
+Command-line launch arguments must be declared by an ``<arg>`` in the file or in a file it includes;
+undeclared ones are an error listing the declared ones, and missing required ones (no default, not
+behind a condition, not given by an include) are reported together before anything runs.
+
+Differences from ROS 2 launch, all stricter: a parameters file that does not exist is an error (ROS
+warns and skips it); an include path must be absolute (ROS resolves a relative one against the
+working directory); no backslash escapes in attribute values.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from xml.etree import ElementTree
+from xml.parsers import expat
+
+from ssl_robot.resources import PACKAGE, share_dir
+
+OUTPUT_MODES = ('log', 'screen', 'both')
+# Substitution name -> (fewest, most) arguments.
+SUBSTITUTIONS = {'var': (1, 1), 'env': (1, 2), 'find-pkg-share': (1, 1), 'dirname': (0, 0)}
+# ROS 2 name rules (rcl validate_node_name / validate_namespace): tokens of letters, digits and
+# underscores that do not start with a digit.
+_NAME_TOKEN = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
+_IDENTIFIER = re.compile(r'[A-Za-z][A-Za-z0-9_-]*')
+_TRUE = ('true', '1')
+_FALSE = ('false', '0')
+
+
+class LaunchFileError(ValueError):
+    """A launch file that cannot be read, is outside the supported subset, or cannot be evaluated."""
+
+
+@dataclass(frozen=True)
+class Location:
+    file: Path
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f'{self.file}:{self.line}' if self.line is not None else str(self.file)
+
+
+@dataclass(frozen=True)
+class LaunchArgument:
+    """An ``<arg>`` declaration as written (the default is not substituted)."""
+    name: str
+    default: str | None
+    description: str
+    choices: tuple[str, ...] | None
+    location: Location
+    conditional: bool = False
+
+    @property
+    def required(self) -> bool:
+        return self.default is None and not self.conditional
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node process, fully substituted."""
+    package: str
+    executable: str
+    name: str | None
+    namespace: str | None
+    parameters: tuple[Path | dict[str, str], ...]
+    remappings: tuple[tuple[str, str], ...]
+    arguments: tuple[str, ...]
+    ros_arguments: tuple[str, ...]
+    output: str
+    env: dict[str, str]
+    shutdown_on_exit: bool
+    location: Location
+
+    def command_arguments(self) -> list[str]:
+        """The arguments after the executable, in the order launch_ros's Node builds them."""
+        args = list(self.arguments)
+        if self.ros_arguments:
+            args += ['--ros-args', *self.ros_arguments]
+        args.append('--ros-args')
+        if self.name is not None:
+            args += ['-r', f'__node:={self.name}']
+        if self.namespace is not None:
+            args += ['-r', f'__ns:={self.namespace}']
+        for parameters in self.parameters:
+            if isinstance(parameters, Path):
+                args += ['--params-file', str(parameters)]
+            else:
+                for name, value in parameters.items():
+                    args += ['-p', f'{name}:={value}']
+        for source, target in self.remappings:
+            args += ['-r', f'{source}:={target}']
+        return args
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    path: Path
+    nodes: tuple[NodeSpec, ...]
+
+
+# ---------------------------------------------------------------------------------------------
+# XML reading and structure checks
+
+class _Element(ElementTree.Element):
+    line: int | None = None
+
+
+def _read_xml(path: Path) -> _Element:
+    # ElementTree's own parser does not keep line numbers; driving its TreeBuilder from expat (the
+    # parser ElementTree uses underneath) does, so every error can point at its line.
+    builder = ElementTree.TreeBuilder(element_factory=_Element)
+    parser = expat.ParserCreate()
+
+    def start(tag: str, attributes: dict[str, str]) -> None:
+        builder.start(tag, attributes).line = parser.CurrentLineNumber
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = builder.end
+    parser.CharacterDataHandler = builder.data
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise LaunchFileError(f'cannot read launch file {path}: {error.strerror}') from error
+    try:
+        parser.Parse(data, True)
+    except expat.ExpatError as error:
+        raise LaunchFileError(
+            f'{Location(path, error.lineno)}: not well-formed XML: {expat.ErrorString(error.code)}') from error
+    root = builder.close()
+    if root.tag != 'launch':
+        raise LaunchFileError(f'{Location(path, root.line)}: the root element must be <launch>, not <{root.tag}>')
+    if root.attrib:
+        raise LaunchFileError(f'{Location(path, root.line)}: <launch> takes no attributes, got '
+                              f'{", ".join(sorted(root.attrib))}')
+    _check_structure(root, path, _ACTIONS)
+    return root
+
+
+@dataclass(frozen=True)
+class _TagRule:
+    required: frozenset[str] = frozenset()
+    optional: frozenset[str] = frozenset()
+    children: frozenset[str] = frozenset()
+
+
+_ACTIONS = frozenset({'arg', 'let', 'node', 'group', 'include', 'set_env', 'set_parameter',
+                      'push_ros_namespace', 'push-ros-namespace'})
+_CONDITIONS = frozenset({'if', 'unless'})
+
+
+def _action(required: set[str], optional: set[str] = frozenset(), children: frozenset[str] = frozenset()) -> _TagRule:
+    return _TagRule(frozenset(required), frozenset(optional) | _CONDITIONS, children)
+
+
+_PUSH_NAMESPACE = _action({'namespace'})
+# Keyed by (parent tag, tag): <arg> and <param> mean different things under different parents.
+_RULES: dict[tuple[str, str], _TagRule] = {
+    ('launch', 'arg'): _action({'name'}, {'default', 'description'}, frozenset({'choice'})),
+    ('arg', 'choice'): _TagRule(frozenset({'value'})),
+    ('launch', 'let'): _action({'name', 'value'}),
+    ('launch', 'node'): _action({'pkg', 'exec'}, {'name', 'namespace', 'output', 'args', 'ros_args', 'on_exit'},
+                                frozenset({'param', 'remap', 'env'})),
+    ('node', 'param'): _TagRule(frozenset(), frozenset({'name', 'value', 'from'}), frozenset({'param'})),
+    ('param', 'param'): _TagRule(frozenset({'name'}), frozenset({'value'}), frozenset({'param'})),
+    ('node', 'remap'): _TagRule(frozenset({'from', 'to'})),
+    ('node', 'env'): _TagRule(frozenset({'name', 'value'})),
+    ('launch', 'set_parameter'): _action({'name', 'value'}),
+    ('launch', 'push_ros_namespace'): _PUSH_NAMESPACE,
+    ('launch', 'push-ros-namespace'): _PUSH_NAMESPACE,
+    ('launch', 'set_env'): _action({'name', 'value'}),
+    ('launch', 'group'): _action(set(), {'scoped'}, _ACTIONS),
+    ('launch', 'include'): _action({'file'}, set(), frozenset({'arg'})),
+    ('include', 'arg'): _TagRule(frozenset({'name', 'value'})),
+}
+
+
+def _rule_for(parent: str, tag: str) -> _TagRule | None:
+    # Actions mean the same at the top of a file and inside a group.
+    return _RULES.get(('launch' if parent == 'group' else parent, tag))
+
+
+def _check_structure(element: _Element, path: Path, allowed: frozenset[str]) -> None:
+    """Reject unknown tags, unknown or missing attributes and stray text, in every branch, taken or not."""
+    if (element.text or '').strip():
+        raise LaunchFileError(f'{Location(path, element.line)}: unexpected text in <{element.tag}>')
+    for child in element:
+        where = Location(path, child.line)
+        rule = _rule_for(element.tag, child.tag) if child.tag in allowed else None
+        if rule is None:
+            raise LaunchFileError(
+                f'{where}: <{child.tag}> is not supported inside <{element.tag}> '
+                f'(supported: {", ".join(sorted(allowed)) or "no children"})')
+        attributes = set(child.attrib)
+        missing = rule.required - attributes
+        if missing:
+            raise LaunchFileError(f'{where}: <{child.tag}> needs attribute(s) {", ".join(sorted(missing))}')
+        unknown = attributes - rule.required - rule.optional
+        if unknown:
+            raise LaunchFileError(
+                f'{where}: <{child.tag}> attribute(s) {", ".join(sorted(unknown))} not supported '
+                f'(supported: {", ".join(sorted(rule.required | rule.optional))})')
+        if _CONDITIONS <= attributes:
+            raise LaunchFileError(f'{where}: <{child.tag}> cannot have both if and unless')
+        if (child.tail or '').strip():
+            raise LaunchFileError(f'{where}: unexpected text after <{child.tag}>')
+        if child.tag == 'param':
+            _check_param(child, where)
+        _check_structure(child, path, rule.children)
+
+
+def _check_param(param: _Element, where: Location) -> None:
+    has_children = len(param) > 0
+    if 'from' in param.attrib:
+        if 'name' in param.attrib or 'value' in param.attrib or has_children:
+            raise LaunchFileError(f'{where}: <param from=...> takes no name, value or nested <param>')
+    elif 'name' not in param.attrib:
+        raise LaunchFileError(f'{where}: <param> needs either name or from')
+    elif ('value' in param.attrib) == has_children:
+        raise LaunchFileError(f'{where}: <param name=...> needs either value or nested <param> (not both)')
+
+
+# ---------------------------------------------------------------------------------------------
+# Substitutions: $(name arg ...) with nesting and quoting, following launch's grammar.lark
+
+@dataclass(frozen=True)
+class _Substitution:
+    name: str
+    arguments: tuple[tuple[str | _Substitution, ...], ...]
+
+
+_Template = tuple[str | _Substitution, ...]
+
+
+class _TemplateParser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.position = 0
+
+    def error(self, message: str) -> ValueError:
+        return ValueError(f'{message} at character {self.position + 1} of {self.text!r}')
+
+    def template(self) -> _Template:
+        return self._parts(stop='')
+
+    def _parts(self, stop: str) -> _Template:
+        """Literal text and substitutions up to (not including) a character in `stop`."""
+        parts: list[str | _Substitution] = []
+        literal: list[str] = []
+        while self.position < len(self.text) and self.text[self.position] not in stop:
+            if self.text.startswith('$(', self.position):
+                if literal:
+                    parts.append(''.join(literal))
+                    literal = []
+                parts.append(self._substitution())
+            else:
+                literal.append(self.text[self.position])
+                self.position += 1
+        if literal:
+            parts.append(''.join(literal))
+        return tuple(parts)
+
+    def _substitution(self) -> _Substitution:
+        self.position += 2
+        match = _IDENTIFIER.match(self.text, self.position)
+        if match is None:
+            raise self.error('expected a substitution name after "$("')
+        self.position = match.end()
+        arguments = []
+        while True:
+            if self.position >= len(self.text):
+                raise self.error(f'unterminated $({match.group()} ...)')
+            if self.text[self.position] == ')':
+                self.position += 1
+                return _Substitution(match.group(), tuple(arguments))
+            if self.text[self.position] != ' ':
+                raise self.error('expected a space or ")"')
+            while self.text.startswith(' ', self.position):
+                self.position += 1
+            arguments.append(self._argument())
+
+    def _argument(self) -> _Template:
+        quote = self.text[self.position] if self.position < len(self.text) else ''
+        if quote in ("'", '"'):
+            self.position += 1
+            value = self._parts(stop=quote)
+            if self.position >= len(self.text):
+                raise self.error(f'unterminated {quote}-quoted argument')
+            self.position += 1
+            return value
+        value = self._parts(stop=' ()')
+        if self.text.startswith('(', self.position):
+            raise self.error('"(" in an unquoted substitution argument')
+        return value
+
+
+def _parse_template(text: str, where: Location) -> _Template:
+    try:
+        return _TemplateParser(text).template()
+    except ValueError as error:
+        raise LaunchFileError(f'{where}: {error}') from error
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+@dataclass
+class _Scope:
+    """What a group scopes: launch configurations, environment, pushed namespace, global parameters."""
+    configurations: dict[str, str]
+    environment: dict[str, str] = field(default_factory=dict)
+    namespace: str | None = None
+    global_parameters: tuple[tuple[str, str], ...] = ()
+
+    def copy(self) -> _Scope:
+        return replace(self, configurations=dict(self.configurations), environment=dict(self.environment))
+
+
+def _prefix_namespace(base: str | None, namespace: str | None) -> str | None:
+    """launch_ros semantics: a relative namespace is prefixed by the pushed one; the result is absolute."""
+    if namespace is None:
+        combined = base
+    elif base is None or namespace.startswith('/'):
+        combined = namespace
+    else:
+        combined = f'{base.rstrip("/")}/{namespace}'
+    if combined is None:
+        return None
+    return '/' + combined.strip('/')
+
+
+def _check_namespace(namespace: str, where: Location) -> str:
+    tokens = namespace.strip('/').split('/') if namespace != '/' else []
+    if not all(_NAME_TOKEN.fullmatch(token) for token in tokens):
+        raise LaunchFileError(f'{where}: invalid ROS namespace {namespace!r}')
+    return namespace
+
+
+def _split_command_line(template: _Template, evaluate, where: Location) -> list[str]:
+    """Split like launch's ExecuteProcess._parse_cmdline: literal text is split shell-style, while a
+    substitution's value joins the literal text touching it into one argument, spaces and all."""
+    arguments: list[str] = []
+    current: list[str] = []
+
+    def finish_argument() -> None:
+        if current:
+            arguments.append(''.join(current))
+            current.clear()
+
+    for part in template:
+        if isinstance(part, _Substitution):
+            current.append(evaluate(part))
+            continue
+        try:
+            tokens = shlex.split(part)
+        except ValueError as error:
+            raise LaunchFileError(f'{where}: cannot split {part!r} into arguments: {error}') from error
+        if part[0].isspace() or not tokens:
+            finish_argument()
+        if not tokens:
+            continue
+        current.append(tokens[0])
+        if len(tokens) > 1:
+            finish_argument()
+            arguments.extend(tokens[1:-1])
+            current.append(tokens[-1])
+        if part[-1].isspace():
+            finish_argument()
+    finish_argument()
+    return arguments
+
+
+class _Evaluator:
+    def __init__(self) -> None:
+        self.nodes: list[NodeSpec] = []
+        self.visited_arguments: list[LaunchArgument] = []
+        self.passed_by_include: set[str] = set()
+        self._files: list[Path] = []
+        self._actions = {
+            'arg': self._arg, 'let': self._let, 'node': self._node, 'group': self._group,
+            'include': self._include, 'set_env': self._set_env, 'set_parameter': self._set_parameter,
+            'push_ros_namespace': self._push_ros_namespace, 'push-ros-namespace': self._push_ros_namespace,
+        }
+
+    # -- files
+
+    def run_file(self, path: Path, scope: _Scope, where: Location | None = None) -> None:
+        path = path.resolve()
+        if path in self._files:
+            chain = ' -> '.join(str(p) for p in [*self._files, path])
+            raise LaunchFileError(f'{where}: include cycle: {chain}')
+        root = _read_xml(path)
+        self._files.append(path)
+        self._run_actions(root, scope, path)
+        self._files.pop()
+
+    def _run_actions(self, parent: _Element, scope: _Scope, path: Path) -> None:
+        for element in parent:
+            where = Location(path, element.line)
+            if self._condition_holds(element, scope, where):
+                self._actions[element.tag](element, scope, where)
+
+    # -- substitutions
+
+    def substitute(self, text: str, scope: _Scope, where: Location) -> str:
+        return ''.join(self._evaluate_part(part, scope, where) for part in _parse_template(text, where))
+
+    def _evaluate_part(self, part: str | _Substitution, scope: _Scope, where: Location) -> str:
+        if isinstance(part, str):
+            return part
+        arguments = [''.join(self._evaluate_part(p, scope, where) for p in argument) for argument in part.arguments]
+        if part.name not in SUBSTITUTIONS:
+            raise LaunchFileError(
+                f'{where}: substitution $({part.name} ...) is not supported (supported: '
+                f'{", ".join(f"$({name})" for name in SUBSTITUTIONS)}); it needs a ROS install')
+        low, high = SUBSTITUTIONS[part.name]
+        if not low <= len(arguments) <= high:
+            raise LaunchFileError(f'{where}: $({part.name}) takes {low}..{high} argument(s), got {arguments}')
+        if part.name == 'var':
+            name, = arguments
+            if name not in scope.configurations:
+                known = ', '.join(sorted(scope.configurations)) or 'none'
+                raise LaunchFileError(f'{where}: $(var {name}): no launch argument or let named {name!r} '
+                                      f'is set here (set: {known})')
+            return scope.configurations[name]
+        if part.name == 'env':
+            return self._environment_variable(arguments, scope, where)
+        if part.name == 'find-pkg-share':
+            package, = arguments
+            if package != PACKAGE:
+                raise LaunchFileError(f'{where}: $(find-pkg-share {package}): only {PACKAGE} is available '
+                                      f'without ROS; other packages need a ROS install (ros2 launch)')
+            return str(share_dir())
+        return str(where.file.parent)
+
+    @staticmethod
+    def _environment_variable(arguments: list[str], scope: _Scope, where: Location) -> str:
+        name = arguments[0]
+        value = scope.environment.get(name, os.environ.get(name))
+        if value is not None:
+            return value
+        if len(arguments) == 2:
+            return arguments[1]
+        raise LaunchFileError(f'{where}: $(env {name}): environment variable {name} is not set '
+                              f'and no default is given')
+
+    def _attribute(self, element: _Element, name: str, scope: _Scope, where: Location) -> str | None:
+        text = element.attrib.get(name)
+        return None if text is None else self.substitute(text, scope, where)
+
+    def _condition_holds(self, element: _Element, scope: _Scope, where: Location) -> bool:
+        for attribute, expected in (('if', True), ('unless', False)):
+            value = self._attribute(element, attribute, scope, where)
+            if value is None:
+                continue
+            if value.lower() in _TRUE:
+                return expected
+            if value.lower() in _FALSE:
+                return not expected
+            raise LaunchFileError(f'{where}: <{element.tag} {attribute}="{element.attrib[attribute]}">: '
+                                  f'{value!r} is not a boolean (true, false, 1 or 0)')
+        return True
+
+    # -- actions
+
+    def _arg(self, element: _Element, scope: _Scope, where: Location) -> None:
+        argument = _declaration(element, where, conditional=False)
+        self.visited_arguments.append(argument)
+        if argument.name not in scope.configurations:
+            if argument.default is None:
+                raise LaunchFileError(f'{where}: required launch argument {argument.name!r} was not given '
+                                      f'(pass {argument.name}:=VALUE)')
+            scope.configurations[argument.name] = self.substitute(argument.default, scope, where)
+        value = scope.configurations[argument.name]
+        if argument.choices is not None and value not in argument.choices:
+            raise LaunchFileError(f'{where}: launch argument {argument.name}={value!r} is not one of '
+                                  f'{", ".join(argument.choices)}')
+
+    def _let(self, element: _Element, scope: _Scope, where: Location) -> None:
+        name = self._attribute(element, 'name', scope, where)
+        scope.configurations[name] = self._attribute(element, 'value', scope, where)
+
+    def _set_env(self, element: _Element, scope: _Scope, where: Location) -> None:
+        name = self._attribute(element, 'name', scope, where)
+        scope.environment[name] = self._attribute(element, 'value', scope, where)
+
+    def _set_parameter(self, element: _Element, scope: _Scope, where: Location) -> None:
+        name = self._attribute(element, 'name', scope, where)
+        scope.global_parameters += ((name, self._attribute(element, 'value', scope, where)),)
+
+    def _push_ros_namespace(self, element: _Element, scope: _Scope, where: Location) -> None:
+        pushed = self._attribute(element, 'namespace', scope, where)
+        scope.namespace = _check_namespace(_prefix_namespace(scope.namespace, pushed), where)
+
+    def _group(self, element: _Element, scope: _Scope, where: Location) -> None:
+        scoped = self._attribute(element, 'scoped', scope, where)
+        if scoped is not None and scoped.lower() not in _TRUE + _FALSE:
+            raise LaunchFileError(f'{where}: <group scoped={scoped!r}> is not a boolean')
+        inner = scope if scoped is not None and scoped.lower() in _FALSE else scope.copy()
+        self._run_actions(element, inner, where.file)
+
+    def _include(self, element: _Element, scope: _Scope, where: Location) -> None:
+        path = Path(self._attribute(element, 'file', scope, where))
+        if not path.is_absolute():
+            raise LaunchFileError(f'{where}: include path {str(path)!r} is relative; start it with '
+                                  f'$(dirname)/ or $(find-pkg-share {PACKAGE})/')
+        if not path.name.endswith('.launch.xml'):
+            raise LaunchFileError(f'{where}: can only include .launch.xml files without ROS, not {path.name}')
+        if not path.is_file():
+            raise LaunchFileError(f'{where}: included launch file {path} does not exist')
+        for argument in element:
+            argument_where = Location(where.file, argument.line)
+            name = self._attribute(argument, 'name', scope, argument_where)
+            scope.configurations[name] = self._attribute(argument, 'value', scope, argument_where)
+            self.passed_by_include.add(name)
+        self.run_file(path, scope, where)
+
+    def _node(self, element: _Element, scope: _Scope, where: Location) -> None:
+        def attribute(name: str) -> str | None:
+            return self._attribute(element, name, scope, where)
+
+        package = attribute('pkg')
+        if package != PACKAGE:
+            raise LaunchFileError(f'{where}: <node pkg="{package}">: only {PACKAGE} nodes can run without ROS; '
+                                  f'nodes from other packages need a ROS install (ros2 launch)')
+        name = attribute('name')
+        if name is not None and not _NAME_TOKEN.fullmatch(name):
+            raise LaunchFileError(f'{where}: invalid ROS node name {name!r}')
+        namespace = _prefix_namespace(scope.namespace, attribute('namespace'))
+        output = attribute('output') or 'log'
+        if output not in OUTPUT_MODES:
+            raise LaunchFileError(f'{where}: <node output="{output}">: expected one of {", ".join(OUTPUT_MODES)}')
+        # ROS compares on_exit with "shutdown" before any substitution.
+        on_exit = element.attrib.get('on_exit')
+        if on_exit not in (None, 'shutdown'):
+            raise LaunchFileError(f'{where}: <node on_exit="{on_exit}">: only "shutdown" is supported')
+        parameters: list[Path | dict[str, str]] = [{name_: value} for name_, value in scope.global_parameters]
+        remappings: list[tuple[str, str]] = []
+        env = dict(scope.environment)
+        for child in element:
+            child_where = Location(where.file, child.line)
+            if child.tag == 'param':
+                parameters.append(self._parameters(child, scope, child_where))
+            elif child.tag == 'remap':
+                remappings.append((self._attribute(child, 'from', scope, child_where),
+                                   self._attribute(child, 'to', scope, child_where)))
+            else:
+                env[self._attribute(child, 'name', scope, child_where)] = \
+                    self._attribute(child, 'value', scope, child_where)
+        self.nodes.append(NodeSpec(
+            package=package,
+            executable=attribute('exec'),
+            name=name,
+            namespace=None if namespace is None else _check_namespace(namespace, where),
+            parameters=tuple(parameters),
+            remappings=tuple(remappings),
+            arguments=tuple(self._command_line(element, 'args', scope, where)),
+            ros_arguments=tuple(self._command_line(element, 'ros_args', scope, where)),
+            output=output,
+            env=env,
+            shutdown_on_exit=on_exit == 'shutdown',
+            location=where,
+        ))
+
+    def _command_line(self, element: _Element, name: str, scope: _Scope, where: Location) -> list[str]:
+        text = element.attrib.get(name)
+        if text is None:
+            return []
+        return _split_command_line(_parse_template(text, where),
+                                   lambda part: self._evaluate_part(part, scope, where), where)
+
+    def _parameters(self, param: _Element, scope: _Scope, where: Location) -> Path | dict[str, str]:
+        source = self._attribute(param, 'from', scope, where)
+        if source is not None:
+            path = Path(source).resolve()
+            if not path.is_file():
+                raise LaunchFileError(f'{where}: parameters file {path} does not exist')
+            return path
+        return dict(self._named_parameters(param, '', scope, where))
+
+    def _named_parameters(self, param: _Element, prefix: str, scope: _Scope, where: Location):
+        name = prefix + self._attribute(param, 'name', scope, where)
+        if 'value' in param.attrib:
+            yield name, self._attribute(param, 'value', scope, where)
+            return
+        for child in param:
+            yield from self._named_parameters(child, name + '.', scope, Location(where.file, child.line))
+
+
+def _declaration(element: _Element, where: Location, conditional: bool) -> LaunchArgument:
+    choices = tuple(choice.attrib['value'] for choice in element) or None
+    return LaunchArgument(
+        name=element.attrib['name'],
+        default=element.attrib.get('default'),
+        description=element.attrib.get('description', ''),
+        choices=choices,
+        location=where,
+        conditional=conditional or bool(_CONDITIONS & set(element.attrib)),
+    )
+
+
+def declared_arguments(path: Path) -> list[LaunchArgument]:
+    """The launch arguments a user can set for `path`, found without evaluating conditions: the
+    <arg>s of the file and of the files it includes, minus those an <include> passes itself. Includes
+    whose path needs a launch configuration ($(var ...)) are not followed."""
+    found: dict[str, LaunchArgument] = {}
+    _collect_declarations(path.resolve(), conditional=False, passed=frozenset(), found=found, files=())
+    return list(found.values())
+
+
+def _collect_declarations(path: Path, conditional: bool, passed: frozenset[str],
+                          found: dict[str, LaunchArgument], files: tuple[Path, ...]) -> None:
+    if path in files:
+        return  # evaluation reports the cycle with its location
+    root = _read_xml(path)
+    static = _Evaluator()
+
+    def visit(parent: _Element, conditional: bool) -> None:
+        for element in parent:
+            where = Location(path, element.line)
+            inner = conditional or bool(_CONDITIONS & set(element.attrib))
+            if element.tag == 'arg' and element.attrib['name'] not in passed:
+                found.setdefault(element.attrib['name'], _declaration(element, where, conditional))
+            elif element.tag == 'group':
+                visit(element, inner)
+            elif element.tag == 'include':
+                try:
+                    included = Path(static.substitute(element.attrib['file'], _Scope({}), where))
+                except LaunchFileError:
+                    continue
+                if included.is_absolute() and included.is_file():
+                    given = frozenset(argument.attrib['name'] for argument in element)
+                    _collect_declarations(included.resolve(), inner, passed | given, found, files + (path,))
+
+    visit(root, conditional)
+
+
+def parse_launch_arguments(tokens: list[str]) -> dict[str, str]:
+    """Command-line ``name:=value`` tokens to a dict."""
+    arguments = {}
+    for token in tokens:
+        name, separator, value = token.partition(':=')
+        if not separator or not name:
+            raise LaunchFileError(f'launch arguments are written name:=value, got {token!r}')
+        arguments[name] = value
+    return arguments
+
+
+def load_launch_file(path: Path, launch_args: dict[str, str]) -> LaunchPlan:
+    """Evaluate a launch file with the given command-line launch arguments into the nodes it starts."""
+    path = Path(path)
+    declared = declared_arguments(path)
+    missing = [argument for argument in declared if argument.required and argument.name not in launch_args]
+    if missing:
+        listing = '; '.join(f'{a.name} ({a.description or "no description"}, {a.location})' for a in missing)
+        raise LaunchFileError(f'missing required launch argument(s): {listing}. Pass them as name:=value')
+    evaluator = _Evaluator()
+    evaluator.run_file(path, _Scope(dict(launch_args)))
+    # An argument that an <include> passes is overwritten there, so it is not the user's to set.
+    reachable = [a for a in evaluator.visited_arguments if a.name not in evaluator.passed_by_include]
+    known = {argument.name for argument in [*declared, *reachable]}
+    undeclared = sorted(set(launch_args) - known)
+    if undeclared:
+        raise LaunchFileError(f'{path}: launch argument(s) {", ".join(undeclared)} not declared; '
+                              f'declared: {", ".join(sorted(known)) or "none"}')
+    return LaunchPlan(path=path, nodes=tuple(evaluator.nodes))
