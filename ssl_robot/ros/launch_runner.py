@@ -344,7 +344,8 @@ def _positive_seconds(text: str) -> float:
 def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('launch', metavar='NAME|PATH',
                         help='a launch file: NAME for share/ssl_robot/launch/NAME.launch.xml, or a path')
-    parser.add_argument('launch_arguments', nargs='*', metavar='name:=value', help='launch arguments')
+    parser.add_argument('launch_arguments', nargs='*', metavar='name:=value',
+                        help='launch arguments, right after NAME|PATH (before any option)')
     parser.add_argument('--duration', type=_positive_seconds, metavar='S',
                         help='shut down after S seconds (default: run until Ctrl-C or every node has ended)')
     parser.add_argument('-s', '--show-args', action='store_true',
