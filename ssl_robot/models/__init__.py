@@ -1,0 +1,16 @@
+"""Pure PyTorch models and losses: TCN (multi- and single-view), mfTCN, Grasp2Vec, RIG's beta-VAE and CC-VAE.
+
+Each model is built from its config dataclass and is an nn.Module whose forward(batch) returns (loss, metrics);
+inference methods (embed, encode, reward, ...) run without autograd in eval() mode. Images are float tensors
+in [0, 1], (B, C, H, W). No ROS here: nodes and training code build on this package, never the reverse.
+"""
+
+from .config import config_to_dict
+from .encoders import default_device
+from .mftcn import MultiFrameTCN, MultiFrameTCNConfig
+from .tcn import TCN, SingleViewTCN, SingleViewTCNConfig, TCNConfig
+
+__all__ = [
+    'MultiFrameTCN', 'MultiFrameTCNConfig', 'SingleViewTCN', 'SingleViewTCNConfig', 'TCN', 'TCNConfig',
+    'config_to_dict', 'default_device',
+]
