@@ -7,10 +7,11 @@ in [0, 1], (B, C, H, W). No ROS here: nodes and training code build on this pack
 
 from .config import config_to_dict
 from .encoders import default_device
+from .grasp2vec import Grasp2Vec, Grasp2VecConfig
 from .mftcn import MultiFrameTCN, MultiFrameTCNConfig
 from .tcn import TCN, SingleViewTCN, SingleViewTCNConfig, TCNConfig
 
 __all__ = [
-    'MultiFrameTCN', 'MultiFrameTCNConfig', 'SingleViewTCN', 'SingleViewTCNConfig', 'TCN', 'TCNConfig',
+    'Grasp2Vec', 'Grasp2VecConfig', 'MultiFrameTCN', 'MultiFrameTCNConfig', 'SingleViewTCN', 'SingleViewTCNConfig', 'TCN', 'TCNConfig',
     'config_to_dict', 'default_device',
 ]

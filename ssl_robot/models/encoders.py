@@ -63,6 +63,14 @@ def check_images(images: Tensor, name: str, leading: Sequence[str | int], channe
                 f'(uint8 images need dividing by 255)')
 
 
+def check_same_rows(tensors: Mapping[str, Tensor]) -> None:
+    """Raise a ValueError naming them unless the named tensors have the same first dimension (rows pair up)."""
+    rows = {name: tensor.shape[0] for name, tensor in tensors.items()}
+    if len(set(rows.values())) > 1:
+        listing = ', '.join(f'{name}: {count}' for name, count in rows.items())
+        raise ValueError(f'{", ".join(rows)} must pair up row by row, got rows {listing}')
+
+
 def check_indices(values: Tensor, name: str, batch_size: int) -> None:
     """Raise a ValueError naming `name` unless values is an integer tensor of shape (batch_size,)."""
     if values.shape != (batch_size,) or values.is_floating_point() or values.dtype == torch.bool:
