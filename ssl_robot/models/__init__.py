@@ -10,8 +10,9 @@ from .encoders import default_device
 from .grasp2vec import Grasp2Vec, Grasp2VecConfig
 from .mftcn import MultiFrameTCN, MultiFrameTCNConfig
 from .tcn import TCN, SingleViewTCN, SingleViewTCNConfig, TCNConfig
+from .vae import CCVAE, BetaVAE, BetaVAEConfig, CCVAEConfig, ImaginedGoals
 
 __all__ = [
-    'Grasp2Vec', 'Grasp2VecConfig', 'MultiFrameTCN', 'MultiFrameTCNConfig', 'SingleViewTCN', 'SingleViewTCNConfig', 'TCN', 'TCNConfig',
+    'BetaVAE', 'BetaVAEConfig', 'CCVAE', 'CCVAEConfig', 'Grasp2Vec', 'Grasp2VecConfig', 'ImaginedGoals', 'MultiFrameTCN', 'MultiFrameTCNConfig', 'SingleViewTCN', 'SingleViewTCNConfig', 'TCN', 'TCNConfig',
     'config_to_dict', 'default_device',
 ]

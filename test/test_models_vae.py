@@ -1,0 +1,112 @@
+"""RIG's beta-VAE and the CC-VAE: encodings, decodings, goal sampling, rewards and the context pathway."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ssl_robot.models import CCVAE, BetaVAE, BetaVAEConfig, CCVAEConfig
+from ssl_robot.models.losses import beta_vae_loss, ccvae_loss
+
+SMALL = dict(image_size=16, encoder_widths=(8, 16), decoder_widths=(16, 8), latent_dim=4)
+
+
+def images(count: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(count, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture
+def vae() -> BetaVAE:
+    torch.manual_seed(0)
+    return BetaVAE(BetaVAEConfig(**SMALL, beta=3.0))
+
+
+@pytest.fixture
+def ccvae() -> CCVAE:
+    torch.manual_seed(0)
+    return CCVAE(CCVAEConfig(**SMALL, context_dim=3, context_recon_weight=2.0))
+
+
+def test_encode_is_the_deterministic_posterior_mean(vae):
+    states = images(3)
+    means = vae.encode(states)
+    assert means.shape == (3, 4) and not means.requires_grad
+    torch.testing.assert_close(vae.encode(states), means)
+    torch.testing.assert_close(means, vae.encoder(states)[:, :4].detach())
+
+
+def test_forward_is_the_beta_vae_loss_with_a_reparameterized_sample(vae):
+    states = images(3)
+    torch.manual_seed(5)
+    loss, metrics = vae({'state': states})
+    mean, log_variance = vae.encoder(states).chunk(2, dim=-1)
+    torch.manual_seed(5)
+    sample = mean + torch.randn_like(mean) * (0.5 * log_variance).exp()
+    want, reconstruction, kl = beta_vae_loss(vae.decoder(sample), states, mean, log_variance, 3.0, 'bernoulli')
+    torch.testing.assert_close(loss, want)
+    assert metrics['kl'] == pytest.approx(kl.item()) and metrics['reconstruction'] == pytest.approx(
+        reconstruction.item())
+
+
+def test_decode_and_sample_goals(vae):
+    goals = vae.sample_goals(5, generator=torch.Generator().manual_seed(3))
+    assert goals.shape == (5, 4)
+    torch.testing.assert_close(goals, vae.sample_goals(5, generator=torch.Generator().manual_seed(3)))
+    decoded = vae.decode(goals)
+    assert decoded.shape == (5, 3, 16, 16) and decoded.min() >= 0 and decoded.max() <= 1
+
+
+def test_reward_is_minus_the_latent_distance_to_goal_latents_or_images(vae):
+    states, goal_images = images(3, 1), images(3, 2)
+    goal_latents = vae.encode(goal_images)
+    want = -(vae.encode(states) - goal_latents).norm(dim=-1)
+    torch.testing.assert_close(vae.reward(states, goal_latents), want)
+    torch.testing.assert_close(vae.reward(states, goal_images), want)
+    torch.testing.assert_close(vae.reward(states, vae.encode(states)), torch.zeros(3))
+    with pytest.raises(ValueError, match=r'goals must be latents \(N, 4\) or images \(N, C, H, W\), got \(3, 7\)'):
+        vae.reward(states, torch.zeros(3, 7))
+    with pytest.raises(ValueError, match='states, goals must pair up row by row, got rows states: 3, goals: 2'):
+        vae.reward(states, goal_latents[:2])
+    with pytest.raises(ValueError, match=r'latents must have shape \(N, 4\), got \(3, 5\)'):
+        vae.decode(torch.zeros(3, 5))
+
+
+def test_ccvae_context_encoder_shares_no_weights_with_the_state_encoder(ccvae):
+    context = {p.data_ptr() for p in ccvae.context_encoder.parameters()}
+    state = {p.data_ptr() for p in ccvae.encoder.parameters()}
+    assert context and state and not context & state
+
+
+def test_ccvae_forward_adds_the_context_reconstruction(ccvae):
+    states, contexts = images(3, 1), images(3, 2)
+    torch.manual_seed(5)
+    loss, metrics = ccvae({'state': states, 'context': contexts})
+    context = ccvae.context_encoder(contexts)
+    mean, log_variance = ccvae.encoder(states, context).chunk(2, dim=-1)
+    torch.manual_seed(5)
+    sample = mean + torch.randn_like(mean) * (0.5 * log_variance).exp()
+    logits = ccvae.decoder(torch.cat([sample, context], dim=-1))
+    want = ccvae_loss(logits, states, mean, log_variance, ccvae.context_decoder(context), contexts, 5.0, 2.0,
+                      'bernoulli')
+    torch.testing.assert_close(loss, want[0])
+    assert metrics['context_reconstruction'] == pytest.approx(want[3].item())
+
+
+def test_ccvae_encoding_depends_on_the_context(ccvae):
+    states = images(2, 1)
+    assert not torch.allclose(ccvae.encode(states, images(2, 2)), ccvae.encode(states, images(2, 3)))
+
+
+def test_imagined_goals_decode_prior_samples_under_each_context(ccvae):
+    initial = images(2, 4)
+    goals = ccvae.imagine_goals(initial, 3, generator=torch.Generator().manual_seed(0))
+    assert goals.latents.shape == (2, 3, 4) and goals.images.shape == (2, 3, 3, 16, 16)
+    torch.testing.assert_close(goals.images[1], ccvae.decode(goals.latents[1], initial[[1, 1, 1]]))
+
+
+def test_ccvae_reward_uses_the_context_for_states_and_goal_images(ccvae):
+    states, goal_images, contexts = images(2, 1), images(2, 2), images(2, 3)
+    want = -(ccvae.encode(states, contexts) - ccvae.encode(goal_images, contexts)).norm(dim=-1)
+    torch.testing.assert_close(ccvae.reward(states, goal_images, contexts), want)
+    with pytest.raises(ValueError, match='states, contexts must pair up row by row, got rows states: 2, contexts: 1'):
+        ccvae.reward(states, goal_images, contexts[:1])
