@@ -1,0 +1,223 @@
+"""recorder_node: record topics of the live graph into a rosbag2 bag, like `ros2 bag record`.
+
+Messages are taken as serialized bytes (raw subscriptions) and stored as received, stamped with their
+receive time on the system clock, as rosbag2 does; /clock plays no part, so a simulator reset does not
+reorder the bag. Topics are found by polling the graph, so a topic that appears after the recorder
+started is recorded from then on. Each subscription copies its publishers' offered QoS: a best-effort
+request would take reliable publishers' messages without retransmission and would miss what a latched
+(transient local) publisher holds for late joiners.
+
+The bag is made durable every flush_period_s (see ssl_robot.data.bag_writer): a recorder killed with
+SIGKILL leaves a readable bag; Ctrl-C or SIGTERM closes it cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import MessageInfo, Subscription
+from rclpy.task import Future
+from rclpy.topic_endpoint_info import TopicEndpointInfo
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+from ssl_robot.data.bag_writer import STORAGES, BagWriter
+
+RECORD_DEPTH = 100
+"""Subscription queue per topic: absorbs a disk stall of a few seconds at camera rates."""
+DISCOVERY_PERIOD_S = 0.5
+
+
+def default_output() -> str:
+    """ros2 bag's default bag name, in the working directory."""
+    return datetime.now().strftime('rosbag2_%Y_%m_%d-%H_%M_%S')
+
+
+def message_class(msgtype: str) -> type:
+    """The Python class of a 'pkg/msg/Type' name."""
+    package, interface, name = msgtype.split('/')
+    return getattr(importlib.import_module(f'{package}.{interface}'), name)
+
+
+def recording_qos(publishers: list[TopicEndpointInfo]) -> QoSProfile:
+    """The strongest QoS that still matches every publisher of a topic."""
+    reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in publishers)
+    latched = all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in publishers)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=RECORD_DEPTH,
+                      reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+
+
+def _qos_time(duration) -> QosTime:
+    seconds, nanoseconds = divmod(duration.nanoseconds, 1_000_000_000)
+    return QosTime(seconds, nanoseconds)
+
+
+def offered_qos(publisher: TopicEndpointInfo) -> Qos:
+    """A publisher's offered QoS in the form rosbag2 metadata stores it."""
+    profile = publisher.qos_profile
+    return Qos(QosHistory[profile.history.name], profile.depth, QosReliability[profile.reliability.name],
+               QosDurability[profile.durability.name], _qos_time(profile.deadline), _qos_time(profile.lifespan),
+               QosLiveliness[profile.liveliness.name], _qos_time(profile.liveliness_lease_duration),
+               profile.avoid_ros_namespace_conventions)
+
+
+def is_hidden(topic: str) -> bool:
+    return any(part.startswith('_') for part in topic.split('/'))
+
+
+class RecorderNode(Node):
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('recorder', **kwargs)
+        # rclpy destroys the nodes of a context at shutdown, this one too if its construction failed.
+        self._bag: BagWriter | None = None
+        # rclpy reads an empty list default as a byte array, so "all topics" is the unset string array.
+        self.declare_parameter('topics', Parameter.Type.STRING_ARRAY, ParameterDescriptor(
+            description='topics to record; unset or empty records every topic except hidden ones'))
+        self._declare('output', '', 'bag directory to create (must not exist); empty: rosbag2_<date-time>')
+        self._declare('storage', 'mcap', f'bag storage, one of {", ".join(STORAGES)}')
+        self._declare('max_duration_s', 0.0, 'stop after this many seconds; 0 records until shut down')
+        self._declare('flush_period_s', 5.0, 'seconds between flushes: at most this much is lost if killed')
+
+        self._selected = set(self.get_parameter_or('topics').value or [])
+        storage = self.get_parameter('storage').value
+        max_duration_s = self.get_parameter('max_duration_s').value
+        flush_period_s = self.get_parameter('flush_period_s').value
+        if max_duration_s < 0:
+            raise ValueError(f'max_duration_s {max_duration_s} must be >= 0 (0: unlimited)')
+        if flush_period_s <= 0:
+            raise ValueError(f'flush_period_s {flush_period_s} must be > 0')
+        self.output = Path(self.get_parameter('output').value or default_output())
+        self._bag = BagWriter(self.output, storage, flush_period_s=flush_period_s)
+
+        self.finished = Future()
+        """Done once max_duration_s has passed; spin until it (it never completes when unlimited)."""
+        # Not `_subscriptions`: rclpy's Node keeps its own list under that name.
+        self._recorded: dict[str, tuple[Subscription, QoSProfile]] = {}
+        self._unrecordable: set[str] = set()
+        self.create_timer(DISCOVERY_PERIOD_S, self._discover)
+        self.create_timer(flush_period_s / 2, self._bag.flush_if_due)
+        if max_duration_s:
+            self.create_timer(max_duration_s, self._stop)
+        self.get_logger().info(
+            f'recording {sorted(self._selected) if self._selected else "all topics"} to {self.output} ({storage})')
+        self._discover()
+
+    def _declare(self, name: str, default, description: str) -> None:
+        self.declare_parameter(name, default, ParameterDescriptor(description=description))
+
+    def _discover(self) -> None:
+        for topic, types in self.get_topic_names_and_types():
+            if self._selected and topic not in self._selected or not self._selected and is_hidden(topic):
+                continue
+            if topic in self._unrecordable:
+                continue
+            publishers = self.get_publishers_info_by_topic(topic)
+            if not publishers:
+                continue
+            if len(types) != 1:
+                self._skip(topic, f'it has several types {types}')
+                continue
+            qos = recording_qos(publishers)
+            current = self._recorded.get(topic)
+            if current is None:
+                self._subscribe(topic, types[0], qos, publishers)
+            elif current[1] != qos:
+                # A publisher with weaker QoS joined: the old subscription would not match it.
+                self.destroy_subscription(current[0])
+                self._recorded[topic] = (self._create_raw_subscription(topic, types[0], qos), qos)
+
+    def _subscribe(self, topic: str, msgtype: str, qos: QoSProfile, publishers: list[TopicEndpointInfo]) -> None:
+        try:
+            self._bag.add_topic(topic, msgtype, [offered_qos(p) for p in publishers])
+            subscription = self._create_raw_subscription(topic, msgtype, qos)
+        except (ValueError, ImportError, AttributeError) as error:
+            self._skip(topic, str(error))
+            return
+        self._recorded[topic] = (subscription, qos)
+        self.get_logger().info(f'recording {topic} ({msgtype}, {qos.reliability.name.lower()}, '
+                               f'{qos.durability.name.lower()})')
+
+    def _create_raw_subscription(self, topic: str, msgtype: str, qos: QoSProfile) -> Subscription:
+        return self.create_subscription(message_class(msgtype), topic, functools.partial(self._record, topic),
+                                        qos, raw=True)
+
+    def _skip(self, topic: str, reason: str) -> None:
+        self._unrecordable.add(topic)
+        self.get_logger().warning(f'not recording {topic}: {reason}')
+
+    def _record(self, topic: str, data: bytes, info: MessageInfo) -> None:
+        if self.finished.done():
+            return
+        received_ns = info['received_timestamp'] or time.time_ns()
+        self._bag.write(topic, received_ns, data)
+
+    def _stop(self) -> None:
+        if not self.finished.done():
+            self.get_logger().info(f'max_duration_s reached: {self._bag.message_count} messages in {self.output}')
+            self.finished.set_result(True)
+
+    def destroy_node(self) -> None:
+        # A shutdown at any point (Ctrl-C, SIGTERM, max_duration_s) must leave a complete bag.
+        if self._bag is not None:
+            self._bag.close()
+        super().destroy_node()
+
+
+def _spin_recorder(init_args: list[str] | None, parameter_overrides: list[Parameter]) -> int:
+    rclpy.init(args=init_args)
+    node = None
+    try:
+        node = RecorderNode(parameter_overrides=parameter_overrides)
+        rclpy.spin_until_future_complete(node, node.finished)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def add_record_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('topics', nargs='*', metavar='TOPIC', help='topics to record (default: all)')
+    parser.add_argument('-o', '--output', default='', help='bag directory to create (default: rosbag2_<date-time>)')
+    parser.add_argument('--storage', choices=STORAGES, default='mcap', help='bag storage (default mcap)')
+    parser.add_argument('--duration', type=float, default=0.0, metavar='S',
+                        help='stop after S seconds (default: until Ctrl-C)')
+    parser.add_argument('--flush-period', type=float, default=5.0, metavar='S',
+                        help='seconds between flushes, the most a killed recorder loses (default 5)')
+
+
+def run_record(args: argparse.Namespace) -> int:
+    overrides = [Parameter('output', value=str(args.output)), Parameter('storage', value=args.storage),
+                 Parameter('max_duration_s', value=float(args.duration)),
+                 Parameter('flush_period_s', value=float(args.flush_period))]
+    if args.topics:
+        overrides.append(Parameter('topics', value=list(args.topics)))
+    return _spin_recorder(None, overrides)
+
+
+def main(args: list[str] | None = None) -> int:
+    try:
+        return _spin_recorder(args, [])
+    except (ValueError, OSError) as error:
+        # Start-up configuration errors (existing output, bad storage): one clear line, no traceback.
+        print(f'recorder_node: {error}', file=sys.stderr, flush=True)
+        return 1
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
