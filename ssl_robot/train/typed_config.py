@@ -132,8 +132,8 @@ def convert_fields(config: Any) -> None:
     """Check and convert a dataclass's own field values in place; for __post_init__ of configs made in code."""
     hints = typing.get_type_hints(type(config))
     for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        object.__setattr__(config, field.name, convert(value, hints[field.name], f'{type(config).__name__}.{field.name}'))
+        key = f'{type(config).__name__}.{field.name}'
+        object.__setattr__(config, field.name, convert(getattr(config, field.name), hints[field.name], key))
 
 
 def to_plain(config: Any) -> Any:
