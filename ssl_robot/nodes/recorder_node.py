@@ -91,7 +91,7 @@ class RecorderNode(Node):
         self._declare('max_duration_s', 0.0, 'stop after this many seconds; 0 records until shut down')
         self._declare('flush_period_s', 5.0, 'seconds between flushes: at most this much is lost if killed')
 
-        self._selected = set(self.get_parameter_or('topics').value or [])
+        self._selected = {self.resolve_topic_name(topic) for topic in self.get_parameter_or('topics').value or []}
         storage = self.get_parameter('storage').value
         max_duration_s = self.get_parameter('max_duration_s').value
         flush_period_s = self.get_parameter('flush_period_s').value
@@ -120,9 +120,7 @@ class RecorderNode(Node):
 
     def _discover(self) -> None:
         for topic, types in self.get_topic_names_and_types():
-            if self._selected and topic not in self._selected or not self._selected and is_hidden(topic):
-                continue
-            if topic in self._unrecordable:
+            if not self._wanted(topic):
                 continue
             publishers = self.get_publishers_info_by_topic(topic)
             if not publishers:
@@ -139,14 +137,19 @@ class RecorderNode(Node):
                 self.destroy_subscription(current[0])
                 self._recorded[topic] = (self._create_raw_subscription(topic, types[0], qos), qos)
 
+    def _wanted(self, topic: str) -> bool:
+        if topic in self._unrecordable:
+            return False
+        return topic in self._selected if self._selected else not is_hidden(topic)
+
     def _subscribe(self, topic: str, msgtype: str, qos: QoSProfile, publishers: list[TopicEndpointInfo]) -> None:
         try:
+            message_class(msgtype)  # an unimportable type must fail before the topic enters the bag
             self._bag.add_topic(topic, msgtype, [offered_qos(p) for p in publishers])
-            subscription = self._create_raw_subscription(topic, msgtype, qos)
         except (ValueError, ImportError, AttributeError) as error:
             self._skip(topic, str(error))
             return
-        self._recorded[topic] = (subscription, qos)
+        self._recorded[topic] = (self._create_raw_subscription(topic, msgtype, qos), qos)
         self.get_logger().info(f'recording {topic} ({msgtype}, {qos.reliability.name.lower()}, '
                                f'{qos.durability.name.lower()})')
 
