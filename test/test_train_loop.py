@@ -4,6 +4,7 @@ budget, SIGTERM to a training process, and the `ssl-robot train` entry point."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import safetensors.torch
+import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -22,6 +24,7 @@ from ssl_robot.models.registry import METHODS
 from ssl_robot.models.tcn import TCNConfig
 from ssl_robot.train.checkpoint import checkpoint_step, latest_checkpoint
 from ssl_robot.train.cli import add_train_arguments, run_train
+from ssl_robot.train.data_stream import DataShard
 from ssl_robot.train.config import DataConfig, TrainConfig, config_from_dict, load_train_config
 from ssl_robot.train.errors import TrainError
 from ssl_robot.train.loop import train
@@ -217,3 +220,39 @@ def test_sigterm_to_a_training_process_leaves_a_checkpoint_to_resume_from(tmp_pa
     assert train(resume, toy_batches(resume), run).step == stopped_at + 2
     starts = json.loads((run / 'version.json').read_text())['starts']
     assert [start['step'] for start in starts] == [0, stopped_at]
+
+
+def synthetic_batches(method: str, image_size: int, batch_size: int = 4):
+    """Random batches in each registered method's format (see the model modules' docstrings)."""
+    def images(*leading: int) -> torch.Tensor:
+        return torch.rand(*leading, 3, image_size, image_size)
+
+    times = torch.arange(batch_size) * 20  # far apart: every other row is a negative
+    pairs = torch.arange(batch_size) // 2 * 20 + torch.arange(batch_size) % 2  # svtcn: neighbours are positives
+    episode = torch.zeros(batch_size, dtype=torch.long)
+    batch = {
+        'tcn': lambda: {'frames': images(batch_size, 2), 'times': times, 'episode': episode},
+        'svtcn': lambda: {'frames': images(batch_size), 'times': pairs, 'episode': episode},
+        'mftcn': lambda: {'clips': images(batch_size, 2, 2), 'times': times, 'episode': episode},
+        'grasp2vec': lambda: {'pre': images(batch_size), 'post': images(batch_size), 'object': images(batch_size)},
+        'betavae': lambda: {'state': images(batch_size)},
+        'ccvae': lambda: {'state': images(batch_size), 'context': images(batch_size)},
+    }[method]
+
+    def make_batches(shard: DataShard):
+        while True:
+            yield batch()
+    return make_batches
+
+
+@pytest.mark.parametrize('method', ['tcn', 'svtcn', 'mftcn', 'grasp2vec', 'betavae', 'ccvae'])
+def test_every_registered_method_trains_and_resumes(tmp_path, method):
+    tiny = ['model.image_size=16', 'model.encoder_widths=[8, 8]', 'batch_size=4', 'data.episodes_per_batch=1',
+            'device=cpu', 'num_workers=0', 'log_every=1', 'steps=2']
+    tiny += {'mftcn': ['model.num_frames=2', 'model.stride=1'], 'betavae': ['model.decoder_widths=[8, 8]'],
+             'ccvae': ['model.decoder_widths=[8, 8]']}.get(method, [])
+    config = load_train_config(method, METHODS[method].config_class, None, tiny)
+    assert train(config, synthetic_batches(method, 16), tmp_path).step == 2
+    more = dataclasses.replace(config, steps=3)
+    assert train(more, synthetic_batches(method, 16), tmp_path).step == 3
+    assert [step for step, _ in scalars(tmp_path, 'train/grad_norm')] == [1, 2, 3]
