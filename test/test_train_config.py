@@ -38,7 +38,7 @@ def test_values_from_strings_and_lists_are_converted_exactly():
 
 def test_resolved_yaml_reads_back_to_an_equal_config(tmp_path):
     config = load_train_config('mftcn', MultiFrameTCNConfig, None,
-                               ['seed=7', 'max_minutes=1.5', 'data.cameras=[/a]', 'model.num_frames=4'])
+                               ['seed=7', 'max_minutes=1.5', 'data.cameras=[/a, /b]', 'model.num_frames=4'])
     assert load_train_config('mftcn', MultiFrameTCNConfig, write(tmp_path, config_to_yaml(config))) == config
 
 
@@ -65,6 +65,7 @@ def test_data_fields_left_null_take_the_models_values():
     ('batch_size=30', 'episodes_per_batch (4) must divide batch_size (30)'),
     ('data.image_size=32', 'data.image_size is 32 but model.image_size is 64'),
     ('data.val_fraction=1', 'val_fraction must be in [0, 1), got 1.0'),
+    ('data.cameras=[/cam0]', "DataConfig.views is 2 but cameras names only 1: ['/cam0']"),
 ])
 def test_bad_override_names_the_override_the_key_and_the_value(override, message):
     with pytest.raises(TrainError) as error:

@@ -71,6 +71,9 @@ class DataConfig:
         convert_fields(self)
         if isinstance(self.cameras, tuple) and not self.cameras:
             raise ValueError("DataConfig.cameras must name at least one topic, or be 'auto'")
+        if isinstance(self.cameras, tuple) and self.views > len(self.cameras):
+            raise ValueError(f'DataConfig.views is {self.views} but cameras names only {len(self.cameras)}: '
+                             f'{list(self.cameras)}')
         for name in ('views', 'image_size', 'clip_frames', 'clip_stride', 'positive_window', 'episodes_per_batch'):
             _require_at_least(self, name, 1)
         _require_at_least(self, 'negative_window', 0)
