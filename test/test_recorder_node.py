@@ -77,7 +77,9 @@ def test_records_what_publishers_offer_with_their_qos_and_closes_on_sigint(tmp_p
                 events.publish(String(data=f'event {index}'))
                 camera.publish(image(index))
                 time.sleep(0.02)
-            probe.wait_for(lambda: len(recorded(bag).get('/events', [])) == 20, 30, '20 events in the bag')
+            # The latched sample comes once discovery has matched the latched publisher too (seconds).
+            probe.wait_for(lambda: [len(recorded(bag).get(t, [])) for t in ('/events', '/episode')] == [20, 1], 30,
+                           '20 events and the episode in the bag')
             assert stop(recorder, signal.SIGINT) == 0, ''.join(recorder.output)
     finally:
         probe.close()
