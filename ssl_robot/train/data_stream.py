@@ -46,8 +46,9 @@ class MakeDataset(Protocol):
         """Batches of batch_size examples for `method`'s model.forward from the bags, for split 'train' or 'val'.
 
         An IterableDataset is read through a DataLoader the loop makes (num_workers processes, batch_size=None, so
-        it yields whole batches); any other iterable, e.g. a DataLoader of its own, is read as it is. It should be
-        endless; one that ends is started again.
+        it yields whole batches); each worker runs its own copy of __iter__, so it must split or vary its work by
+        torch.utils.data.get_worker_info(). Any other iterable, e.g. a DataLoader of its own, is read as it is. It
+        should be endless; one that ends is started again.
         """
 
 

@@ -87,7 +87,8 @@ def train(config: TrainConfig, make_batches: Callable[[DataShard], Iterable[Batc
             delete_unfinished_checkpoints(run.checkpoints, step)
             run.record_start(config, step, version)
             if resume_from:
-                _say(f'resuming {run.path} from step {step}')
+                _say(f'resuming {run.path} from step {step}' if step < config.steps else
+                     f'{run.path} is already at step {step}: raise steps (now {config.steps}) to train on')
             for change in changes:
                 _say(f'changed since the saved config: {change}')
         trainee = DistributedDataParallel(model) if process.distributed else model

@@ -60,6 +60,8 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def _git(*args: str) -> str | None:
     source = Path(ssl_robot.__file__).resolve().parent
+    if not (source.parent / '.git').exists():
+        return None  # an installed copy: a repository around it would be someone else's
     try:
         done = subprocess.run(['git', '-C', str(source), *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
