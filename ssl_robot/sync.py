@@ -73,6 +73,7 @@ class ApproximateTimeSynchronizer:
     Stamps are int nanoseconds on one clock; items are opaque. Time running backwards by more than
     clock_jump_ns (on any input, against the newest stamp seen) starts a new timeline: all queues are
     flushed, and items still arriving from the old timeline are dropped until the new one passes it.
+    clock_jump_ns must therefore exceed the largest lag between inputs, or a late input looks like a reset.
     """
 
     def __init__(self, names: Sequence[str], queue_size: int = 10, max_interval_ns: int = 10_000_000,

@@ -37,6 +37,7 @@ from rosbags.interfaces import Connection, Qos
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.metadata import dump_qos_v9
 from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys.store import Typestore
 
 STORAGES = ('mcap', 'sqlite3')
 BAG_FORMAT_VERSION = 9
@@ -206,7 +207,7 @@ class BagWriter:
     """
 
     def __init__(self, path: str | Path, storage: str = 'mcap', *, flush_every_messages: int = 1000,
-                 flush_period_s: float = 5.0, typestore=None,
+                 flush_period_s: float = 5.0, typestore: Typestore | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         if storage not in STORAGES:
             raise ValueError(f'storage {storage!r} is not one of {STORAGES}')
