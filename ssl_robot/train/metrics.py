@@ -78,7 +78,7 @@ def nearest_neighbours(queries: np.ndarray, candidates: np.ndarray, k: int) -> n
 # --- TCN / mfTCN --------------------------------------------------------------------------------------------
 
 def multiview_alignment_error(emb_i: np.ndarray, emb_j: np.ndarray) -> float:
-    """How far in time the nearest neighbour of a frame in the other view is (Sermanet et al. 2018, sec. IV-A).
+    """How far in time the nearest neighbour of a frame in the other view is (the alignment of Sermanet et al. 2018).
 
     emb_i, emb_j: (T, D) embeddings of the same T synchronized times seen from views i and j. For every time t,
     t_nn is the time whose view-j embedding is nearest to emb_i[t]; the error is mean_t |t - t_nn| / T, in
