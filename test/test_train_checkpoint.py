@@ -14,7 +14,7 @@ from ssl_robot.train import checkpoint as checkpoints
 from ssl_robot.train.checkpoint import (checkpoint_step, delete_unfinished_checkpoints, latest_checkpoint,
                                         load_training_checkpoint, optimizer_state_from_tensors,
                                         optimizer_state_to_tensors, save_training_checkpoint)
-from train_toy import ToyConfig, ToyModel, TOY_METHOD
+from train_toy import TOY_METHOD, ToyConfig, ToyModel
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """DDP smoke test: `torchrun --standalone --nproc_per_node=2` on the CPU (gloo), over loopback only.
 
 Two processes each train on their own batches; DDP averages their gradients, so with a noiseless toy model the
-result must match one process training on both batches at once.
+result must match one process training on both batches at once. Then the job resumes from its checkpoint.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from ssl_robot.models.registry import METHODS
 from ssl_robot.ros.netns import in_loopback_only_namespace
-from ssl_robot.train.checkpoint import latest_checkpoint
+from ssl_robot.train.checkpoint import checkpoint_step, latest_checkpoint
 from ssl_robot.train.config import DataConfig, TrainConfig
 from ssl_robot.train.data_stream import DataShard
 from ssl_robot.train.loop import train
@@ -45,7 +45,7 @@ def both_ranks_batches(config: TrainConfig):
     """The batches of ranks 0 and 1 of a 2-process job, concatenated: what DDP's averaged gradient is taken over."""
     def make_batches(shard: DataShard):
         ranks = [iter(make_toy_dataset('toy', [], config.data, 'train', batch_size=config.batch_size // 2,
-                                       shard=DataShard(rank, 2, 0, shard.start_step))) for rank in (0, 1)]
+                                       seed=0, shard=(rank, 2))) for rank in (0, 1)]
         while True:
             batches = [next(rank) for rank in ranks]
             yield {key: torch.cat([batch[key] for batch in batches]) for key in batches[0]}
@@ -53,21 +53,12 @@ def both_ranks_batches(config: TrainConfig):
 
 
 @pytest.mark.slow
-def test_two_process_ddp_trains_resumes_and_matches_one_process_on_both_batches(tmp_path, monkeypatch):
+def test_two_process_ddp_matches_one_process_on_both_batches_and_resumes(tmp_path, monkeypatch):
     assert TORCHRUN.exists(), f'torchrun not found next to {sys.executable}'
     run = tmp_path / 'ddp'
-    first = torchrun_toy(tmp_path, run, steps=4)
+    first = torchrun_toy(tmp_path, run, steps=6)
     assert first.returncode == 0, first.stderr
     assert len(list((run / 'tensorboard').iterdir())) == 1  # rank 0 logs, rank 1 does not
-    resumed = torchrun_toy(tmp_path, run, steps=6)
-    assert resumed.returncode == 0, resumed.stderr
-
-    shards = {path.stem: json.loads(path.read_text()) for path in tmp_path.glob('rank*_step*.json')}
-    assert sorted(shards) == ['rank0_step0', 'rank0_step4', 'rank1_step0', 'rank1_step4']
-    assert all(shard['world_size'] == 2 for shard in shards.values())
-    assert len({shard['seed'] for shard in shards.values()}) == 4  # per rank, and fresh after the resume
-    starts = json.loads((run / 'version.json').read_text())['starts']
-    assert [start['step'] for start in starts] == [0, 4]
 
     monkeypatch.setitem(METHODS, 'toy', TOY_METHOD)
     single = TrainConfig(method='toy', model=ToyConfig(noise=0.0), steps=6, data=DataConfig(episodes_per_batch=1),
@@ -78,3 +69,12 @@ def test_two_process_ddp_trains_resumes_and_matches_one_process_on_both_batches(
         for path in (run, tmp_path / 'single'))
     for name, tensor in single_weights.items():
         torch.testing.assert_close(ddp_weights[name], tensor, rtol=1e-5, atol=1e-6)
+
+    resumed = torchrun_toy(tmp_path, run, steps=8)
+    assert resumed.returncode == 0, resumed.stderr
+    assert checkpoint_step(latest_checkpoint(run / 'checkpoints')) == 8
+    starts = json.loads((run / 'version.json').read_text())['starts']
+    assert [start['step'] for start in starts] == [0, 6]
+    shards = [json.loads(path.read_text()) for path in tmp_path.glob('rank*_seed*.json')]
+    assert sorted((shard['rank'], shard['world_size']) for shard in shards) == [(0, 2), (0, 2), (1, 2), (1, 2)]
+    assert len({shard['seed'] for shard in shards}) == 4  # per rank, and fresh after the resume

@@ -29,7 +29,7 @@ from ssl_robot.train.config import DataConfig, TrainConfig, config_from_dict, lo
 from ssl_robot.train.errors import TrainError
 from ssl_robot.train.loop import train
 from ssl_robot.train.run_dir import RunDir
-from train_toy import ToyConfig, make_toy_dataset, TOY_METHOD
+from train_toy import TOY_METHOD, ToyConfig, make_toy_dataset, toy_batches
 
 REPO = Path(__file__).resolve().parent.parent
 TOY_SCRIPT = Path(__file__).resolve().parent / 'train_toy.py'
@@ -44,11 +44,6 @@ def toy_config(**changes) -> TrainConfig:
     return TrainConfig(**{'method': 'toy', 'model': ToyConfig(), 'steps': 10, 'batch_size': 8, 'lr': 0.05,
                           'log_every': 1, 'checkpoint_every': 0, 'checkpoint_every_s': 0, 'num_workers': 0,
                           'device': 'cpu', 'data': DataConfig(episodes_per_batch=1), **changes})
-
-
-def toy_batches(config: TrainConfig, signal_at_step: int | None = None):
-    return lambda shard: make_toy_dataset('toy', [], config.data, 'train', batch_size=config.batch_size, shard=shard,
-                                          signal_at_step=signal_at_step)
 
 
 def scalars(run: Path, tag: str = 'train/loss') -> list[tuple[int, float]]:
@@ -182,8 +177,8 @@ def test_run_train_errors_are_train_errors(tmp_path, monkeypatch):
                   make_dataset=make_toy_dataset)
     with pytest.raises(TrainError, match="--set stepz=1: unknown key 'stepz'"):
         run_train(parse_train_args('toy', '--bag', str(tmp_path), '--out', str(tmp_path), '--set', 'stepz=1'))
-    monkeypatch.setitem(sys.modules, 'ssl_robot.data', types.ModuleType('ssl_robot.data'))
-    with pytest.raises(TrainError, match='ssl_robot.data.make_dataset is not available'):
+    monkeypatch.setitem(sys.modules, 'ssl_robot.data.datasets', types.ModuleType('ssl_robot.data.datasets'))
+    with pytest.raises(TrainError, match='ssl_robot.data.datasets.make_dataset is not available'):
         run_train(parse_train_args('toy', '--bag', str(tmp_path), '--out', str(tmp_path / 'run')))
 
 

@@ -10,12 +10,11 @@ receives one JSON file per process with the DataShard it was given.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from torch import Tensor, nn
 from torch.utils.data import IterableDataset
 
 from ssl_robot.models.registry import METHODS, Method
-from ssl_robot.train.config import DataConfig
+from ssl_robot.train.config import DataConfig, TrainConfig
 from ssl_robot.train.data_stream import DataShard
 
 STARTED_AFTER = 3
@@ -56,31 +55,42 @@ TOY_METHOD = Method(ToyConfig, ToyModel)
 
 
 class ToyBatches(IterableDataset):
-    """Batch k (k = shard.start_step, start_step + 1, ...) is drawn from a generator seeded by (rank, k)."""
+    """Batch k (k = start_step, start_step + 1, ...) is drawn from a generator seeded by (rank, k)."""
 
-    def __init__(self, width: int, batch_size: int, shard: DataShard, signal_at_step: int | None = None):
-        self.width, self.batch_size, self.shard, self.signal_at_step = width, batch_size, shard, signal_at_step
+    def __init__(self, width: int, batch_size: int, rank: int, start_step: int, signal_at_step: int | None):
+        self.width, self.batch_size, self.rank = width, batch_size, rank
+        self.start_step, self.signal_at_step = start_step, signal_at_step
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         true_weights = torch.arange(1.0, self.width + 1)
-        step = self.shard.start_step
+        step = self.start_step
         while True:
             if step == self.signal_at_step:
                 os.kill(os.getpid(), signal.SIGTERM)
-            generator = torch.Generator().manual_seed(1_000_003 * self.shard.rank + step)
+            generator = torch.Generator().manual_seed(1_000_003 * self.rank + step)
             x = torch.randn(self.batch_size, self.width, generator=generator)
             yield {'x': x, 'y': x @ true_weights}
             step += 1
-            if step - self.shard.start_step == STARTED_AFTER and os.environ.get('TOY_STARTED_FILE'):
+            if step - self.start_step == STARTED_AFTER and os.environ.get('TOY_STARTED_FILE'):
                 Path(os.environ['TOY_STARTED_FILE']).touch()
 
 
 def make_toy_dataset(method: str, bags: Sequence[Path], data: DataConfig, split: str, *, batch_size: int,
-                     shard: DataShard, signal_at_step: int | None = None) -> ToyBatches:
+                     seed: int, shard: tuple[int, int], start_step: int = 0,
+                     signal_at_step: int | None = None) -> ToyBatches:
+    """A MakeDataset; train() callers can also pass the DataShard's start_step and a step at which to SIGTERM."""
+    rank, world_size = shard
     if os.environ.get('TOY_SHARD_DIR'):
-        record = Path(os.environ['TOY_SHARD_DIR']) / f'rank{shard.rank}_step{shard.start_step}.json'
-        record.write_text(json.dumps(dataclasses.asdict(shard)))
-    return ToyBatches(ToyConfig().width, batch_size, shard, signal_at_step)
+        record = Path(os.environ['TOY_SHARD_DIR']) / f'rank{rank}_seed{seed}.json'
+        record.write_text(json.dumps({'rank': rank, 'world_size': world_size, 'seed': seed}))
+    return ToyBatches(ToyConfig().width, batch_size, rank, start_step, signal_at_step)
+
+
+def toy_batches(config: TrainConfig, signal_at_step: int | None = None) -> Callable[[DataShard], ToyBatches]:
+    """train()'s make_batches for the toy: step-indexed batches, resumed at the shard's start step."""
+    return lambda shard: make_toy_dataset(
+        'toy', [], config.data, 'train', batch_size=config.batch_size, seed=shard.seed,
+        shard=(shard.rank, shard.world_size), start_step=shard.start_step, signal_at_step=signal_at_step)
 
 
 def main(argv: list[str]) -> int:

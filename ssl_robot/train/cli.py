@@ -31,14 +31,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _data_module_make_dataset() -> MakeDataset:
     try:
-        from ssl_robot.data import make_dataset
+        from ssl_robot.data.datasets import make_dataset
     except ImportError as err:
-        raise TrainError(f'ssl_robot.data.make_dataset is not available, so bags cannot be read: {err}') from err
+        raise TrainError(f'ssl_robot.data.datasets.make_dataset is not available, so bags cannot be read: '
+                         f'{err}') from err
     return make_dataset
 
 
 def run_train(args: argparse.Namespace, make_dataset: MakeDataset | None = None) -> int:
-    """Train as args say; make_dataset defaults to ssl_robot.data.make_dataset. Returns the exit status."""
+    """Train as args say; make_dataset defaults to ssl_robot.data.datasets.make_dataset. Returns the exit status."""
     config = load_train_config(args.method, method_spec(args.method).config_class, args.config, args.overrides)
     if args.print_config:
         print(config_to_yaml(config), end='')
@@ -49,6 +50,7 @@ def run_train(args: argparse.Namespace, make_dataset: MakeDataset | None = None)
     make_dataset = make_dataset or _data_module_make_dataset()
 
     def make_batches(shard: DataShard):
-        return make_dataset(args.method, args.bags, config.data, 'train', batch_size=config.batch_size, shard=shard)
+        return make_dataset(args.method, args.bags, config.data, 'train', batch_size=config.batch_size,
+                            seed=shard.seed, shard=(shard.rank, shard.world_size))
 
     return train(config, make_batches, args.out).exit_code

@@ -44,7 +44,7 @@ def _require_at_least(config: Any, name: str, minimum: float) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
-    """What the bag reader (ssl_robot.data.make_dataset) needs to turn recordings into training batches."""
+    """What the bag reader (ssl_robot.data.datasets.make_dataset) needs to turn recordings into training batches."""
 
     cameras: tuple[str, ...] | Literal['auto'] = 'auto'
     """Image topics to read, in view order; 'auto': every sensor_msgs/Image topic of the bags, sorted by name."""

@@ -34,21 +34,24 @@ class DataShard:
     world_size: int
     """Training processes in the job."""
     seed: int
-    """Seed of this process's sampling; differs per rank and per resume step. In a DataLoader worker, use
-    torch.utils.data.get_worker_info().seed instead: the loop derives each worker's from this one."""
+    """Seed of this process's sampling; differs per rank and per resume step. DataLoader workers must mix in
+    their worker id (or use torch.utils.data.get_worker_info().seed, which the loop derives from this one)."""
     start_step: int
     """Training step of the first batch: 0, or the step a resumed run continues from."""
 
 
 class MakeDataset(Protocol):
-    def __call__(self, method: str, bags: Sequence[Path], data: DataConfig, split: str, *, batch_size: int,
-                 shard: DataShard) -> Iterable[Batch]:
-        """Batches of batch_size examples for `method`'s model.forward from the bags, for split 'train' or 'val'.
+    """ssl_robot.data.datasets.make_dataset, as `ssl-robot train` calls it."""
 
+    def __call__(self, method: str, bags: Sequence[Path], data: DataConfig, split: str, *, batch_size: int,
+                 seed: int, shard: tuple[int, int]) -> Iterable[Batch]:
+        """Endless batches of batch_size examples for `method`'s model.forward from the bags, for split 'train'.
+
+        seed: DataShard.seed. shard: (rank, world size), so that the processes of a job read different data.
         An IterableDataset is read through a DataLoader the loop makes (num_workers processes, batch_size=None, so
         it yields whole batches); each worker runs its own copy of __iter__, so it must split or vary its work by
-        torch.utils.data.get_worker_info(). Any other iterable, e.g. a DataLoader of its own, is read as it is. It
-        should be endless; one that ends is started again.
+        torch.utils.data.get_worker_info(). Any other iterable, e.g. a DataLoader of its own, is read as it is.
+        One that ends is started again.
         """
 
 
