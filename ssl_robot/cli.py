@@ -16,6 +16,7 @@ VERBS = {
     'launch': ('ssl_robot.ros.launch_runner', 'run a launch/*.launch.xml graph without a ROS install'),
     'record': ('ssl_robot.nodes.recorder_node', 'record topics to a rosbag2 bag (MCAP by default)'),
     'collect': ('ssl_robot.collect', 'run the sim headless in a collection mode and record N episodes'),
+    'train': ('ssl_robot.train.cli', 'train a self-supervised model on bags (resumes an existing run directory)'),
     'demo': ('ssl_robot.demo', 'the main job: bring up the sim graph for a bounded time and report it'),
 }
 
