@@ -251,3 +251,16 @@ def test_every_registered_method_trains_and_resumes(tmp_path, method):
     more = dataclasses.replace(config, steps=3)
     assert train(more, synthetic_batches(method, 16), tmp_path).step == 3
     assert [step for step, _ in scalars(tmp_path, 'train/grad_norm')] == [1, 2, 3]
+
+
+@pytest.mark.parametrize('method, settings', [('tcn', []), ('betavae', ['model.decoder_widths=[8, 8]'])])
+def test_train_reads_real_bags_through_ssl_robot_data(tmp_path, method, settings):
+    pytest.importorskip('ssl_robot.data.datasets', reason='the bag reader has not landed')
+    fixtures = pytest.importorskip('test_data_fixtures', reason='the synthetic bag fixtures have not landed')
+    bag = fixtures.write_bag(tmp_path / 'bag', fixtures.BagSpec())
+    tiny = ['steps=3', 'model.image_size=16', 'model.encoder_widths=[8, 8]', 'batch_size=8', 'num_workers=1',
+            'device=cpu', 'data.episodes_per_batch=2', *settings]
+    args = parse_train_args(method, '--bag', str(bag), '--out', str(tmp_path / 'run'),
+                            *[f'--set={setting}' for setting in tiny])
+    assert run_train(args) == 0
+    assert checkpoint_step(latest_checkpoint(tmp_path / 'run' / 'checkpoints')) == 3
