@@ -134,6 +134,18 @@ def test_resuming_as_another_method_is_refused(tmp_path):
         train(tcn, toy_batches(tcn), tmp_path)
 
 
+def test_unusable_data_leaves_the_run_directory_free(tmp_path):
+    def no_bags(shard: DataShard):
+        raise TrainError('bags: lacks topic /camera')
+
+    with pytest.raises(TrainError, match='lacks topic'):
+        train(toy_config(), no_bags, tmp_path)
+    assert not (tmp_path / 'config.yaml').exists()
+    tcn = load_train_config('tcn', TCNConfig)
+    with pytest.raises(TrainError, match='lacks topic'):
+        train(tcn, no_bags, tmp_path)  # not refused as a 'toy' run
+
+
 def test_a_directory_that_is_not_a_run_is_refused(tmp_path):
     (tmp_path / 'notes.txt').write_text('not a run')
     with pytest.raises(TrainError, match='not a run directory'):

@@ -3,6 +3,7 @@ RANK and LOCAL_RANK variables torchrun sets. The same code runs both ways; only 
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -88,4 +89,7 @@ def training_process(device_choice: str) -> Iterator[Process]:
     try:
         yield Process(rank=rank, world_size=world_size, device=device)
     finally:
+        # DDP's hooks make reference cycles that would keep the group's gloo threads alive until interpreter
+        # teardown, which then aborts the process (SIGABRT): collect them while that is still safe.
+        gc.collect()
         dist.destroy_process_group()

@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
-from contextlib import ExitStack
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from ssl_robot.train.checkpoint import (delete_unfinished_checkpoints, latest_ch
                                         save_training_checkpoint)
 from ssl_robot.train.config import TrainConfig
 from ssl_robot.train.data_stream import Batch, DataShard, batch_stream
-from ssl_robot.train.distributed import training_process
+from ssl_robot.train.distributed import Process, training_process
 from ssl_robot.train.run_dir import RunDir, code_version, version_label
 from ssl_robot.train.stop_signals import StopSignals
 
@@ -71,35 +71,38 @@ def train(config: TrainConfig, make_batches: Callable[[DataShard], Iterable[Batc
     checkpoint; returns at config.steps, past the time budget or on SIGINT/SIGTERM, each time with a checkpoint."""
     run = RunDir(Path(out))
     changes = run.changes_from_saved(config)
-    with ExitStack() as stack:
-        process = stack.enter_context(training_process(config.device))
-        if process.is_main:
-            stack.enter_context(run.lock())
-        signals = stack.enter_context(StopSignals())
+    with (training_process(config.device) as process, run.lock() if process.is_main else nullcontext(),
+          StopSignals() as signals):
+        # A function of its own, so that the model and its DDP wrapper are gone before the process group is.
+        return _train(config, make_batches, run, changes, process, signals)
 
-        seed_everything(config.seed)  # the same initial weights in every process
-        model = build_model(config.method, config.model).to(process.device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        resume_from = latest_checkpoint(run.checkpoints)
-        step = load_training_checkpoint(resume_from, model, optimizer) if resume_from else 0
-        version = code_version()
-        if process.is_main:
-            delete_unfinished_checkpoints(run.checkpoints, step)
-            run.record_start(config, step, version)
-            if resume_from:
-                _say(f'resuming {run.path} from step {step}' if step < config.steps else
-                     f'{run.path} is already at step {step}: raise steps (now {config.steps}) to train on')
-            for change in changes:
-                _say(f'changed since the saved config: {change}')
-        trainee = DistributedDataParallel(model) if process.distributed else model
-        shard = DataShard(process.rank, process.world_size, derived_seed(config.seed, process.rank, step, DATA_STREAM),
-                          step)
-        batches = batch_stream(make_batches(shard), config.num_workers, shard.seed,
-                               pin_memory=process.device.type == 'cuda')
-        # purge_step hides what a killed run logged past its last checkpoint: those steps are trained again.
-        writer = stack.enter_context(SummaryWriter(run.tensorboard, purge_step=step + 1 if step else None)) \
-            if process.is_main else None
-        progress = stack.enter_context(tqdm(total=config.steps, initial=step, unit='step', disable=not process.is_main))
+
+def _train(config: TrainConfig, make_batches: Callable[[DataShard], Iterable[Batch]], run: RunDir,
+           changes: list[str], process: Process, signals: StopSignals) -> TrainResult:
+    seed_everything(config.seed)  # the same initial weights in every process
+    model = build_model(config.method, config.model).to(process.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    resume_from = latest_checkpoint(run.checkpoints)
+    step = load_training_checkpoint(resume_from, model, optimizer) if resume_from else 0
+    shard = DataShard(process.rank, process.world_size, derived_seed(config.seed, process.rank, step, DATA_STREAM),
+                      step)
+    # Made before the start is recorded, so that bags that cannot be used do not claim RUN_DIR for this method.
+    batches = batch_stream(make_batches(shard), config.num_workers, shard.seed,
+                           pin_memory=process.device.type == 'cuda')
+    version = code_version()
+    if process.is_main:
+        delete_unfinished_checkpoints(run.checkpoints, step)
+        run.record_start(config, step, version)
+        if resume_from:
+            _say(f'resuming {run.path} from step {step}' if step < config.steps else
+                 f'{run.path} is already at step {step}: raise steps (now {config.steps}) to train on')
+        for change in changes:
+            _say(f'changed since the saved config: {change}')
+    trainee = DistributedDataParallel(model) if process.distributed else model
+    # purge_step hides what a killed run logged past its last checkpoint: those steps are trained again.
+    writer = SummaryWriter(run.tensorboard, purge_step=step + 1 if step else None) if process.is_main else None
+    with writer or nullcontext(), tqdm(total=config.steps, initial=step, unit='step',
+                                       disable=not process.is_main) as progress:
         started = last_saved = time.monotonic()
         stop_code = 0
 
@@ -129,10 +132,10 @@ def train(config: TrainConfig, make_batches: Callable[[DataShard], Iterable[Batc
                                          config.keep_checkpoints)
                 last_saved = time.monotonic()
 
-        # The others wait for the main process's checkpoint: torchrun ends a job when any process exits.
-        process.barrier()
-        if stop_code and process.is_main:
-            cause = f'{config.max_minutes} min budget spent' if stop_code == TIME_BUDGET_STOP else \
-                f'by {signal.Signals(stop_code - 128).name}'
-            _say(f'stopped at step {step} of {config.steps}, {cause}: run the same command to continue')
-        return TrainResult(step=step, exit_code=0 if stop_code == TIME_BUDGET_STOP else stop_code)
+    # The others wait for the main process's checkpoint: torchrun ends a job when any process exits.
+    process.barrier()
+    if stop_code and process.is_main:
+        cause = f'{config.max_minutes} min budget spent' if stop_code == TIME_BUDGET_STOP else \
+            f'by {signal.Signals(stop_code - 128).name}'
+        _say(f'stopped at step {step} of {config.steps}, {cause}: run the same command to continue')
+    return TrainResult(step=step, exit_code=0 if stop_code == TIME_BUDGET_STOP else stop_code)
