@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import struct
+from array import array
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,6 +206,13 @@ def _deserialize(path: Path, topic: str, msgtype: str, raw: bytes) -> Any:
         raise BagError(path, f'a {msgtype} message on {topic} is corrupt: {_problem(err)}') from err
 
 
+def _image_stamp(path: Path, topic: str, log_ns: int, raw: bytes) -> int:
+    try:
+        return header_stamp_ns(raw)
+    except ImageDecodeError as err:
+        raise BagError(path, f'an image on {topic} at bag time {log_ns} is corrupt: {err}') from err
+
+
 def require_topics(path: Path, available: dict[str, str], needed: Iterable[str], purpose: str,
                    msgtype: str | None = None) -> None:
     """BagError listing every needed topic the bag lacks, or that has another type than msgtype."""
@@ -274,60 +282,76 @@ class BagIndex:
     ground_truth: GroundTruthFlags | None = None
 
 
-def _ground_truth_flags(event: dict[str, Any]) -> tuple[bool, bool, bool]:
-    objects = event.get('objects', [])
-    return (bool(event['gripper']['closed']), any(o['lifted'] for o in objects),
-            any(o['touching_gripper'] for o in objects))
+def _ground_truth_row(event: dict[str, Any]) -> tuple[int, bool, bool, bool]:
+    objects = event['objects']
+    return (topics.stamp_from_dict(event['stamp']), bool(event['gripper']['closed']),
+            any(o['lifted'] for o in objects), any(o['touching_gripper'] for o in objects))
+
+
+EVENT_KINDS = {topics.EPISODES: 'episode', topics.GRASP_EVENTS: 'grasp', topics.GROUND_TRUTH: 'ground_truth'}
 
 
 def index_bag(path: Path, image_topics: Collection[str], *, ground_truth: bool = False) -> BagIndex:
     """One streaming pass over the image topics, the episode and grasp events and (if asked) the ground
-    truth; the topics must exist (check with require_topics first)."""
+    truth, of which only three flags per tick are kept; the topics must exist (see require_topics)."""
     reader = open_reader(path)
+    available = {connection.topic: connection.msgtype for connection in reader.connections}
+    wanted = {*image_topics, topics.EPISODES, topics.GRASP_EVENTS, *([topics.GROUND_TRUTH] if ground_truth else [])}
+    stamps = {topic: (array('q'), array('q')) for topic in image_topics}
+    events: dict[str, list[dict[str, Any]]] = {topics.EPISODES: [], topics.GRASP_EVENTS: []}
+    ground_truth_rows: list[tuple[int, bool, bool, bool]] = []
     try:
-        available = {connection.topic: connection.msgtype for connection in reader.connections}
-        events = [topic for topic in (topics.EPISODES, topics.GRASP_EVENTS) if topic in available]
-        wanted = {*image_topics, *events, *([topics.GROUND_TRUTH] if ground_truth else [])}
         connections = [c for c in reader.connections if c.topic in wanted]
-        stamps: dict[str, tuple[list[int], list[int]]] = {topic: ([], []) for topic in image_topics}
-        kinds = {topics.EPISODES: 'episode', topics.GRASP_EVENTS: 'grasp', topics.GROUND_TRUTH: 'ground_truth'}
-        decoded: dict[str, list[dict[str, Any]]] = {topic: [] for topic in kinds}
         for connection, log_ns, raw in _guarded(path, reader.messages(connections)):
             topic = connection.topic
             if topic in stamps:
-                try:
-                    stamp = header_stamp_ns(raw)
-                except ImageDecodeError as err:
-                    raise BagError(path, f'an image on {topic} at bag time {log_ns} is corrupt: {err}') from err
                 stamps[topic][0].append(log_ns)
-                stamps[topic][1].append(stamp)
-            else:
-                text = _deserialize(path, topic, connection.msgtype, raw).data
-                try:
-                    decoded[topic].append(topics.decode_event(text, kinds[topic]))
-                except ValueError as err:
-                    raise BagError(path, f'{topic}: {err}') from err
+                stamps[topic][1].append(_image_stamp(path, topic, log_ns, raw))
+                continue
+            text = _deserialize(path, topic, connection.msgtype, raw).data
+            try:
+                event = topics.decode_event(text, EVENT_KINDS[topic])
+                if topic == topics.GROUND_TRUTH:
+                    ground_truth_rows.append(_ground_truth_row(event))
+                else:
+                    events[topic].append(event)
+            except (ValueError, KeyError, TypeError) as err:
+                raise BagError(path, f'a {topic} message does not follow ssl_robot.topics: {_problem(err)}') from err
     finally:
         reader.close()
-    index = BagIndex(path, available, {topic: StampIndex(np.asarray(logs, dtype=np.int64),
-                                                         np.asarray(header_stamps, dtype=np.int64))
+    index = BagIndex(path, available, {topic: StampIndex(np.frombuffer(logs, dtype=np.int64),
+                                                         np.frombuffer(header_stamps, dtype=np.int64))
                                        for topic, (logs, header_stamps) in stamps.items()})
     try:
-        episodes = {topics.stamp_from_dict(e['stamp']): e for e in decoded[topics.EPISODES]}
+        episodes = {topics.stamp_from_dict(e['stamp']): e for e in events[topics.EPISODES]}
         index.episodes = [episodes[stamp] for stamp in sorted(episodes)]
-        index.grasps = sorted(decoded[topics.GRASP_EVENTS], key=lambda e: topics.stamp_from_dict(e['s_pre']))
-        if ground_truth:
-            ticks = sorted(decoded[topics.GROUND_TRUTH], key=lambda e: topics.stamp_from_dict(e['stamp']))
-            flags = np.array([_ground_truth_flags(e) for e in ticks], dtype=bool).reshape(-1, 3)
-            index.ground_truth = GroundTruthFlags(
-                np.array([topics.stamp_from_dict(e['stamp']) for e in ticks], dtype=np.int64),
-                flags[:, 0], flags[:, 1], flags[:, 2])
+        index.grasps = sorted(events[topics.GRASP_EVENTS], key=lambda e: topics.stamp_from_dict(e['s_pre']))
     except (KeyError, TypeError) as err:
         raise BagError(path, f'an event lacks the field {err} (events must follow ssl_robot.topics)') from err
+    if ground_truth:
+        table = np.array(sorted(ground_truth_rows), dtype=np.int64).reshape(-1, 4)
+        index.ground_truth = GroundTruthFlags(table[:, 0].copy(), *(table[:, i].astype(bool) for i in (1, 2, 3)))
     return index
 
 
 # --- reading images ---------------------------------------------------------------------------------------
+
+READ_GAP_NS = 1_000_000_000
+"""Refs further apart in bag time than this are read with separate queries: sparse refs (grasp keyframes)
+would otherwise read every image in between."""
+
+
+def _runs(refs: list[ImageRef]) -> Iterator[list[ImageRef]]:
+    """refs (sorted by bag time) cut wherever consecutive bag times are more than READ_GAP_NS apart."""
+    run: list[ImageRef] = []
+    for ref in refs:
+        if run and ref.log_ns - run[-1].log_ns > READ_GAP_NS:
+            yield run
+            run = []
+        run.append(ref)
+    if run:
+        yield run
+
 
 class ImageRef(NamedTuple):
     """One image of a bag: its topic and header stamp, its bag time (to find it), and whether it is a
@@ -364,21 +388,23 @@ class BagReader:
 
     def read_images(self, refs: Collection[ImageRef], image_size: int | None) -> dict[ImageRef, np.ndarray]:
         """Each ref's image, resized to image_size unless it is None: (H, W, 3) uint8 RGB, or (H, W) uint16
-        labels. One query covers the bag times of all refs, so refs close in time are cheap to read together."""
-        if not refs:
-            return {}
+        labels. Refs are read in runs, one query per run of bag times without a gap of READ_GAP_NS."""
+        images: dict[ImageRef, np.ndarray] = {}
+        for run in _runs(sorted(refs, key=lambda ref: ref.log_ns)):
+            self._read_run(run, image_size, images)
+        missing = [ref for ref in refs if ref not in images]
+        if missing:
+            raise BagError(self.path, f'{len(missing)} indexed image(s) are gone, e.g. {missing[0].topic} at stamp '
+                                      f'{missing[0].stamp_ns}: the bag changed after it was indexed')
+        return images
+
+    def _read_run(self, refs: list[ImageRef], image_size: int | None, images: dict[ImageRef, np.ndarray]) -> None:
         reader = self._open()
         wanted = {(ref.topic, ref.stamp_ns): ref for ref in refs}
         connections = [c for c in reader.connections if c.topic in {ref.topic for ref in refs}]
-        start = min(ref.log_ns for ref in refs)
-        stop = max(ref.log_ns for ref in refs) + 1
-        images: dict[ImageRef, np.ndarray] = {}
-        for connection, log_ns, raw in _guarded(self.path, reader.messages(connections, start, stop)):
-            try:
-                ref = wanted.get((connection.topic, header_stamp_ns(raw)))
-            except ImageDecodeError as err:
-                raise BagError(self.path, f'an image on {connection.topic} at bag time {log_ns} is corrupt: '
-                                          f'{err}') from err
+        messages = reader.messages(connections, refs[0].log_ns, refs[-1].log_ns + 1)
+        for connection, log_ns, raw in _guarded(self.path, messages):
+            ref = wanted.get((connection.topic, _image_stamp(self.path, connection.topic, log_ns, raw)))
             if ref is None or ref in images:
                 continue
             message = _deserialize(self.path, connection.topic, connection.msgtype, raw)
@@ -386,12 +412,6 @@ class BagReader:
                 pixels = image_to_labels(message) if ref.labels else image_to_rgb(message)
                 if image_size is not None:
                     pixels = resize_labels(pixels, image_size) if ref.labels else resize_rgb(pixels, image_size)
-                images[ref] = pixels
             except ImageDecodeError as err:
                 raise BagError(self.path, f'{connection.topic} image at stamp {ref.stamp_ns}: {err}') from err
-        missing = [ref for ref in refs if ref not in images]
-        if missing:
-            raise BagError(self.path, f'{len(missing)} indexed image(s) are gone, e.g. {missing[0].topic} at stamp '
-                                      f'{missing[0].stamp_ns}: the bag changed after it was indexed')
-        return images
-
+            images[ref] = pixels
