@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def test_stratified_order_without_rng_is_the_natural_spread():
 
 def test_plan_uses_every_unit_once_in_full_batches_with_even_shares():
     counts = [9, 12, 7, 20, 5]
-    plans = list(plan_batches(counts, slots=2, batch_units=6, drop_last=False))
+    plans = list(plan_batches(enumerate(counts), slots=2, batch_units=6, drop_last=False))
     used = Counter(row for plan in plans for row in plan.rows)
     assert used == Counter((w, u) for w, n in enumerate(counts) for u in range(n))
     assert [len(plan.rows) for plan in plans] == [6] * 8 + [5]
@@ -96,26 +97,42 @@ def test_plan_uses_every_unit_once_in_full_batches_with_even_shares():
 
 
 def test_plan_takes_units_in_window_order():
-    plans = list(plan_batches([4, 4], slots=2, batch_units=4, drop_last=False))
+    plans = list(plan_batches(enumerate([4, 4]), slots=2, batch_units=4, drop_last=False))
     assert [plan.rows for plan in plans] == [[(0, 0), (0, 1), (1, 0), (1, 1)], [(0, 2), (0, 3), (1, 2), (1, 3)]]
 
 
 def test_plan_holds_at_most_slots_windows_while_they_can_fill_a_batch():
     counts = [10] * 6
     active: set[int] = set()
-    for plan in plan_batches(counts, slots=3, batch_units=6, drop_last=True):
+    for plan in plan_batches(enumerate(counts), slots=3, batch_units=6, drop_last=True):
         active |= {w for w, _ in plan.rows}
         assert len(active) <= 3
         active -= set(plan.finished)
 
 
 def test_plan_opens_more_windows_when_the_active_ones_cannot_fill_a_batch():
-    plans = list(plan_batches([2, 2, 2, 2], slots=1, batch_units=4, drop_last=True))
+    plans = list(plan_batches(enumerate([2, 2, 2, 2]), slots=1, batch_units=4, drop_last=True))
     assert [sorted({w for w, _ in plan.rows}) for plan in plans] == [[0, 1], [2, 3]]
 
 
 def test_drop_last_leaves_out_the_short_last_batch():
-    assert [len(p.rows) for p in plan_batches([5, 4], slots=2, batch_units=4, drop_last=True)] == [4, 4]
+    assert [len(p.rows) for p in plan_batches(enumerate([5, 4]), slots=2, batch_units=4, drop_last=True)] == [4, 4]
+
+
+def test_plan_draws_windows_lazily_and_runs_on_over_an_endless_supply():
+    drawn = []
+
+    def endless():
+        for key in itertools.count():
+            drawn.append(key)
+            yield key, 3
+
+    plans = list(itertools.islice(plan_batches(endless(), slots=2, batch_units=4, drop_last=True), 5))
+    assert all(len(plan.rows) == 4 for plan in plans)
+    rows = [row for plan in plans for row in plan.rows]
+    assert len(set(rows)) == len(rows) == 20
+    opened = {window for window, _ in rows}
+    assert len(drawn) == len(opened) == max(opened) + 1
 
 
 def test_shards_partition_the_epochs_windows():

@@ -6,10 +6,12 @@
 make_dataset() first indexes the bags (index_recordings: one pass keeping stamps and events only), then
 returns a BatchStream, a torch IterableDataset of batch dicts. Each DataLoader worker opens its own
 readers and takes every N-th window of the epoch's window order (windows: runs of consecutive samples
-of one episode, the unit of reading); it holds up to `episodes_per_batch` windows at once and builds
-every batch from an even share of each. Its decoded images live in a WindowCache bounded to
-ReadOptions.cache_images images. Everything random derives from (seed, epoch, worker), so a given
-seed and worker count give the same batches on every run.
+of one episode, the unit of reading; N = workers x distributed processes); it holds up to
+`episodes_per_batch` windows at once and builds every batch from an even share of each. An epoch uses
+every sample once; batches run on from one epoch into the next, so near an epoch's end a batch may hold a
+sample of both. Decoded images live in a WindowCache bounded to ReadOptions.cache_images images.
+Everything random derives from (seed, epoch, worker), so a given seed and worker count give the same
+batches on every run.
 
 Batch composition, B = batch_size, E = episodes_per_batch, images float32 in [0, 1], (C, H, W):
 - tcn:    {'frames': (B, V, C, H, W), 'times', 'episode'}: B/E distinct times from each of E windows (E
@@ -36,7 +38,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -420,9 +422,9 @@ class WindowCache:
         self.held = 0
         self.peak = 0
         self.loads = 0
-        self._windows: OrderedDict[int, Images] = OrderedDict()
+        self._windows: OrderedDict[Hashable, Images] = OrderedDict()
 
-    def get(self, key: int, size: int, load: Callable[[], Images]) -> Images:
+    def get(self, key: Hashable, size: int, load: Callable[[], Images]) -> Images:
         """The images of window key, loading them (at most size images) if they are not held."""
         if key in self._windows:
             self._windows.move_to_end(key)
@@ -436,7 +438,7 @@ class WindowCache:
         self.peak = max(self.peak, self.held)
         return images
 
-    def release(self, key: int) -> None:
+    def release(self, key: Hashable) -> None:
         images = self._windows.pop(key, None)
         if images is not None:
             self.held -= len(images)
@@ -494,44 +496,59 @@ class BatchStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         shard, shards = self._worker_shard()
         self.cache = cache = WindowCache(self.cache_images)
-        group_size = max(1, self.batch_units // self.slots)
-        epoch = 0
+        drawn: dict[tuple[int, int], tuple[Window, list[Any]]] = {}
+        supply = self._supply(self._windows_for(shards), shard, shards, drawn)
         try:
-            while self.epochs is None or epoch < self.epochs:
-                order_rng = np.random.default_rng([self.seed, epoch]) if self.shuffle else None
-                unit_rng = np.random.default_rng([self.seed, epoch, shard, shards]) if self.shuffle else None
-                mine = [self.windows[w] for w in shard_windows(len(self.windows), shard, shards, order_rng)]
-                units = [self.samples.units(window, group_size, unit_rng) for window in mine]
-                cache.clear()
-                batches = 0
-                for plan in plan_batches([len(u) for u in units], self.slots, self.batch_units, self.drop_last):
-                    yield self._assemble(plan, mine, units, cache)
-                    batches += 1
-                if batches == 0 and self.epochs is None:
-                    raise ValueError(
-                        f'{self.recordings.method} split {self.split!r}: worker shard {shard} of {shards} gets '
-                        f'{sum(map(len, units))} samples per pass, not enough for one batch of '
-                        f'{self.batch_units * self.samples.rows_per_unit}; use fewer DataLoader workers or a '
-                        f'smaller batch')
-                epoch += 1
+            for plan in plan_batches(supply, self.slots, self.batch_units, self.drop_last):
+                yield self._assemble(plan, drawn, cache)
         finally:
             cache.clear()
             for reader in self.readers:
                 reader.close()
 
-    def _assemble(self, plan: BatchPlan, mine: list[Window], units: list[list[Any]],
+    def _windows_for(self, shards: int) -> list[Window]:
+        """The windows, cut finer when there are fewer than shards, so that no worker is left without any."""
+        if len(self.windows) >= shards:
+            return self.windows
+        return self.samples.windows(max(1, self.sample_count // shards))
+
+    def _supply(self, windows: list[Window], shard: int, shards: int,
+                drawn: dict[tuple[int, int], tuple[Window, list[Any]]]) -> Iterator[tuple[tuple[int, int], int]]:
+        """The shard's windows, epoch after epoch, as (key, unit count) for plan_batches; each window's units
+        are drawn as the plan opens it and kept in drawn under its key. Batches run on across epochs, so a
+        shard with fewer samples than a batch still fills whole batches."""
+        group_size = max(1, self.batch_units // self.slots)
+        epoch = 0
+        while self.epochs is None or epoch < self.epochs:
+            order_rng = np.random.default_rng([self.seed, epoch]) if self.shuffle else None
+            unit_rng = np.random.default_rng([self.seed, epoch, shard, shards]) if self.shuffle else None
+            mine = shard_windows(len(windows), shard, shards, order_rng)
+            if not mine:
+                if self.epochs is None:
+                    raise ValueError(f'{self.recordings.method} split {self.split!r} has {self.sample_count} '
+                                     f'samples, fewer than the {shards} worker shards reading it: use fewer '
+                                     f'DataLoader workers')
+                return
+            for window in mine:
+                units = self.samples.units(windows[window], group_size, unit_rng)
+                drawn[epoch, window] = windows[window], units
+                yield (epoch, window), len(units)
+            epoch += 1
+
+    def _assemble(self, plan: BatchPlan, drawn: dict[tuple[int, int], tuple[Window, list[Any]]],
                   cache: WindowCache) -> dict[str, torch.Tensor]:
         rows: list[list[Row]] = [[] for _ in plan.rows]
-        by_window: dict[int, list[int]] = {}
-        for position, (window, _) in enumerate(plan.rows):
-            by_window.setdefault(window, []).append(position)
-        for window, positions in by_window.items():
-            images = cache.get(window, self.samples.image_bound(mine[window]),
-                               lambda: self._read(mine[window], units[window]))
+        by_window: dict[tuple[int, int], list[int]] = {}
+        for position, (key, _) in enumerate(plan.rows):
+            by_window.setdefault(key, []).append(position)
+        for key, positions in by_window.items():
+            window, units = drawn[key]
+            images = cache.get(key, self.samples.image_bound(window), lambda: self._read(window, units))
             for position in positions:
-                rows[position] = self.samples.rows(mine[window], units[window][plan.rows[position][1]], images)
-        for window in plan.finished:
-            cache.release(window)
+                rows[position] = self.samples.rows(window, units[plan.rows[position][1]], images)
+        for key in plan.finished:
+            cache.release(key)
+            del drawn[key]
         return collate([row for unit_rows in rows for row in unit_rows])
 
     def _read(self, window: Window, units: list[Any]) -> Images:

@@ -13,8 +13,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -248,30 +248,39 @@ def stratified_order(count: int, group_size: int, rng: np.random.Generator | Non
 
 @dataclass(frozen=True)
 class BatchPlan:
-    rows: list[tuple[int, int]]
-    """(window, unit): the window's position in the worker's list and the unit's position in its order."""
-    finished: list[int]
+    rows: list[tuple[Hashable, int]]
+    """(window, unit): the window's key and the unit's position in its order."""
+    finished: list[Hashable]
     """Windows that have no units left after this batch, so their images can go."""
 
 
-def plan_batches(unit_counts: Sequence[int], slots: int, batch_units: int, drop_last: bool) -> Iterator[BatchPlan]:
-    """Batches of batch_units units drawn from windows holding unit_counts units, used in list order.
+def plan_batches(windows: Iterable[tuple[Hashable, int]], slots: int, batch_units: int,
+                 drop_last: bool) -> Iterator[BatchPlan]:
+    """Batches of batch_units units from windows, given as (key, unit count) and used in their order.
 
     Up to `slots` windows are active at once; each batch takes an even share (batch_units / active, the
     first ones one more when it does not divide) of the next units of every active window, and when a
     window has fewer left, the others make up the difference. An emptied window is replaced by the next
     one; more than `slots` windows are opened only when the active ones together cannot fill a batch.
-    Every unit is used once. The last batch may be smaller; with drop_last it is left out.
+    Every unit is used once. windows may be endless (epoch after epoch); when it ends, the last batch
+    may be smaller, and with drop_last it is left out. Windows are taken from the iterable only as they
+    are opened, so a caller can prepare a window as it is drawn.
     """
-    queue = deque(window for window, count in enumerate(unit_counts) if count)
-    used: dict[int, int] = {}
+    queue = iter(windows)
+    counts: dict[Hashable, int] = {}
+    used: dict[Hashable, int] = {}
+    exhausted = False
     while True:
-        while queue and (len(used) < slots or sum(unit_counts[w] - n for w, n in used.items()) < batch_units):
-            used[queue.popleft()] = 0
+        while not exhausted and (len(used) < slots or sum(counts[w] - n for w, n in used.items()) < batch_units):
+            key, count = next(queue, (None, None))
+            if count is None:
+                exhausted = True
+            elif count:
+                counts[key], used[key] = count, 0
         if not used:
             return
         active = list(used)
-        remaining = [unit_counts[w] - used[w] for w in active]
+        remaining = [counts[w] - used[w] for w in active]
         share, extra = divmod(batch_units, len(active))
         take = [min(share + (i < extra), left) for i, left in enumerate(remaining)]
         shortfall = batch_units - sum(take)
@@ -285,9 +294,9 @@ def plan_batches(unit_counts: Sequence[int], slots: int, batch_units: int, drop_
         finished = []
         for w, n in zip(active, take):
             used[w] += n
-            if used[w] == unit_counts[w]:
+            if used[w] == counts[w]:
                 finished.append(w)
-                del used[w]
+                del used[w], counts[w]
         yield BatchPlan(rows, finished)
 
 
