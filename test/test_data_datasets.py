@@ -26,7 +26,7 @@ CONFIG = DataConfig(image_size=SIZE, episodes_per_batch=2, val_fraction=0.0, cli
                     positive_window=2)
 MOTION = BagSpec(ground_truth=True)
 GRASPS = (Grasp(5, 9, 7, 0), Grasp(15, 19, None, 1), Grasp(45, 51, 47, 1), Grasp(61, 65, 63, 0),
-          Grasp(75, 81, 77, 1), Grasp(95, 99, 97, 0))
+          Grasp(75, 81, 77, 1), Grasp(95, 99, 97, 0), Grasp(105, 109, None, None))
 GRASP = BagSpec(grasps=GRASPS, segmentation=True, episode_ticks=(40, 40, 40), record_every=10)
 LEFT, RIGHT = topics.camera_image('left'), topics.camera_image('right')
 
@@ -161,9 +161,10 @@ def test_grasp2vec_evaluation_rows_include_failures_masks_and_object_identity(ba
     labels = resize_labels(segmentation_labels(GRASP.height, GRASP.width), SIZE)
     for grasp in GRASPS:
         row = by_pre[grasp.pre]
-        assert (row['success'], row['object_index']) == (grasp.success, grasp.object_index)
+        index = -1 if grasp.object_index is None else grasp.object_index
+        assert (row['success'], row['object_index']) == (grasp.success, index)
         assert row['object'] == ((OBJECT_CODE, grasp.shown) if grasp.success else (0, 0))
-        assert torch.equal(row['pre_mask'], torch.from_numpy(labels == grasp.object_index + 1))
+        assert torch.equal(row['pre_mask'], torch.from_numpy(labels == index + 1 if index >= 0 else np.zeros_like(labels, bool)))
 
 
 def test_frame_labels_are_the_ground_truth_of_the_frames_tick(bags):

@@ -35,7 +35,8 @@ class Grasp:
     """Tick of s_post."""
     shown: int | None
     """Tick of o (None for a failed grasp)."""
-    object_index: int = 0
+    object_index: int | None = 0
+    """None: the event names no object."""
 
     @property
     def success(self) -> bool:
@@ -145,7 +146,7 @@ def write_bag(path: Path, spec: BagSpec = BagSpec(), storage: str = 'mcap') -> P
             add(topics.camera_image(topics.OBJECT_CAMERA), 'sensor_msgs/msg/Image', stamp,
                 image_message(coded_pixels(OBJECT_CODE, grasp.shown, spec), 'rgb8', stamp))
         event = SimpleNamespace(attempt=0, success=grasp.success, reason='', object_index=grasp.object_index,
-                                object_name=f'object{grasp.object_index}', target_xy=(0.0, 0.0),
+                                object_name=None if grasp.object_index is None else f'object{grasp.object_index}', target_xy=(0.0, 0.0),
                                 s_pre_ns=spec.stamp(grasp.pre), s_post_ns=spec.stamp(grasp.post),
                                 o_ns=None if grasp.shown is None else spec.stamp(grasp.shown))
         add(topics.GRASP_EVENTS, 'std_msgs/msg/String', spec.stamp(grasp.post),

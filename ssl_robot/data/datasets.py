@@ -394,8 +394,10 @@ class _GraspSamples(_Samples):
         row: Row = {'pre': pre, 'post': images[grasp.post], 'episode': grasp.episode,
                     'object': images[grasp.object] if grasp.object is not None else np.zeros_like(pre)}
         if self.labels:
-            row.update(success=grasp.success, object_index=grasp.object_index,
-                       pre_mask=images[grasp.pre_labels] == grasp.object_index + 1)
+            labels = images[grasp.pre_labels]
+            # Label 0 is the background: a grasp that names no object (index -1) has an empty mask.
+            mask = labels == grasp.object_index + 1 if grasp.object_index >= 0 else np.zeros(labels.shape, bool)
+            row.update(success=grasp.success, object_index=grasp.object_index, pre_mask=mask)
         return [row]
 
     def image_bound(self, window: Window) -> int:
