@@ -6,7 +6,8 @@ Two kinds of access, so that a bag larger than memory trains:
   from the first bytes of its CDR record, the pixels are never decoded), the episode and grasp events,
   and, when asked, three flags per ground-truth tick;
 - BagReader.read_images(): the decoded images of a set of (topic, stamp) references, read with one
-  time-bounded query (the MCAP chunk index and the sqlite3 timestamp index skip everything else).
+  time-bounded query per run of nearby references (the MCAP chunk index and the sqlite3 timestamp
+  index skip everything else).
 
 Every problem with a bag is a BagError: one line naming the file and what is wrong with it.
 """
@@ -30,7 +31,6 @@ from rosbags.typesys import Stores, get_typestore
 from ssl_robot import topics
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
-STRING_TYPE = 'std_msgs/msg/String'
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 STORAGE_SUFFIXES = ('.mcap', '.db3')
 
