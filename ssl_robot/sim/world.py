@@ -21,6 +21,9 @@ PEDESTAL_HALF_WIDTH_M = 0.12
 OBJECT_FRICTION = 1.0
 # Strong enough to carry any object of the sets at the arm's speeds, weak enough not to fling it on release.
 ASSIST_MAX_FORCE_N = 100.0
+# The assist only forms a grasp while the fingers are closing: a gripper that was already closed when it met
+# an object (pushing it) does not pick it up.
+ASSIST_CLOSING_WINDOW_S = 1.0
 SETTLE_CHECK_STEPS = 24
 PARK_DEPTH_M = -1.0   # parked objects sit this far apart below the floor
 
@@ -74,6 +77,8 @@ class TrayWorld:
         self._shapes: dict[str, tuple[int, int]] = {}
         self._assist_constraint: int | None = None
         self._assist_object: int | None = None
+        self._closed_ticks = 0
+        self._assist_window_ticks = int(round(ASSIST_CLOSING_WINDOW_S * config.tick_rate_hz))
         self.object_states: list[ObjectState] = []
         self.contacts: list[tuple[str, str]] = []
         self.held_object: int | None = None
@@ -247,7 +252,10 @@ class TrayWorld:
         config = self.config
         position, orientation = pybullet.getBasePositionAndOrientation(spawned.body, physicsClientId=self.client)
         bottom = pybullet.getAABB(spawned.body, physicsClientId=self.client)[0][2]
-        lifted = bottom > config.tray_floor_z + config.lifted_threshold_m and index not in supported
+        # Lifted means carried: high up, held or touched by the gripper, resting on nothing else (a falling
+        # object is not lifted).
+        carried = index in gripper_touch or index == self.held_object
+        lifted = bottom > config.tray_floor_z + config.lifted_threshold_m and carried and index not in supported
         centre = self._center(spawned, position, orientation)
         inside = all(abs(centre[k] - config.tray_position[k]) <= config.tray_inner_half_extent_m for k in (0, 1))
         return ObjectState(index=index, name=spawned.spec.name, position=position, orientation_xyzw=orientation,
@@ -256,9 +264,11 @@ class TrayWorld:
     # ----------------------------------------------------------------------------------------- grasp assist
 
     def _update_assist(self, pinched: set[int]) -> None:
+        self._closed_ticks = self._closed_ticks + 1 if self.arm.closed_cmd else 0
         if not self.arm.closed_cmd:
             self._release_assist()
-        elif self.config.grasp_assist and self._assist_constraint is None and pinched:
+        elif self.config.grasp_assist and self._assist_constraint is None and pinched \
+                and self._closed_ticks <= self._assist_window_ticks:
             self._attach(min(pinched))
 
     def _attach(self, index: int) -> None:

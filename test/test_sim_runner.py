@@ -1,0 +1,146 @@
+"""SimRunner: ticks and stamps, command validation, resets and the scripted modes."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ssl_robot.sim.behaviours import MOTION_BEHAVIOURS, top_down
+from ssl_robot.sim.config import load_sim_config
+from ssl_robot.sim.runner import EpisodeEvent, SimRunner, episode_seed
+
+
+@pytest.fixture(scope='module')
+def config():
+    return load_sim_config(object_set='primitives', num_objects=3, image_size=(48, 40))
+
+
+@pytest.fixture
+def idle(config):
+    with SimRunner(config, mode='idle', seed=5) as runner:
+        yield runner
+
+
+def test_ticks_stamp_render_and_report(config, idle):
+    first = idle.tick()
+    assert (first.tick, first.stamp_ns) == (1, idle.tick_period_ns)
+    assert idle.tick_period_ns == 33_333_333
+    assert list(first.scene) == [c.name for c in config.cameras]
+    assert first.scene['front_left'].rgb.shape == (40, 48, 3)
+    assert first.object_camera.name == 'object'
+    assert [type(e) for e in first.events] == [EpisodeEvent]
+    assert first.events[0] == EpisodeEvent(episode=0, seed=episode_seed(5, 0), mode='idle',
+                                           stamp_ns=first.stamp_ns, behaviour='idle')
+    assert len(first.objects) == 3 and first.gripper.held_object is None and not first.gripper.closed_cmd
+    second = idle.tick(render=False)
+    assert second.stamp_ns == 2 * idle.tick_period_ns
+    assert second.scene == {} and second.object_camera is None and second.events == []
+
+
+def test_external_commands_move_arm_and_gripper(idle):
+    idle.tick(render=False)
+    target = (0.6, 0.05, 0.25)
+    idle.command_ee_target(target, top_down(0.3))
+    idle.command_gripper(True)
+    for _ in range(90):
+        output = idle.tick(render=False)
+    position, _ = idle.world.arm.tcp_pose()
+    assert np.linalg.norm(position - target) < 0.01
+    assert output.gripper.closed_cmd and output.gripper.opening_m < 0.06
+
+
+@pytest.mark.parametrize('position, orientation, message', [
+    ((0.6, math.nan, 0.3), (0, 0, 0, 1), 'must be finite'),
+    ((0.6, 0.0), (0, 0, 0, 1), 'must be 3 numbers'),
+    ((0.6, 0.0, 0.3), (0, 0, 0, 2), 'unit quaternion'),
+    ((0.6, 0.0, 0.3), (0, 'a', 0, 1), 'must be 4 numbers'),
+    ((0.6, 0.0, 1.5), (0, 0, 0, 1), 'outside the workspace'),
+    ((0.95, 0.7, 0.05), (1, 0, 0, 0), 'out of reach'),
+])
+def test_bad_ee_targets_raise_and_change_nothing(idle, position, orientation, message):
+    idle.tick(render=False)
+    goal = idle.world.arm.goal_position.copy()
+    with pytest.raises(ValueError, match=message):
+        idle.command_ee_target(position, orientation)
+    np.testing.assert_array_equal(idle.world.arm.goal_position, goal)
+    assert idle.tick(render=False).tick == 2
+
+
+def test_bad_requests_raise(idle):
+    idle.tick(render=False)
+    with pytest.raises(ValueError, match='closed must be a bool'):
+        idle.command_gripper('yes')
+    with pytest.raises(ValueError, match='outside the tray'):
+        idle.request_grasp((2.0, 0.0))
+    with pytest.raises(ValueError, match='non-negative integer'):
+        idle.request_reset(-1)
+    idle.request_grasp(None)
+    with pytest.raises(RuntimeError, match='scripted grasp'):
+        idle.request_grasp(None)
+    with pytest.raises(RuntimeError, match='scripted grasp'):
+        idle.command_ee_target((0.6, 0.0, 0.3), top_down(0.0))
+    with pytest.raises(RuntimeError, match='scripted grasp'):
+        idle.command_gripper(True)
+    assert idle.tick(render=False).tick == 2
+
+
+def test_scripted_modes_refuse_arm_commands(config):
+    with SimRunner(config, mode='grasp') as runner:
+        runner.tick(render=False)
+        with pytest.raises(RuntimeError, match="not accepted in 'grasp' mode"):
+            runner.command_ee_target((0.6, 0.0, 0.3), top_down(0.0))
+        with pytest.raises(RuntimeError, match="not accepted in 'grasp' mode"):
+            runner.request_grasp(None)
+        runner.tick(render=False)
+
+
+def test_bad_constructor_arguments(config):
+    with pytest.raises(ValueError, match="unknown mode 'dance'"):
+        SimRunner(config, mode='dance')
+    with pytest.raises(ValueError, match='attempts_per_episode'):
+        SimRunner(config, mode='grasp', attempts_per_episode=0)
+
+
+def test_requested_reset_respawns_with_the_seed(config, idle):
+    first = idle.tick(render=False)
+    idle.request_reset(seed=11)
+    output = idle.tick(render=False)
+    assert output.events == [EpisodeEvent(episode=1, seed=11, mode='idle', stamp_ns=output.stamp_ns,
+                                          behaviour='idle')]
+    assert idle.episodes_completed == 1
+    assert [o.name for o in output.objects] != [o.name for o in first.objects] or \
+        [o.position for o in output.objects] != [o.position for o in first.objects]
+    with SimRunner(config, mode='idle') as other:
+        other.tick(render=False)
+        other.request_reset(seed=11)
+        again = other.tick(render=False)
+    assert [(o.name, o.position) for o in again.objects] == [(o.name, o.position) for o in output.objects]
+
+
+def test_motion_mode_completes_episodes_with_distinct_seeds(config):
+    episodes = []
+    held_while_pushing = []
+    with SimRunner(config, mode='motion', seed=2) as runner:
+        for _ in range(3000):
+            output = runner.tick(render=False)
+            episodes += [e for e in output.events if isinstance(e, EpisodeEvent)]
+            if episodes[-1].behaviour == 'push':
+                held_while_pushing.append(output.gripper.held_object)
+            if runner.episodes_completed == 3:
+                break
+    assert runner.episodes_completed == 3
+    assert [e.episode for e in episodes] == [0, 1, 2]
+    assert len({e.seed for e in episodes}) == 3
+    assert [e.seed for e in episodes] == [episode_seed(2, k) for k in range(3)]
+    assert all(e.mode == 'motion' and e.behaviour in MOTION_BEHAVIOURS for e in episodes)
+    assert [e.stamp_ns for e in episodes] == sorted(e.stamp_ns for e in episodes)
+    # Seed 2 happens to draw a push; the closed gripper sweeps the object without picking it up.
+    assert held_while_pushing and set(held_while_pushing) == {None}
+
+
+def test_closed_runner_refuses_to_tick(config):
+    runner = SimRunner(config)
+    runner.close()
+    runner.close()
+    with pytest.raises(RuntimeError, match='closed'):
+        runner.tick()
