@@ -1,0 +1,235 @@
+"""sim_node: the PyBullet tray-and-arm robot as a ROS 2 node.
+
+Publishes every camera of a tick with one identical header stamp, /clock, joint and gripper state and
+the evaluation ground truth (see ssl_robot.ros.sim_messages); accepts end-effector targets, gripper
+commands, resets and scripted grasps. A bad command or a rejected parameter change is logged, reported
+on /diagnostics and ignored: the simulation keeps running.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PointStamped, PoseStamped
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from std_msgs.msg import Int64
+from std_srvs.srv import SetBool, Trigger
+
+from ssl_robot import topics
+from ssl_robot.ros.convert import ns_to_stamp
+from ssl_robot.ros.qos import RELIABLE_QOS
+from ssl_robot.ros.sim_messages import sim_topic_specs, tick_messages
+from ssl_robot.sim.config import load_sim_config
+from ssl_robot.sim.runner import SimRunner
+
+# Parameters whose change rebuilds the world; the rest apply on the fly.
+WARN_PERIOD_S = 1.0
+WORLD_PARAMETERS = ('scene_file', 'camera_rig', 'object_set', 'num_objects', 'image_width', 'image_height')
+
+
+def camera_names(runner: SimRunner) -> list[str]:
+    return [camera.name for camera in runner.config.cameras]
+
+
+class SimNode(Node):
+
+    def __init__(self) -> None:
+        super().__init__('sim')
+        self._declare('scene_file', '', 'scene yaml; empty = the installed sim/scene.yaml')
+        self._declare('camera_rig', 'default', 'camera rig name in sim/rigs/ (K scene cameras and their poses)')
+        self._declare('object_set', 'random_urdfs', 'object set name in sim/objects/')
+        self._declare('num_objects', 5, 'objects spawned in the tray at each reset')
+        self._declare('image_width', 128, 'scene and object camera width (px)')
+        self._declare('image_height', 128, 'scene and object camera height (px)')
+        self._declare('seed', 0, 'seed of the first episode; later episodes derive theirs from it')
+        self._declare('mode', 'idle', "idle (commands only), grasp (Grasp2Vec collection) or motion (TCN behaviours)")
+        self._declare('attempts_per_episode', 5, 'grasp mode: grasp attempts between tray resets')
+        self._declare('real_time_factor', 1.0, 'sim seconds per wall second; 0 runs as fast as possible')
+        self._declare('publish_segmentation', True, 'publish per-camera object masks (ground truth)')
+
+        self._runner = self._build_runner()
+        self._camera_names = camera_names(self._runner)
+        self._topic_publishers = {
+            topic: self.create_publisher(spec.type, topic, spec.qos)
+            for topic, spec in sim_topic_specs(self._camera_names, segmentation=True).items()
+        }
+        self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
+        self._rejected: dict[str, int] = {}
+        self._last_warned: dict[str, float] = {}
+        self._last_error = ''
+        self._retime_pending = False
+
+        self.create_subscription(PoseStamped, topics.EE_TARGET, self._on_ee_target, RELIABLE_QOS)
+        self.create_subscription(PointStamped, topics.GRASP_AT, self._on_grasp_at, RELIABLE_QOS)
+        self.create_subscription(Int64, topics.RESET_WITH_SEED, self._on_reset_with_seed, RELIABLE_QOS)
+        self.create_service(SetBool, topics.GRIPPER_SET_CLOSED_SERVICE, self._on_set_gripper)
+        self.create_service(Trigger, topics.RESET_SERVICE, self._on_reset)
+        self.create_service(Trigger, topics.GRASP_SERVICE, self._on_grasp)
+        self.add_on_set_parameters_callback(self._on_parameters)
+
+        self._ticks_since_report = 0
+        self._report_wall = time.monotonic()
+        self._tick_timer = self.create_timer(self._tick_period_s(), self._on_tick)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self.get_logger().info(
+            f'sim up: {len(self._camera_names)} scene cameras {self._camera_names}, mode '
+            f'{self._runner.mode}, tick {self._runner.tick_period_ns / 1e6:.1f} ms sim time')
+
+    def _declare(self, name: str, default, description: str) -> None:
+        self.declare_parameter(name, default, ParameterDescriptor(description=description))
+
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    def _build_runner(self, overrides: dict | None = None) -> SimRunner:
+        values = {name: self._param(name) for name in (*WORLD_PARAMETERS, 'seed', 'mode', 'attempts_per_episode')}
+        values.update(overrides or {})
+        config = load_sim_config(
+            scene=values['scene_file'] or None, rig=values['camera_rig'], object_set=values['object_set'],
+            num_objects=values['num_objects'], image_size=(values['image_width'], values['image_height']))
+        return SimRunner(config, mode=values['mode'], seed=values['seed'],
+                         attempts_per_episode=values['attempts_per_episode'])
+
+    def _tick_period_s(self) -> float:
+        factor = self._param('real_time_factor')
+        return self._runner.tick_period_ns / 1e9 / factor if factor > 0 else 0.0
+
+    def _on_tick(self) -> None:
+        tick = self._runner.tick()
+        segmentation = self._param('publish_segmentation')
+        for topic, message in tick_messages(tick, segmentation=segmentation):
+            self._topic_publishers[topic].publish(message)
+        self._ticks_since_report += 1
+
+    # Commands. Each handler turns a bad request into a warning and a diagnostics entry.
+    def _reject(self, command: str, error: Exception) -> str:
+        self._rejected[command] = self._rejected.get(command, 0) + 1
+        self._last_error = f'{command}: {error}'
+        # Rate-limited per command: rclpy's throttle is per call site, which would let one flooding
+        # command hide every other kind of rejection.
+        now = time.monotonic()
+        if now - self._last_warned.get(command, -math.inf) >= WARN_PERIOD_S:
+            self._last_warned[command] = now
+            self.get_logger().warning(f'rejected {self._last_error}')
+        return str(error)
+
+    def _on_ee_target(self, message: PoseStamped) -> None:
+        p, q = message.pose.position, message.pose.orientation
+        if message.header.frame_id not in ('', topics.WORLD_FRAME):
+            self._reject('ee_target', ValueError(
+                f"frame_id must be '{topics.WORLD_FRAME}' (no tf here), got '{message.header.frame_id}'"))
+            return
+        try:
+            self._runner.command_ee_target((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+        except (ValueError, RuntimeError) as error:
+            self._reject('ee_target', error)
+
+    def _on_grasp_at(self, message: PointStamped) -> None:
+        try:
+            self._runner.request_grasp((message.point.x, message.point.y))
+        except (ValueError, RuntimeError) as error:
+            self._reject('grasp_at', error)
+
+    def _on_reset_with_seed(self, message: Int64) -> None:
+        try:
+            if message.data < 0:
+                raise ValueError(f'seed must be >= 0, got {message.data}')
+            self._runner.request_reset(message.data)
+        except (ValueError, RuntimeError) as error:
+            self._reject('reset_with_seed', error)
+
+    def _serve(self, command: str, response, action) -> object:
+        try:
+            action()
+            response.success, response.message = True, 'accepted'
+        except (ValueError, RuntimeError) as error:
+            response.success, response.message = False, self._reject(command, error)
+        return response
+
+    def _on_set_gripper(self, request: SetBool.Request, response: SetBool.Response):
+        return self._serve('set_gripper', response, lambda: self._runner.command_gripper(request.data))
+
+    def _on_reset(self, _request: Trigger.Request, response: Trigger.Response):
+        return self._serve('reset', response, lambda: self._runner.request_reset(None))
+
+    def _on_grasp(self, _request: Trigger.Request, response: Trigger.Response):
+        return self._serve('grasp', response, lambda: self._runner.request_grasp(None))
+
+    def _on_parameters(self, parameters) -> SetParametersResult:
+        changes = {p.name: p.value for p in parameters}
+        if 'real_time_factor' in changes and not (changes['real_time_factor'] >= 0
+                                                  and math.isfinite(changes['real_time_factor'])):
+            return SetParametersResult(successful=False, reason='real_time_factor must be a finite number >= 0')
+        if 'real_time_factor' in changes:
+            self._retime_pending = True
+        if not any(name in changes for name in (*WORLD_PARAMETERS, 'mode', 'seed', 'attempts_per_episode')):
+            return SetParametersResult(successful=True)
+        # Build the new world before accepting, so a bad value is refused with its reason and the
+        # running world stays as it is.
+        try:
+            runner = self._build_runner(changes)
+        except (ValueError, FileNotFoundError, RuntimeError) as error:
+            self._reject('parameters', error)
+            return SetParametersResult(successful=False, reason=str(error))
+        if camera_names(runner) != self._camera_names:
+            runner.close()
+            return SetParametersResult(
+                successful=False, reason='changing the set of cameras needs a restart: topics are fixed at start')
+        self._runner.close()
+        self._runner = runner
+        return SetParametersResult(successful=True)
+
+    def _publish_diagnostics(self) -> None:
+        if self._retime_pending:
+            # The parameter callback runs before the new value is stored, so the tick timer is rebuilt here.
+            self.destroy_timer(self._tick_timer)
+            self._tick_timer = self.create_timer(self._tick_period_s(), self._on_tick)
+            self._retime_pending = False
+        now = time.monotonic()
+        ticks_per_s = self._ticks_since_report / max(now - self._report_wall, 1e-9)
+        self._ticks_since_report, self._report_wall = 0, now
+        status = DiagnosticStatus(
+            name='ssl_robot/sim', hardware_id='pybullet',
+            level=DiagnosticStatus.WARN if self._last_error else DiagnosticStatus.OK,
+            message=self._last_error or 'running')
+        values = {'ticks_per_s': f'{ticks_per_s:.1f}',
+                  'real_time_factor': f'{ticks_per_s * self._runner.tick_period_ns / 1e9:.2f}',
+                  'mode': self._runner.mode, 'episodes_completed': str(self._runner.episodes_completed)}
+        values.update({f'rejected_{command}': str(count) for command, count in self._rejected.items()})
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = ns_to_stamp(self.get_clock().now().nanoseconds)
+        self._diagnostics.publish(array)
+        self._last_error = ''
+
+    def destroy_node(self) -> None:
+        self._runner.close()
+        super().destroy_node()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, FileNotFoundError) as error:
+        # Start-up configuration errors: one clear line, no traceback.
+        print(f'sim_node: {error}', flush=True)
+        return 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

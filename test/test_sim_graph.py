@@ -1,0 +1,141 @@
+"""Integration: the sim node runs as its own process; this test process checks what it publishes.
+
+Runs only inside a loopback-only network namespace (conftest), each test with its own domain id.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from ros_harness import Probe, node_process
+from ssl_robot import topics
+from ssl_robot.ros.convert import image_to_array, stamp_to_ns
+from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
+from ssl_robot.sim.config import load_sim_config
+from ssl_robot.sync import ApproximateTimeSynchronizer
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+CAMERAS = [camera.name for camera in load_sim_config().cameras]
+SIM = 'ssl_robot.nodes.sim_node'
+
+
+@pytest.fixture
+def probe(ros_domain_id):
+    probe = Probe(ros_domain_id)
+    yield probe
+    probe.close()
+
+
+def subscribe_images(probe: Probe, camera: str, store: dict, topic_of=topics.camera_image) -> None:
+    def on_image(message: Image) -> None:
+        with probe.lock:
+            store.setdefault(camera, {})[stamp_to_ns(message.header.stamp)] = image_to_array(message)
+    probe.node.create_subscription(Image, topic_of(camera), on_image, SENSOR_QOS)
+
+
+def test_camera_sets_arrive_synchronized_with_configured_shape(probe):
+    images: dict[str, dict[int, np.ndarray]] = {}
+    for camera in CAMERAS:
+        subscribe_images(probe, camera, images)
+    with node_process(SIM, 'sim', {'image_width': 96, 'image_height': 64}):
+        probe.wait_for(lambda: all(len(images.get(c, {})) >= 30 for c in CAMERAS), 120,
+                       f'30 frames from each of {CAMERAS}')
+    sync = ApproximateTimeSynchronizer(CAMERAS, queue_size=500, max_interval_ns=0)
+    sets = []
+    with probe.lock:
+        arrivals = sorted((stamp, camera, image) for camera in CAMERAS for stamp, image in images[camera].items())
+    for stamp, camera, image in arrivals:
+        sets += sync.add(camera, stamp, image)
+    assert len(CAMERAS) >= 3
+    assert len(sets) >= 25, f'only {len(sets)} sets with identical stamps across {CAMERAS}'
+    for synced in sets:
+        assert set(synced.stamps.values()) == {synced.stamp_ns}
+        for image in synced.items.values():
+            assert image.shape == (64, 96, 3) and image.dtype == np.uint8
+    first = sets[-1].items
+    assert not np.array_equal(first[CAMERAS[0]], first[CAMERAS[1]]), 'two cameras see the same picture'
+
+
+def test_scripted_grasp_event_links_the_right_images(probe):
+    scene: dict[str, dict[int, np.ndarray]] = {}
+    masks: dict[str, dict[int, np.ndarray]] = {}
+    object_view: dict[str, dict[int, np.ndarray]] = {}
+    events: list[dict] = []
+    for camera in CAMERAS:
+        subscribe_images(probe, camera, scene)
+        subscribe_images(probe, camera, masks, topics.camera_segmentation)
+    subscribe_images(probe, topics.OBJECT_CAMERA, object_view)
+
+    def on_event(message: String) -> None:
+        with probe.lock:
+            events.append(topics.decode_event(message.data, 'grasp'))
+    probe.node.create_subscription(String, topics.GRASP_EVENTS, on_event, RELIABLE_QOS)
+    grasp = probe.node.create_client(Trigger, topics.GRASP_SERVICE)
+
+    with node_process(SIM, 'sim', {'seed': 3}):
+        success = None
+        for attempt in range(8):
+            response = probe.call(grasp, Trigger.Request())
+            assert response.success, response.message
+            probe.wait_for(lambda: len(events) > attempt, 180, f'grasp event {attempt + 1}')
+            if events[-1]['success']:
+                success = events[-1]
+                break
+        assert success is not None, f'no successful grasp in {len(events)} attempts: {events}'
+        s_pre, o, s_post = (topics.stamp_from_dict(success[k]) for k in ('s_pre', 'o', 's_post'))
+        assert s_pre < o < s_post
+        probe.wait_for(lambda: all(s_post in masks.get(c, {}) for c in CAMERAS), 30, 's_post masks')
+
+    with probe.lock:
+        index = success['object']['index']
+        # The grasped object is in view of some camera before the grasp and of none after it.
+        assert any((masks[c][s_pre] == index + 1).any() for c in CAMERAS), 'grasped object not in s_pre'
+        assert not any((masks[c][s_post] == index + 1).any() for c in CAMERAS), 'grasped object still in s_post'
+        assert all(s_pre in scene[c] and s_post in scene[c] for c in CAMERAS)
+        shown = object_view[topics.OBJECT_CAMERA][o]
+        empty = object_view[topics.OBJECT_CAMERA][min(object_view[topics.OBJECT_CAMERA])]
+        changed = np.abs(shown.astype(int) - empty.astype(int)).max(axis=2) > 30
+        assert changed.mean() > 0.01, 'the object camera frame at o looks like the empty view'
+
+
+def set_parameter(probe: Probe, name: str, value) -> tuple[bool, str]:
+    client = probe.node.create_client(SetParameters, '/sim/set_parameters')
+    if isinstance(value, str):
+        parameter_value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+    else:
+        parameter_value = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+    result = probe.call(client, SetParameters.Request(parameters=[Parameter(name=name, value=parameter_value)]))
+    return result.results[0].successful, result.results[0].reason
+
+
+def test_bad_input_is_refused_with_reason_and_sim_keeps_running(probe):
+    frames: dict[str, dict[int, np.ndarray]] = {}
+    subscribe_images(probe, CAMERAS[0], frames)
+    ee_target = probe.node.create_publisher(PoseStamped, topics.EE_TARGET, RELIABLE_QOS)
+    with node_process(SIM, 'sim') as sim:
+        probe.wait_for(lambda: len(frames.get(CAMERAS[0], {})) > 5, 120, 'frames before the bad input')
+        ok, reason = set_parameter(probe, 'object_set', 'no_such_set')
+        assert not ok and 'no_such_set' in reason
+        ok, reason = set_parameter(probe, 'image_width', 0)
+        assert not ok and 'width' in reason
+        ok, reason = set_parameter(probe, 'scene_file', '/nonexistent/scene.yaml')
+        assert not ok and '/nonexistent/scene.yaml' in reason
+        probe.wait_for(lambda: ee_target.get_subscription_count() > 0, 30, 'ee_target subscriber')
+        nonsense = PoseStamped()
+        nonsense.header.frame_id = topics.WORLD_FRAME
+        nonsense.pose.position.x = float('nan')
+        ee_target.publish(nonsense)
+        with probe.lock:
+            seen = len(frames[CAMERAS[0]])
+        probe.wait_for(lambda: len(frames[CAMERAS[0]]) > seen + 10, 60, 'frames after the bad input')
+        assert sim.poll() is None, 'the sim died'
+    log = ''.join(sim.output)
+    assert 'ee_target' in log and 'nan' in log.lower(), log[-2000:]
