@@ -17,6 +17,7 @@ from std_msgs.msg import String
 from ssl_robot import topics
 from ssl_robot.ros.convert import array_to_image, camera_info, joint_state, ns_to_stamp, pose_array
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+from ssl_robot.sim.runner import GraspEvent
 
 SEGMENTATION_ENCODING = '16UC1'
 """Segmentation pixels hold object index + 1, and 0 where no tray object is seen."""
@@ -50,25 +51,26 @@ def sim_topic_specs(camera_names: list[str], segmentation: bool = True) -> dict[
     return specs
 
 
-def _image_messages(frame: Any, stamp) -> Iterator[tuple[str, Any]]:
-    frame_id = topics.camera_frame_id(frame.name)
+def _image_messages(camera: str, frame: Any, stamp) -> Iterator[tuple[str, Any]]:
+    frame_id = topics.camera_frame_id(camera)
     height, width = frame.rgb.shape[:2]
-    yield topics.camera_image(frame.name), array_to_image(frame.rgb, 'rgb8', stamp, frame_id)
-    yield topics.camera_info(frame.name), camera_info(frame.K, width, height, stamp, frame_id)
+    yield topics.camera_image(camera), array_to_image(frame.rgb, 'rgb8', stamp, frame_id)
+    yield topics.camera_info(camera), camera_info(frame.K, width, height, stamp, frame_id)
 
 
 def tick_messages(tick: Any, segmentation: bool = True) -> Iterator[tuple[str, Any]]:
     """(topic, message) pairs for one SimRunner tick; every message carries the tick's stamp."""
     stamp = ns_to_stamp(tick.stamp_ns)
     yield topics.CLOCK, Clock(clock=stamp)
-    for frame in tick.scene.values():
-        yield from _image_messages(frame, stamp)
+    for camera, frame in tick.scene.items():
+        yield from _image_messages(camera, frame, stamp)
         if segmentation and frame.segmentation is not None:
             labels = (frame.segmentation + 1).astype(np.uint16)
-            yield (topics.camera_segmentation(frame.name),
-                   array_to_image(labels, SEGMENTATION_ENCODING, stamp, topics.camera_frame_id(frame.name)))
+            yield (topics.camera_segmentation(camera),
+                   array_to_image(labels, SEGMENTATION_ENCODING, stamp, topics.camera_frame_id(camera)))
     if tick.object_camera is not None:
-        yield from _image_messages(tick.object_camera, stamp)
+        # Published under one fixed name whatever the scene file calls it, so consumers need no config.
+        yield from _image_messages(topics.OBJECT_CAMERA, tick.object_camera, stamp)
     joints = tick.joints
     yield topics.JOINT_STATES, joint_state(joints.names, joints.positions, joints.velocities, joints.efforts, stamp)
     yield topics.GRIPPER_STATE, joint_state(['gripper_opening'], [tick.gripper.opening_m], [], [], stamp)
@@ -76,7 +78,7 @@ def tick_messages(tick: Any, segmentation: bool = True) -> Iterator[tuple[str, A
                                           [o.orientation_xyzw for o in tick.objects], stamp, topics.WORLD_FRAME)
     yield topics.GROUND_TRUTH, String(data=topics.encode_ground_truth(tick))
     for event in tick.events:
-        if hasattr(event, 's_pre_ns'):
+        if isinstance(event, GraspEvent):
             yield topics.GRASP_EVENTS, String(data=topics.encode_grasp_event(event))
         else:
             yield topics.EPISODES, String(data=topics.encode_episode_event(event))
