@@ -72,6 +72,8 @@ def test_bad_requests_raise(idle):
         idle.command_gripper('yes')
     with pytest.raises(ValueError, match='outside the tray'):
         idle.request_grasp((2.0, 0.0))
+    with pytest.raises(ValueError, match="out of the arm's reach"):
+        idle.request_grasp((0.81, 0.0))   # the far edge of the tray
     with pytest.raises(ValueError, match='non-negative integer'):
         idle.request_reset(-1)
     idle.request_grasp(None)

@@ -120,9 +120,23 @@ def random_tray_xy(ctx: ScriptContext) -> np.ndarray:
     return np.array(ctx.config.tray_position[:2]) + ctx.rng.uniform(-half, half, size=2)
 
 
+def within_reach(ctx: ScriptContext, xy: tuple[float, float] | np.ndarray) -> bool:
+    """Whether a top-down grasp at xy is reachable: grasp, approach and lift poses alike."""
+    config = ctx.config
+    heights = (config.min_grasp_height_m, config.approach_height_m, config.lift_height_m)
+    return all(ctx.arm.reach_problem((xy[0], xy[1], config.tray_floor_z + h), top_down(0.0)) is None
+               for h in heights)
+
+
+def graspable_objects(ctx: ScriptContext) -> list[int]:
+    """Objects lying in the tray within the arm's top-down reach."""
+    world = ctx.world
+    return [s.index for s in world.object_states if s.in_tray and within_reach(ctx, world.object_center(s.index))]
+
+
 def random_object(ctx: ScriptContext) -> int | None:
-    """A uniformly drawn object lying in the tray, or None when the tray is empty."""
-    candidates = [s.index for s in ctx.world.object_states if s.in_tray]
+    """A uniformly drawn graspable object, or None when there is none."""
+    candidates = graspable_objects(ctx)
     return int(ctx.rng.choice(candidates)) if candidates else None
 
 
@@ -172,7 +186,7 @@ def grasp_collection_attempt(ctx: ScriptContext, xy: tuple[float, float] | None 
         target = random_object(ctx)
         xy = tuple(ctx.world.object_center(target)[:2]) if target is not None else None
     if xy is None:
-        outcome = GraspOutcome(False, None, 'the tray is empty')
+        outcome = GraspOutcome(False, None, 'no object within reach in the tray')
         xy = tuple(ctx.config.tray_position[:2])
     else:
         outcome = yield from grasp(ctx, xy)
@@ -213,8 +227,9 @@ def present(ctx: ScriptContext, index: int) -> Script[int | None]:
 
 
 def grasp_collection_episode(ctx: ScriptContext, attempts: int) -> Script[None]:
+    """Up to `attempts` attempts; the episode ends early once no object within reach is left in the tray."""
     for _ in range(attempts):
-        if not any(s.in_tray for s in ctx.world.object_states):
+        if not graspable_objects(ctx):
             return
         yield from grasp_collection_attempt(ctx)
 

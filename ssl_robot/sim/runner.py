@@ -14,7 +14,7 @@ import numpy as np
 
 from ssl_robot.sim.arm import JointStates
 from ssl_robot.sim.behaviours import (MOTION_BEHAVIOURS, GraspEvent, Script, ScriptContext, grasp_collection_attempt,
-                                      grasp_collection_episode, motion_episode)
+                                      grasp_collection_episode, motion_episode, within_reach)
 from ssl_robot.sim.cameras import Camera, CameraFrame
 from ssl_robot.sim.config import SimConfig
 from ssl_robot.sim.world import GripperState, ObjectState, TrayWorld
@@ -217,6 +217,8 @@ class SimRunner:
             if any(abs(xy[k] - centre[k]) > half for k in (0, 1)):
                 raise ValueError(f'grasp xy {list(xy)} is outside the tray (centre {list(centre[:2])}, '
                                  f'half extent {half} m)')
+            if not within_reach(self._context, xy):
+                raise ValueError(f'grasp xy {list(xy)} is out of the arm\'s reach for a top-down grasp')
         self._check_arm_free('request_grasp')
         self._pending_grasp = (xy,)
 
