@@ -52,6 +52,16 @@ def test_grasps_at_random_objects_succeed_and_lift_them():
     assert sum(results) >= 2, results
 
 
+def test_friction_grasps_without_assist_also_hold_objects():
+    config = load_sim_config(object_set='primitives', grasp_assist=False)
+    results = []
+    for seed in range(4):
+        with SimRunner(config, seed=seed) as runner:
+            event, _ = run_grasp(runner)
+        results.append(event.success)
+    assert any(results), results
+
+
 def test_grasp_at_an_empty_spot_fails_with_a_reason():
     config = load_sim_config(object_set='primitives', num_objects=2)
     with SimRunner(config, seed=1) as runner:

@@ -74,7 +74,7 @@ def test_bad_requests_raise(idle):
         idle.request_grasp((2.0, 0.0))
     with pytest.raises(ValueError, match="out of the arm's reach"):
         idle.request_grasp((0.81, 0.0))   # the far edge of the tray
-    with pytest.raises(ValueError, match='non-negative integer'):
+    with pytest.raises(ValueError, match='reset seed must be an integer >= 0'):
         idle.request_reset(-1)
     idle.request_grasp(None)
     with pytest.raises(RuntimeError, match='scripted grasp'):
@@ -99,8 +99,10 @@ def test_scripted_modes_refuse_arm_commands(config):
 def test_bad_constructor_arguments(config):
     with pytest.raises(ValueError, match="unknown mode 'dance'"):
         SimRunner(config, mode='dance')
-    with pytest.raises(ValueError, match='attempts_per_episode'):
+    with pytest.raises(ValueError, match='attempts_per_episode must be an integer >= 1'):
         SimRunner(config, mode='grasp', attempts_per_episode=0)
+    with pytest.raises(ValueError, match='seed must be an integer >= 0'):
+        SimRunner(config, seed=1.5)
 
 
 def test_requested_reset_respawns_with_the_seed(config, idle):

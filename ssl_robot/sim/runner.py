@@ -52,6 +52,11 @@ def episode_seed(runner_seed: int, episode: int) -> int:
     return int(np.random.SeedSequence([runner_seed, episode]).generate_state(1)[0])
 
 
+def _check_integer(value: Any, minimum: int, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f'{what} must be an integer >= {minimum}, got {value!r}')
+
+
 def _vector(value: Any, length: int, what: str) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=float)
@@ -78,11 +83,8 @@ class SimRunner:
     def __init__(self, config: SimConfig, mode: str = 'idle', seed: int = 0, attempts_per_episode: int = 5) -> None:
         if mode not in self.MODES:
             raise ValueError(f'unknown mode {mode!r}; known: {", ".join(self.MODES)}')
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f'seed must be a non-negative integer, got {seed!r}')
-        if isinstance(attempts_per_episode, bool) or not isinstance(attempts_per_episode, int) \
-                or attempts_per_episode < 1:
-            raise ValueError(f'attempts_per_episode must be a positive integer, got {attempts_per_episode!r}')
+        _check_integer(seed, 0, 'seed')
+        _check_integer(attempts_per_episode, 1, 'attempts_per_episode')
         self.config = config
         self.mode = mode
         self.seed = int(seed)
@@ -98,7 +100,7 @@ class SimRunner:
         self._context = ScriptContext(self.world, self._current_stamp_ns, self._events.append)
         self._script: Script[Any] | None = None
         self._pending_seed: int | None = episode_seed(self.seed, 0)
-        self._pending_grasp: tuple[tuple[float, float] | None] | None = None
+        self._pending_grasp: Script[GraspEvent] | None = None   # starts after a pending reset
 
     # ------------------------------------------------------------------------------------------------ ticking
 
@@ -112,9 +114,7 @@ class SimRunner:
         if self._pending_seed is not None:
             self._start_episode(self._pending_seed)
         if self._pending_grasp is not None:
-            (xy,) = self._pending_grasp
-            self._pending_grasp = None
-            self._script = grasp_collection_attempt(self._context, xy)
+            self._script, self._pending_grasp = self._pending_grasp, None
         if self._script is not None:
             try:
                 next(self._script)
@@ -197,11 +197,11 @@ class SimRunner:
     def request_reset(self, seed: int | None = None) -> None:
         """Respawn the objects (and send the arm home) at the next tick. None = the next episode's seed.
 
-        A reset ends the running episode: its script stops (a grasp in progress emits no GraspEvent) and, in
-        idle mode, the episode counts as completed.
+        A reset ends the running episode and stops its script (a grasp in progress emits no GraspEvent). In idle
+        mode the ended episode counts as completed; in grasp and motion modes an interrupted one does not.
         """
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise ValueError(f'reset seed must be a non-negative integer or None, got {seed!r}')
+        if seed is not None:
+            _check_integer(seed, 0, 'reset seed')
         self._pending_grasp = None
         self._pending_seed = int(seed) if seed is not None else episode_seed(self.seed, self._episode + 1)
 
@@ -220,7 +220,7 @@ class SimRunner:
             if not within_reach(self._context, xy):
                 raise ValueError(f'grasp xy {list(xy)} is out of the arm\'s reach for a top-down grasp')
         self._check_arm_free('request_grasp')
-        self._pending_grasp = (xy,)
+        self._pending_grasp = grasp_collection_attempt(self._context, xy)
 
     # ------------------------------------------------------------------------------------------------ closing
 
