@@ -102,5 +102,11 @@ def test_object_camera_shows_the_held_object(rendered_success):
     assert presented.gripper.held_object == event.object_index
     mask = presented.object_camera.segmentation == event.object_index
     assert mask.sum() > 40
-    # Before the grasp the object camera sees no object at all: a plain background.
-    assert (outputs[event.s_pre_ns].object_camera.segmentation == -1).all()
+    # Before the grasp the object camera sees nothing but its plain background.
+    empty = outputs[event.s_pre_ns].object_camera
+    assert (empty.segmentation == -1).all()
+    assert (empty.rgb == empty.rgb[0, 0]).all()
+    # Around the held object that background stays plain: the pixels differ only where something is.
+    background = presented.object_camera.rgb == empty.rgb[0, 0]
+    assert background.all(axis=2)[~mask].mean() > 0.5
+    assert not background.all(axis=2)[mask].any()
