@@ -54,6 +54,19 @@ def test_unknown_nested_key_is_an_error(tmp_path):
         load_sim_config(path)
 
 
+def test_missing_keys_are_named(tmp_path):
+    scene = yaml.safe_load(share_path('sim', 'scene.yaml').read_text())
+    del scene['home'], scene['tray_position']
+    path = tmp_path / 'scene.yaml'
+    path.write_text(yaml.safe_dump(scene))
+    with pytest.raises(ValueError, match=r'scene.yaml: missing keys tray_position, home'):
+        load_sim_config(path)
+    rig = tmp_path / 'rig.yaml'
+    rig.write_text(yaml.safe_dump({'cameras': [{'name': 'left', 'width': 64, 'height': 64, 'fov_deg': 45.0}]}))
+    with pytest.raises(ValueError, match=r'rig.yaml: cameras\[0\]: missing keys eye, target'):
+        load_sim_config(rig=str(rig))
+
+
 def test_unknown_override_is_an_error():
     with pytest.raises(TypeError, match=r"unknown override 'grasp_asist'"):
         load_sim_config(grasp_asist=False)

@@ -275,11 +275,19 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
+    fields = dataclasses.fields(cls)
+    known = {f.name for f in fields}
     for key in values:
         if key not in known:
             raise ValueError(f'{where}: unknown key {key!r}; known keys: {", ".join(sorted(known))}')
+    _require_keys(values, [f.name for f in fields if f.default is dataclasses.MISSING], where)
     return cls(**{k: _coerce(v, hints[k], f'{where}: {k}') for k, v in values.items()})
+
+
+def _require_keys(values: Mapping[str, Any], required: list[str], where: str) -> None:
+    missing = [name for name in required if name not in values]
+    if missing:
+        raise ValueError(f'{where}: missing key{"s" if len(missing) > 1 else ""} {", ".join(missing)}')
 
 
 def _named_file(folder: str, name: str, what: str) -> Path:
@@ -319,14 +327,15 @@ def _load_rig(name: str, image_size: tuple[int, int] | None) -> tuple[CameraSpec
     cameras = data.get('cameras') or []
     if not cameras:
         raise ValueError(f'{path}: the rig lists no cameras')
-    return tuple(_camera({**defaults, **entry}, image_size, f'{path}: cameras[{i}]')
+    return tuple(_build(CameraSpec, _sized({**defaults, **entry}, image_size), f'{path}: cameras[{i}]')
                  for i, entry in enumerate(cameras))
 
 
-def _camera(values: Mapping[str, Any], image_size: tuple[int, int] | None, where: str) -> CameraSpec:
-    if image_size is not None:
-        values = {**values, 'width': image_size[0], 'height': image_size[1]}
-    return _build(CameraSpec, values, where)
+def _sized(camera: Any, image_size: tuple[int, int] | None) -> Any:
+    """A camera's yaml mapping with the image size replaced by image_size (width, height), if given."""
+    if image_size is None or not isinstance(camera, Mapping):
+        return camera
+    return {**camera, 'width': image_size[0], 'height': image_size[1]}
 
 
 def load_sim_config(scene: str | Path | None = None, rig: str = 'default', object_set: str | None = None,
@@ -348,18 +357,15 @@ def load_sim_config(scene: str | Path | None = None, rig: str = 'default', objec
     for key in overrides:
         if key not in scene_keys:
             raise TypeError(f'load_sim_config: unknown override {key!r}; known: {", ".join(sorted(scene_keys))}')
-    if 'object_camera' not in values:
-        raise ValueError(f'{scene_path}: missing key object_camera')
-    object_camera = _camera(values.pop('object_camera'), image_size, f'{scene_path}: object_camera')
+    if 'object_camera' in values:
+        values['object_camera'] = _sized(values['object_camera'], image_size)
     fields = {k: _coerce(v, hints[k], f'{scene_path}: {k}') for k, v in values.items()}
     fields.update({k: _coerce(v, hints[k], f'override {k}') for k, v in overrides.items()})
-    fields.setdefault('object_camera', object_camera)
     if object_set is not None:
         fields['object_set'] = object_set
     if num_objects is not None:
         fields['num_objects'] = num_objects
-    for required in ('object_set', 'num_objects'):
-        if required not in fields:
-            raise ValueError(f'{scene_path}: missing key {required}')
+    _require_keys(fields, [f.name for f in dataclasses.fields(SimConfig)
+                           if f.name in scene_keys and f.default is dataclasses.MISSING], str(scene_path))
     return SimConfig(objects=_load_object_set(fields['object_set']), rig=rig,
                      cameras=_load_rig(rig, image_size), **fields)
