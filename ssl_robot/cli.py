@@ -17,6 +17,7 @@ VERBS = {
     'record': ('ssl_robot.nodes.recorder_node', 'record topics to a rosbag2 bag (MCAP by default)'),
     'collect': ('ssl_robot.collect', 'run the sim headless in a collection mode and record N episodes'),
     'train': ('ssl_robot.train.cli', 'train a self-supervised model on bags (resumes an existing run directory)'),
+    'eval': ('ssl_robot.train.evaluate', 'evaluate a trained run on held-out bags against baselines, as a report'),
     'demo': ('ssl_robot.demo', 'the main job: bring up the sim graph for a bounded time and report it'),
 }
 
