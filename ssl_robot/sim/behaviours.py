@@ -60,9 +60,16 @@ class ScriptContext:
         self.config = world.config
         self.now_ns = clock_ns
         self.emit = emit
+        self.keyframes: list[str] = []
         self.rng = np.random.default_rng(0)
         self.attempts = itertools.count()
         self.tick_s = 1.0 / world.config.tick_rate_hz
+
+    def mark_keyframe(self, name: str) -> int:
+        """The stamp of this tick, which an event will refer to by `name` (s_pre, o, s_post): the runner renders
+        this tick even when asked not to, so a recorder that samples frames never misses one."""
+        self.keyframes.append(name)
+        return self.now_ns()
 
     def ticks(self, seconds: float) -> int:
         return max(1, int(math.ceil(seconds / self.tick_s)))
@@ -180,7 +187,7 @@ def grasp_collection_attempt(ctx: ScriptContext, xy: tuple[float, float] | None 
     """
     attempt = next(ctx.attempts)
     yield from go_home(ctx)
-    s_pre_ns = ctx.now_ns()
+    s_pre_ns = ctx.mark_keyframe('s_pre')
     yield
     if xy is None:
         target = random_object(ctx)
@@ -202,7 +209,7 @@ def grasp_collection_attempt(ctx: ScriptContext, xy: tuple[float, float] | None 
         # The drop-off is a chute: an object released there leaves the scene.
         ctx.world.park(outcome.object_index)
     yield from go_home(ctx)
-    s_post_ns = ctx.now_ns()
+    s_post_ns = ctx.mark_keyframe('s_post')
     yield
     name = ctx.world.objects[outcome.object_index].spec.name if outcome.object_index is not None else None
     event = GraspEvent(attempt=attempt, success=outcome.success, object_index=outcome.object_index,
@@ -221,7 +228,7 @@ def present(ctx: ScriptContext, index: int) -> Script[int | None]:
         and world.object_speed(index) < ctx.config.still_speed_mps)
     if not still:
         return None
-    stamp = ctx.now_ns()
+    stamp = ctx.mark_keyframe('o')
     yield
     return stamp
 

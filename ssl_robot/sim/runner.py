@@ -45,6 +45,7 @@ class TickOutput:
     objects: list[ObjectState]
     contacts: list[tuple[str, str]]
     events: list[GraspEvent | EpisodeEvent] = field(default_factory=list)
+    keyframes: tuple[str, ...] = ()        # names of the event stamps this tick provides (s_pre, o, s_post)
 
 
 def episode_seed(runner_seed: int, episode: int) -> int:
@@ -108,7 +109,9 @@ class SimRunner:
         return (self._tick + 1) * self.tick_period_ns
 
     def tick(self, render: bool = True) -> TickOutput:
-        """Advance one tick; render the cameras unless render=False (physics and ground truth only)."""
+        """Advance one tick; render the cameras unless render=False (physics and ground truth only).
+
+        A tick whose stamp a script records for an event (a keyframe) is always rendered."""
         if self.world is None:
             raise RuntimeError('the runner is closed')
         if self._pending_seed is not None:
@@ -128,7 +131,9 @@ class SimRunner:
         self._tick += 1
         scene: dict[str, CameraFrame] = {}
         object_frame = None
-        if render:
+        keyframes = tuple(self._context.keyframes)
+        self._context.keyframes.clear()
+        if render or keyframes:
             scene = {camera.spec.name: camera.render(world.segmentation_lut) for camera in self._scene_cameras}
             object_frame = self._object_camera.render(world.segmentation_lut)
         events = list(self._events)
@@ -136,7 +141,7 @@ class SimRunner:
         return TickOutput(tick=self._tick, stamp_ns=self._tick * self.tick_period_ns, scene=scene,
                           object_camera=object_frame, joints=world.arm.joint_states(),
                           gripper=world.gripper_state(), objects=world.object_states, contacts=world.contacts,
-                          events=events)
+                          events=events, keyframes=keyframes)
 
     def _start_episode(self, seed: int) -> None:
         if self.mode == 'idle' and self._episode >= 0:
