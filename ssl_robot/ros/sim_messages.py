@@ -42,7 +42,7 @@ def sim_topic_specs(camera_names: list[str], segmentation: bool = True) -> dict[
                 Image, SENSOR_QOS, f'{name} object masks ({SEGMENTATION_ENCODING}, object index + 1)')
     specs.update({
         topics.JOINT_STATES: TopicSpec(JointState, SENSOR_QOS, 'arm and finger joints'),
-        topics.GRIPPER_STATE: TopicSpec(JointState, SENSOR_QOS, 'gripper opening (m)'),
+        topics.GRIPPER_STATE: TopicSpec(JointState, SENSOR_QOS, 'gripper opening (m), its rate (m/s), grip force (N)'),
         topics.OBJECT_POSES: TopicSpec(PoseArray, SENSOR_QOS, 'tray object poses, in object index order'),
         topics.GROUND_TRUTH: TopicSpec(String, RELIABLE_QOS, 'JSON ground truth of the tick'),
         topics.GRASP_EVENTS: TopicSpec(String, RELIABLE_QOS, 'JSON grasp event linking s_pre, o, s_post'),
@@ -73,7 +73,11 @@ def tick_messages(tick: Any, segmentation: bool = True) -> Iterator[tuple[str, A
         yield from _image_messages(topics.OBJECT_CAMERA, tick.object_camera, stamp)
     joints = tick.joints
     yield topics.JOINT_STATES, joint_state(joints.names, joints.positions, joints.velocities, joints.efforts, stamp)
-    yield topics.GRIPPER_STATE, joint_state(['gripper_opening'], [tick.gripper.opening_m], [], [], stamp)
+    # Velocity and effort are always filled: Fast CDR pads an empty float64 sequence where rosbags does
+    # not, so bags holding such a message would not decode off-ROS.
+    gripper = tick.gripper
+    yield topics.GRIPPER_STATE, joint_state(['gripper_opening'], [gripper.opening_m], [gripper.opening_rate_mps],
+                                            [gripper.grip_force_n], stamp)
     yield topics.OBJECT_POSES, pose_array([o.position for o in tick.objects],
                                           [o.orientation_xyzw for o in tick.objects], stamp, topics.WORLD_FRAME)
     yield topics.GROUND_TRUTH, String(data=topics.encode_ground_truth(tick))

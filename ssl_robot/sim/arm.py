@@ -220,10 +220,17 @@ class Arm:
                 and float(np.linalg.norm(position - self.goal_position)) < ARRIVED_POSITION_TOLERANCE_M
                 and quaternion_angle(orientation, self.goal_orientation) < ARRIVED_ANGLE_TOLERANCE_RAD)
 
+    def opening(self) -> tuple[float, float]:
+        """Distance between the two fingertip link origins (grows as the gripper opens), and its rate (m/s)."""
+        tips = pybullet.getLinkStates(self.body, list(FINGERTIP_LINKS), computeLinkVelocity=True,
+                                      physicsClientId=self._client)
+        apart = np.subtract(tips[0][4], tips[1][4])
+        distance = float(np.linalg.norm(apart))
+        rate = float(np.dot(apart, np.subtract(tips[0][6], tips[1][6])) / distance) if distance > 0 else 0.0
+        return distance, rate
+
     def opening_m(self) -> float:
-        """Distance between the two fingertip link origins (grows as the gripper opens)."""
-        tips = pybullet.getLinkStates(self.body, list(FINGERTIP_LINKS), physicsClientId=self._client)
-        return float(np.linalg.norm(np.subtract(tips[0][4], tips[1][4])))
+        return self.opening()[0]
 
     def joint_states(self) -> JointStates:
         states = pybullet.getJointStates(self.body, self.joint_indices, physicsClientId=self._client)

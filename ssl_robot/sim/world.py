@@ -42,6 +42,8 @@ class ObjectState:
 @dataclass
 class GripperState:
     opening_m: float
+    opening_rate_mps: float
+    grip_force_n: float          # force the finger motors apply: the configured force when closed, else 0
     closed_cmd: bool
     held_object: int | None
 
@@ -346,8 +348,10 @@ class TrayWorld:
         return best
 
     def gripper_state(self) -> GripperState:
-        return GripperState(opening_m=self.arm.opening_m(), closed_cmd=self.arm.closed_cmd,
-                            held_object=self.held_object)
+        opening, rate = self.arm.opening()
+        return GripperState(opening_m=opening, opening_rate_mps=rate,
+                            grip_force_n=self.config.gripper_force_n if self.arm.closed_cmd else 0.0,
+                            closed_cmd=self.arm.closed_cmd, held_object=self.held_object)
 
     def close(self) -> None:
         if pybullet.isConnected(self.client):
