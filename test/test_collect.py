@@ -1,0 +1,87 @@
+"""`ssl-robot collect`: the sim runs in-process and every tick goes into the bag (no ROS graph needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_typestore
+
+from ssl_robot import topics
+from ssl_robot.collect import collect
+from ssl_robot.sim.config import load_sim_config
+
+pytestmark = pytest.mark.slow
+
+CAMERAS = [camera.name for camera in load_sim_config().cameras]
+TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+
+
+def read_bag(path) -> dict[str, list]:
+    """topic -> [(bag timestamp, decoded message)]"""
+    messages: dict[str, list] = {}
+    with Reader(path) as reader:
+        for connection, timestamp, raw in reader.messages():
+            messages.setdefault(connection.topic, []).append(
+                (timestamp, TYPESTORE.deserialize_cdr(raw, connection.msgtype)))
+    return messages
+
+
+def header_stamps(messages: list) -> set[int]:
+    return {m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for _, m in messages}
+
+
+def test_grasp_mode_records_every_image_an_event_refers_to(tmp_path):
+    # Sampling so sparse that only the keyframe ticks can provide the event images.
+    report = collect('grasp', 1, tmp_path / 'bag', seed=1, record_every=10_000, attempts_per_episode=2,
+                     progress=lambda _: None)
+    assert report.episodes == 1 and report.grasp_attempts == 2
+    bag = read_bag(tmp_path / 'bag')
+    events = [topics.decode_event(m.data, 'grasp') for _, m in bag[topics.GRASP_EVENTS]]
+    assert len(events) == 2
+    for event in events:
+        for key in ('s_pre', 's_post'):
+            stamp = topics.stamp_from_dict(event[key])
+            for camera in CAMERAS:
+                assert stamp in header_stamps(bag[topics.camera_image(camera)]), (key, camera)
+                assert stamp in header_stamps(bag[topics.camera_segmentation(camera)]), (key, camera)
+        if event['success']:
+            assert topics.stamp_from_dict(event['o']) in header_stamps(
+                bag[topics.camera_image(topics.OBJECT_CAMERA)])
+    # Keyframes only: 2 attempts x (s_pre, s_post, and o when successful), plus tick 0 of the sampling.
+    assert len(bag[topics.camera_image(CAMERAS[0])]) <= 2 * 3 + 1
+    # State is recorded on every tick, stamped like the tick.
+    assert len(bag[topics.GROUND_TRUTH]) == report.ticks
+    assert len(bag[topics.EPISODES]) == 1
+
+
+def test_motion_mode_records_episodes_with_sampled_synchronized_images(tmp_path):
+    report = collect('motion', 2, tmp_path / 'bag', seed=5, record_every=3, progress=lambda _: None)
+    bag = read_bag(tmp_path / 'bag')
+    episodes = [topics.decode_event(m.data, 'episode') for _, m in bag[topics.EPISODES]]
+    assert [e['episode'] for e in episodes] == [0, 1]
+    assert episodes[0]['seed'] != episodes[1]['seed']
+    stamps = [header_stamps(bag[topics.camera_image(camera)]) for camera in CAMERAS]
+    assert all(s == stamps[0] for s in stamps), 'cameras of one tick must share the stamp'
+    assert len(stamps[0]) == pytest.approx(report.ticks / 3, abs=1)
+    # Bag timestamps are the sim stamps, so offline readers see the sim's timeline.
+    timestamp, message = bag[topics.camera_image(CAMERAS[0])][0]
+    assert timestamp == message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    (tmp_path / 'exists').mkdir()
+    for args, expected in ((['--object-set', 'no_such_set'], 'no_such_set'),
+                           (['--image-size', '0', '64'], 'width'),
+                           (['--episodes', '0'], 'episodes')):
+        command = [sys.executable, '-m', 'ssl_robot.cli', 'collect', '--mode', 'motion', '--episodes', '1',
+                   '-o', str(tmp_path / 'new'), *args]
+        result = subprocess.run(command, capture_output=True, text=True)
+        assert result.returncode == 1, result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and expected in lines[0], result.stderr
+    result = subprocess.run([sys.executable, '-m', 'ssl_robot.cli', 'collect', '--mode', 'motion', '--episodes', '1',
+                             '-o', str(tmp_path / 'exists')], capture_output=True, text=True)
+    assert result.returncode == 1 and 'exists' in result.stderr
