@@ -66,10 +66,14 @@ def test_gripper_opens_and_closes(world):
     world.arm.set_gripper(closed=False)
     run(world, 15)
     opened = world.arm.opening_m()
+    assert world.gripper_state().grip_force_n == 0.0
     world.arm.set_gripper(closed=True)
-    run(world, 15)
+    run(world, 1)
+    closing = world.gripper_state()
+    assert closing.closed_cmd and closing.opening_rate_mps < -0.01
+    assert closing.grip_force_n == world.config.gripper_force_n
+    run(world, 14)
     closed = world.arm.opening_m()
-    assert world.gripper_state().closed_cmd
     assert opened - closed > 0.05
     world.arm.set_gripper(closed=False)
     run(world, 15)

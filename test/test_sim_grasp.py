@@ -25,11 +25,11 @@ def run_grasp(runner: SimRunner, xy=None, render: bool = False) -> tuple[GraspEv
 
 @pytest.fixture(scope='module')
 def rendered_success():
-    """One successful attempt with every tick rendered (small images keep it quick)."""
+    """One successful attempt ticked with render=False: only its keyframe ticks get images."""
     config = load_sim_config(object_set='primitives', image_size=(64, 64))
     for seed in range(5):
         with SimRunner(config, seed=seed) as runner:
-            event, outputs = run_grasp(runner, render=True)
+            event, outputs = run_grasp(runner, render=False)
         if event.success:
             return config, event, outputs
     pytest.fail('no successful grasp in 5 seeded attempts')
@@ -83,6 +83,16 @@ def test_grasp_event_stamps_are_ordered(rendered_success):
     _, event, outputs = rendered_success
     assert event.s_pre_ns < event.o_ns < event.s_post_ns
     assert {event.s_pre_ns, event.o_ns, event.s_post_ns} <= set(outputs)
+
+
+def test_keyframe_ticks_are_rendered_even_when_not_asked(rendered_success):
+    config, event, outputs = rendered_success
+    keyframes = {stamp: o.keyframes for stamp, o in outputs.items() if o.keyframes}
+    assert keyframes == {event.s_pre_ns: ('s_pre',), event.o_ns: ('o',), event.s_post_ns: ('s_post',)}
+    for stamp, output in outputs.items():
+        rendered = stamp in keyframes
+        assert (list(output.scene) == [c.name for c in config.cameras]) == rendered
+        assert (output.object_camera is not None) == rendered
 
 
 def test_scene_before_and_after_shows_the_object_removed(rendered_success):
