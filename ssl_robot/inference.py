@@ -1,0 +1,241 @@
+"""Embedding live camera frames with a trained TCN-family checkpoint: what the embedding node runs on every
+synchronized set of camera images. Pure: no rclpy, so it runs and is tested without ROS.
+
+- LoadedModel: a checkpoint loaded for inference (eval() mode, CUDA when present), named by a model id that
+  changes whenever the weights do, and swapped for the file's new contents when the file changes, so a
+  retrained checkpoint is picked up without restarting the graph.
+- FrameBuffer: the recent frames of one view, giving the mfTCN clip that ends at the newest one.
+- MultiViewEmbedder: K synchronized views -> K + 1 unit-norm embeddings, one per view and their fusion.
+
+Frames are (H, W, 3) uint8 RGB arrays of any size. They are resized to the model's image_size the way
+training resized them (ssl_robot.data.reader.resize_rgb: pixel-area averaging, aspect ratio not kept), so
+the model sees live frames as it saw recorded ones.
+
+An mfTCN clip is num_frames frames `stride` frames apart, counted in the frames given to FrameBuffer, i.e.
+synchronized sets. Training counted recorded bag frames, so a clip spans the trained duration only when the
+cameras run at the rate the training bags were recorded at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import ssl_robot
+from ssl_robot.data.reader import resize_rgb, rgb_to_tensor
+from ssl_robot.models.checkpoint import CheckpointHeader, load_checkpoint
+from ssl_robot.models.encoders import default_device
+from ssl_robot.models.mftcn import MultiFrameTCN
+
+EMBEDDING_METHODS = ('tcn', 'svtcn', 'mftcn')
+"""Methods whose models embed camera frames: TCN and its single-view baseline frame by frame, mfTCN by clips."""
+CHECKPOINTS_DIR = Path(ssl_robot.__file__).resolve().parent / 'checkpoints'
+"""Where the package ships its default checkpoints (scripts/train-default-checkpoints writes them)."""
+MODEL_ID_HASH_CHARS = 12
+
+
+def require_embedding_method(method: str) -> None:
+    if method not in EMBEDDING_METHODS:
+        raise ValueError(f'method {method!r} does not embed camera frames: expected one of {EMBEDDING_METHODS}')
+
+
+def default_checkpoint(method: str) -> Path:
+    """The shipped checkpoint of a method, ssl_robot/checkpoints/<method>.safetensors; FileNotFoundError saying
+    how to get one if this install has none."""
+    require_embedding_method(method)
+    path = CHECKPOINTS_DIR / f'{method}.safetensors'
+    if not path.is_file():
+        raise FileNotFoundError(f'no default {method} checkpoint: {path} does not exist; give a checkpoint file, or '
+                                f'make the defaults with scripts/train-default-checkpoints')
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as file:
+        for block in iter(lambda: file.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """One load of a checkpoint file: the model and what identifies the file contents it came from."""
+
+    model: nn.Module
+    header: CheckpointHeader
+    model_id: str
+    """'<method>:<file name>:step<step>:<sha256 prefix>', e.g. 'tcn:tcn.safetensors:step1200:3fa9c2d1e0b4'."""
+    sha256: str
+    stat_key: tuple[int, ...]
+    """(inode, size, mtime_ns, ctime_ns) of the file, taken before it was read."""
+
+
+class LoadedModel:
+    """A TCN-family checkpoint loaded for inference, reloaded when its file changes.
+
+    The loaded state is one immutable LoadedCheckpoint replaced as a whole: a reload builds the new model
+    completely before swapping it in, so a caller holding `current` never sees half of each, and a failed
+    reload leaves the old model serving.
+    """
+
+    def __init__(self, path: str | os.PathLike, method: str, device: torch.device | str | None = None) -> None:
+        require_embedding_method(method)
+        self.path = Path(path)
+        self.method = method
+        self.device = torch.device(device) if device is not None else default_device()
+        self.current = self._load()
+
+    @property
+    def model(self) -> nn.Module:
+        return self.current.model
+
+    @property
+    def config(self) -> Any:
+        return self.current.model.config
+
+    @property
+    def model_id(self) -> str:
+        return self.current.model_id
+
+    def _stat_key(self) -> tuple[int, ...]:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            raise FileNotFoundError(f'checkpoint {self.path} does not exist') from None
+        # The inode changes on every atomic replace (save_checkpoint writes a new file and renames it), even
+        # within one tick of a coarse filesystem clock.
+        return stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+
+    def _load(self) -> LoadedCheckpoint:
+        stat_key = self._stat_key()
+        sha256 = file_sha256(self.path)
+        model, header = load_checkpoint(self.path, method=self.method, device=self.device)
+        model_id = f'{header.method}:{self.path.name}:step{header.step}:{sha256[:MODEL_ID_HASH_CHARS]}'
+        return LoadedCheckpoint(model, header, model_id, sha256, stat_key)
+
+    def reload_if_changed(self) -> bool:
+        """Load the file again if its contents changed since the current model was loaded; True if a new model
+        was swapped in.
+
+        The file's inode, size and times decide whether to look: if none changed, the contents are taken as
+        unchanged without reading the file. A change is confirmed by the content hash (a file rewritten with the
+        same bytes keeps the current model). Raises FileNotFoundError if the file is gone and CheckpointError if
+        it holds no usable checkpoint of this method, keeping the current model; the next call tries again. A
+        file replaced while it was being read looks changed at the next call and is loaded then.
+        """
+        current = self.current
+        stat_key = self._stat_key()
+        if stat_key == current.stat_key:
+            return False
+        if file_sha256(self.path) == current.sha256:
+            self.current = dataclasses.replace(current, stat_key=stat_key)
+            return False
+        self.current = self._load()
+        return True
+
+
+class FrameBuffer:
+    """The last (num_frames - 1) * stride + 1 frames of one view, yielding the mfTCN clip ending at the newest.
+
+    A frame whose stamp is not after the newest buffered one (time went backwards: a simulator reset, a bag
+    looping) empties the buffer first, so a clip never mixes two timelines.
+    """
+
+    def __init__(self, num_frames: int, stride: int) -> None:
+        if num_frames < 1 or stride < 1:
+            raise ValueError(f'a clip needs num_frames >= 1 and stride >= 1, got {num_frames} and {stride}')
+        self.num_frames, self.stride = num_frames, stride
+        self._frames: deque[np.ndarray] = deque(maxlen=(num_frames - 1) * stride + 1)
+        self._newest_ns: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def clear(self) -> None:
+        self._frames.clear()
+        self._newest_ns = None
+
+    def push(self, stamp_ns: int, frame: np.ndarray) -> np.ndarray | None:
+        """Add a frame; once the buffer is full, the (num_frames, ...) clip ending at it, oldest frame first."""
+        if self._newest_ns is not None and stamp_ns <= self._newest_ns:
+            self.clear()
+        self._frames.append(frame)
+        self._newest_ns = stamp_ns
+        if len(self._frames) < self._frames.maxlen:
+            return None
+        return np.stack(list(self._frames)[::self.stride])
+
+
+def preprocess(frames: Sequence[np.ndarray], image_size: int) -> np.ndarray:
+    """(K, image_size, image_size, 3) uint8: each (H, W, 3) uint8 RGB view resized as training resized it."""
+    for view, frame in enumerate(frames):
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f'view {view} must be an (H, W, 3) uint8 RGB image, got {frame.dtype} {frame.shape}')
+    return np.stack([resize_rgb(frame, image_size) for frame in frames])
+
+
+def with_fused_row(embeddings: Tensor) -> Tensor:
+    """(K, D) unit-norm view embeddings -> (K + 1, D): the views, then their mean re-normalised to unit length
+    (a zero row in the degenerate case where the views cancel out)."""
+    return torch.cat([embeddings, F.normalize(embeddings.mean(0, keepdim=True), dim=-1)])
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: np.ndarray
+    """(K + 1, D) float32: one unit-norm row per view in the order given, then the fused row."""
+    model_id: str
+    """LoadedCheckpoint.model_id of the model that computed them."""
+
+
+class MultiViewEmbedder:
+    """Synchronized sets of num_views frames -> Embeddings, through a LoadedModel that may be reloaded between
+    sets. An mfTCN embeds the clip ending at each set, through one FrameBuffer per view, so it answers only
+    once the buffers hold a full clip; the buffers start over if a reload changes the clip or image size."""
+
+    def __init__(self, model: LoadedModel, num_views: int) -> None:
+        if num_views < 1:
+            raise ValueError(f'num_views must be >= 1, got {num_views}')
+        self.model = model
+        self.num_views = num_views
+        self._buffers: list[FrameBuffer] = []
+        self._buffer_geometry: tuple[int, int, int] | None = None
+
+    def _clips(self, stamp_ns: int, images: np.ndarray, model: MultiFrameTCN) -> np.ndarray | None:
+        config = model.config
+        geometry = (config.num_frames, config.stride, config.image_size)
+        if geometry != self._buffer_geometry:
+            self._buffers = [FrameBuffer(config.num_frames, config.stride) for _ in range(self.num_views)]
+            self._buffer_geometry = geometry
+        clips = [buffer.push(stamp_ns, image) for buffer, image in zip(self._buffers, images)]
+        return None if any(clip is None for clip in clips) else np.stack(clips)
+
+    def embed(self, stamp_ns: int, frames: Sequence[np.ndarray]) -> Embeddings | None:
+        """The embeddings of one synchronized set of frames (one per view, in view order), or None while an
+        mfTCN's clips are still filling."""
+        if len(frames) != self.num_views:
+            raise ValueError(f'expected {self.num_views} views, got {len(frames)}')
+        loaded = self.model.current  # one model for the whole set, even if a reload swaps it meanwhile
+        model = loaded.model
+        images = preprocess(frames, model.config.image_size)
+        # embed() and embed_clip() run under torch.no_grad() in eval() mode (models.encoders.inference).
+        if isinstance(model, MultiFrameTCN):
+            clips = self._clips(stamp_ns, images, model)
+            if clips is None:
+                return None
+            vectors = model.embed_clip(rgb_to_tensor(clips).to(self.model.device))
+        else:
+            vectors = model.embed(rgb_to_tensor(images).to(self.model.device))
+        return Embeddings(with_fused_row(vectors).cpu().numpy().astype(np.float32, copy=False), loaded.model_id)
