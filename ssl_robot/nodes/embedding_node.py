@@ -1,0 +1,207 @@
+"""embedding_node: live TCN / mfTCN embeddings of K synchronized cameras.
+
+Subscribes to K camera image topics, groups their frames into synchronized sets (ssl_robot.sync, message_filters
+semantics), embeds each set with a trained checkpoint (ssl_robot.inference) and publishes the result on
+/embeddings, stamped with the set's stamp.
+
+Output message: sensor_msgs/Image, encoding 32FC1, height K + 1, width D (the embedding size). Row k is the
+unit-norm embedding of camera_topics[k]; the last row fuses the views (their mean, re-normalised). header.stamp is
+the set's stamp, so an embedding is matched to the frames it came from; header.frame_id is the model id
+('<method>:<checkpoint file>:step<step>:<sha256 prefix>'), which changes whenever the weights do. Image is used
+because it is a standard interface that carries both a header and a 2-D float array: std_msgs/Float32MultiArray
+has no header, and this single ament_python package cannot define a message of its own.
+
+Bad input never stops the node. An image with an unusable layout (wrong encoding, size or step, empty data, NaN
+in a float image), a stamp older than the camera's previous one, a camera falling silent, or a checkpoint file
+that changed into something unloadable is dropped or ignored, logged with a warning rate-limited per kind, and
+reported on /diagnostics (status 'ssl_robot/embedding'). A changed checkpoint file is loaded without a restart.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections import Counter
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from ssl_robot import topics
+from ssl_robot.inference import LoadedModel, MultiViewEmbedder, default_checkpoint
+from ssl_robot.models.checkpoint import CheckpointError
+from ssl_robot.ros.convert import ImageFormatError, array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
+from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
+from ssl_robot.sync import ApproximateTimeSynchronizer, SyncedSet
+
+EMBEDDINGS = '/embeddings'
+DIAGNOSTIC_NAME = 'ssl_robot/embedding'
+DEFAULT_CAMERA_TOPICS = [topics.camera_image(camera) for camera in ('front_left', 'front_right', 'high_side')]
+WARN_PERIOD_S = 1.0
+DIAGNOSTICS_PERIOD_S = 1.0
+NS_PER_MS, NS_PER_S = 1_000_000, 1_000_000_000
+
+
+class EmbeddingNode(Node):
+
+    def __init__(self) -> None:
+        super().__init__('embedding')
+        self._declare('camera_topics', DEFAULT_CAMERA_TOPICS,
+                      'image topics of the K synchronized cameras; their order is the row order of /embeddings')
+        self._declare('checkpoint', '',
+                      'checkpoint file; empty = the shipped ssl_robot/checkpoints/<method>.safetensors')
+        self._declare('method', 'tcn', 'tcn, svtcn or mftcn; a checkpoint of another method is refused')
+        self._declare('sync_queue_size', 10, 'frames queued per camera while waiting for the others')
+        self._declare('sync_max_interval_ms', 10.0, 'largest stamp spread within one synchronized set (ms)')
+        self._declare('silent_camera_timeout_s', 2.0, 'a camera without a frame for this long is reported silent')
+        self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
+
+        self._camera_topics = list(self._param('camera_topics'))
+        method = self._param('method')
+        checkpoint = self._param('checkpoint') or default_checkpoint(method)
+        self._sync = ApproximateTimeSynchronizer(
+            self._camera_topics, queue_size=self._param('sync_queue_size'),
+            max_interval_ns=round(self._param('sync_max_interval_ms') * NS_PER_MS))
+        self._silent_timeout_ns = round(self._positive('silent_camera_timeout_s') * NS_PER_S)
+        reload_period_s = self._positive('reload_check_period_s')
+        self._model = LoadedModel(checkpoint, method)
+        self._embedder = MultiViewEmbedder(self._model, len(self._camera_topics))
+
+        self._last_stamp_ns: dict[str, int] = {}
+        # Silence is judged on the stamps' clock (sim time for the sim), advanced by wall time since the newest
+        # stamp arrived, so it works whether or not the node's own clock follows /clock.
+        self._newest_stamp: tuple[int, float] | None = None
+        self._started_wall = time.monotonic()
+        self._problems: dict[str, str] = {}
+        self._problem_counts: Counter[str] = Counter()
+        self._last_warned: dict[str, float] = {}
+        self._published = 0
+
+        self._publisher = self.create_publisher(Image, EMBEDDINGS, SENSOR_QOS)
+        self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
+        for topic in self._camera_topics:
+            self.create_subscription(Image, topic, functools.partial(self._on_image, topic), SENSOR_QOS)
+        self.create_timer(reload_period_s, self._reload_checkpoint)
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        self.get_logger().info(f'embedding {len(self._camera_topics)} cameras {self._camera_topics} with '
+                               f'{self._model.model_id} on {self._model.device}')
+
+    def _declare(self, name: str, default, description: str) -> None:
+        # Read-only: topics, synchronizer and model are built at start, so a change accepted later would do nothing.
+        self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=True))
+
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    def _positive(self, name: str) -> float:
+        value = self._param(name)
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f'parameter {name} must be a finite number > 0, got {value}')
+        return value
+
+    def _report(self, kind: str, problem: str) -> None:
+        """Count a problem of this kind for /diagnostics and warn about it, at most once per WARN_PERIOD_S per kind:
+        a flood of one kind must not hide the others."""
+        self._problems[kind] = problem
+        self._problem_counts[kind] += 1
+        now = time.monotonic()
+        if now - self._last_warned.get(kind, -math.inf) >= WARN_PERIOD_S:
+            self._last_warned[kind] = now
+            self.get_logger().warning(f'{kind}: {problem}')
+
+    def _on_image(self, topic: str, message: Image) -> None:
+        stamp_ns = stamp_to_ns(message.header.stamp)
+        try:
+            rgb = as_rgb(image_to_array(message, reject_nan=True), message.encoding)
+        except ImageFormatError as error:
+            self._report('bad_image', f'{topic}: {error}; dropped')
+            return
+        previous_ns = self._last_stamp_ns.get(topic)
+        # A jump back further than the synchronizer's clock_jump_ns is a new timeline (a simulator reset, a looping
+        # bag), on which the synchronizer and the mfTCN frame buffers start over; a smaller one is a stale frame.
+        if previous_ns is not None and 0 < previous_ns - stamp_ns <= self._sync.clock_jump_ns:
+            self._report('stamp_backwards', f'{topic}: stamp {stamp_ns} ns is older than the previous frame '
+                                            f'{previous_ns} ns; dropped')
+            return
+        self._last_stamp_ns[topic] = stamp_ns
+        if (self._newest_stamp is None or stamp_ns >= self._newest_stamp[0]
+                or stamp_ns < self._newest_stamp[0] - self._sync.clock_jump_ns):
+            self._newest_stamp = (stamp_ns, time.monotonic())
+        for synced in self._sync.add(topic, stamp_ns, rgb):
+            self._publish(synced)
+
+    def _publish(self, synced: SyncedSet) -> None:
+        embeddings = self._embedder.embed(synced.stamp_ns, [synced.items[topic] for topic in self._camera_topics])
+        if embeddings is None:
+            return
+        self._publisher.publish(array_to_image(embeddings.vectors, '32FC1', ns_to_stamp(synced.stamp_ns),
+                                               embeddings.model_id))
+        self._published += 1
+
+    def _reload_checkpoint(self) -> None:
+        previous = self._model.model_id
+        try:
+            if self._model.reload_if_changed():
+                self.get_logger().info(f'checkpoint changed: {previous} -> {self._model.model_id}')
+        except (CheckpointError, FileNotFoundError) as error:
+            self._report('checkpoint', f'{error}; still using {previous}')
+
+    def _check_silent_cameras(self) -> None:
+        if self._newest_stamp is None:
+            waited_s = time.monotonic() - self._started_wall
+            if waited_s * NS_PER_S > self._silent_timeout_ns:
+                self._report('silent_camera', f'no frame from any of {self._camera_topics} in {waited_s:.0f} s')
+            return
+        stamp_ns, wall = self._newest_stamp
+        now_ns = stamp_ns + round((time.monotonic() - wall) * NS_PER_S)
+        silent = self._sync.silent_inputs(now_ns, self._silent_timeout_ns)
+        if silent:
+            self._report('silent_camera', f'no frame from {silent} for more than '
+                                          f'{self._silent_timeout_ns / NS_PER_S:g} s; no embeddings without them')
+
+    def _publish_diagnostics(self) -> None:
+        self._check_silent_cameras()
+        for drop in self._sync.drain_drops():
+            self._problem_counts[f'sync_{drop.reason}'] += 1
+        status = DiagnosticStatus(
+            name=DIAGNOSTIC_NAME, hardware_id=self._model.device.type,
+            level=DiagnosticStatus.WARN if self._problems else DiagnosticStatus.OK,
+            message='; '.join(f'{kind}: {problem}' for kind, problem in self._problems.items()) or 'running')
+        values = {'model_id': self._model.model_id, 'cameras': ','.join(self._camera_topics),
+                  'published': str(self._published)}
+        values.update({f'count_{kind}': str(count) for kind, count in sorted(self._problem_counts.items())})
+        status.values = [KeyValue(key=key, value=value) for key, value in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = ns_to_stamp(self.get_clock().now().nanoseconds)
+        self._diagnostics.publish(array)
+        self._problems.clear()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        try:
+            node = EmbeddingNode()
+        except (ValueError, FileNotFoundError, ParameterException) as error:
+            # Configuration errors (a bad parameter, a missing or refused checkpoint): one clear line. Only at
+            # start: an error while running is a bug and keeps its traceback.
+            print(f'embedding_node: {error}', flush=True)
+            return 1
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
