@@ -39,6 +39,8 @@ from rosbags.rosbag2.metadata import dump_qos_v9
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
+from ssl_robot.atomic import write_atomic
+
 STORAGES = ('mcap', 'sqlite3')
 BAG_FORMAT_VERSION = 9
 ROS_DISTRO = 'kilted'
@@ -66,15 +68,6 @@ class StorageFile:
     def with_message(self, timestamp_ns: int) -> StorageFile:
         return StorageFile(self.name, self.message_count + 1, min(self.start_ns, timestamp_ns),
                            max(self.end_ns, timestamp_ns))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f'.{path.name}.tmp')
-    with temporary.open('w', encoding='utf8') as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
 
 
 class _StorageFiles(ABC):
@@ -362,5 +355,5 @@ class BagWriter:
             'custom_data': None,
             'ros_distro': ROS_DISTRO,
         }
-        _write_atomically(self.path / 'metadata.yaml',
+        write_atomic(self.path / 'metadata.yaml',
                           yaml.safe_dump({'rosbag2_bagfile_information': information}, sort_keys=False))

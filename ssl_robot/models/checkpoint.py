@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from ..atomic import write_atomic
 from .config import config_to_dict
 from .encoders import default_device
 from .registry import build_model, method_of
@@ -43,20 +43,6 @@ class CheckpointHeader:
     """Training step at which it was written."""
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    # A crash mid-write must leave the previous checkpoint intact, never a truncated one.
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(descriptor, 'wb') as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, step: int, code_version: str) -> Path:
     """Write model's weights and header to path (conventionally *.safetensors); returns the path."""
     path = Path(path)
@@ -65,7 +51,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, step: int, code_v
     metadata = {'format': FORMAT, 'method': method_of(model), 'config': json.dumps(config_to_dict(model.config)),
                 'code_version': str(code_version), 'step': str(step)}
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    _write_atomically(path, safetensors.torch.save(tensors, metadata=metadata))
+    write_atomic(path, safetensors.torch.save(tensors, metadata=metadata))
     return path
 
 

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ssl_robot.models.checkpoint import load_weights, save_checkpoint
-from ssl_robot.train.run_dir import fsync_dir, write_atomic
+from ssl_robot.atomic import fsync_dir, write_atomic
 
 LATEST = 'latest'
 MODEL_FILE = 'model.safetensors'

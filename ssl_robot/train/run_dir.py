@@ -13,8 +13,6 @@ from __future__ import annotations
 import datetime
 import fcntl
 import json
-import os
-import secrets
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,36 +24,10 @@ from typing import Any
 import yaml
 
 import ssl_robot
+from ssl_robot.atomic import write_atomic
 from ssl_robot.train.config import TrainConfig, config_to_yaml
 from ssl_robot.train.errors import TrainError
 from ssl_robot.train.typed_config import to_plain
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or file creation in directory path survive a power cut."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write data to path so that readers see either the old file or the complete new one."""
-    path = Path(path)
-    temporary = path.with_name(f'.{path.name}.{secrets.token_hex(4)}.tmp')
-    # os.open rather than mkstemp: mkstemp's files are private (0600) whatever the umask says.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, 'wb') as temp_file:
-            temp_file.write(data)
-            temp_file.flush()
-            os.fsync(temp_file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 def _git(*args: str) -> str | None:
