@@ -35,6 +35,7 @@ setup(
             'ssl-robot = ssl_robot.cli:main',
             'sim_node = ssl_robot.nodes.sim_node:main',
             'recorder_node = ssl_robot.nodes.recorder_node:main',
+            'embedding_node = ssl_robot.nodes.embedding_node:main',
         ],
     },
 )

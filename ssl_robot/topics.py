@@ -18,6 +18,7 @@ GROUND_TRUTH = '/sim/ground_truth'
 GRASP_EVENTS = '/sim/grasp_events'
 EPISODES = '/sim/episode'
 DIAGNOSTICS = '/diagnostics'
+EMBEDDINGS = '/embeddings'
 
 # Commands accepted by the sim node.
 EE_TARGET = '/arm/ee_target'

@@ -19,7 +19,8 @@ from sensor_msgs.msg import Image
 from ros_harness import Probe, node_process
 from ssl_robot import topics
 from ssl_robot.inference import LoadedModel, MultiViewEmbedder
-from ssl_robot.nodes.embedding_node import DEFAULT_CAMERA_TOPICS, DIAGNOSTIC_NAME, EMBEDDINGS
+from ssl_robot.nodes.embedding_node import DEFAULT_CAMERA_TOPICS, DIAGNOSTIC_NAME
+from ssl_robot.topics import EMBEDDINGS
 from ssl_robot.ros.convert import array_to_image, image_to_array, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
 from test_inference import camera_frames, write_checkpoint

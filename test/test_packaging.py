@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 SHARE_FILES = ['package.xml', 'launch/sim.launch.xml', 'config/sim.yaml', 'config/recorder.yaml',
-               'config/fastdds_shm.xml', 'sim/scene.yaml', 'sim/rigs/default.yaml']
-NODE_EXECUTABLES = ['sim_node', 'recorder_node', 'ssl-robot']
+               'config/fastdds_shm.xml', 'config/embedding.yaml', 'sim/scene.yaml', 'sim/rigs/default.yaml']
+NODE_EXECUTABLES = ['sim_node', 'recorder_node', 'embedding_node', 'ssl-robot']
 
 
 @pytest.fixture(scope='module')

@@ -24,11 +24,8 @@ import math
 import time
 from collections import Counter
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
@@ -36,10 +33,10 @@ from ssl_robot import topics
 from ssl_robot.inference import LoadedModel, MultiViewEmbedder, default_checkpoint
 from ssl_robot.models.checkpoint import CheckpointError
 from ssl_robot.ros.convert import ImageFormatError, array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
+from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
 from ssl_robot.sync import ApproximateTimeSynchronizer, SyncedSet
 
-EMBEDDINGS = '/embeddings'
 DIAGNOSTIC_NAME = 'ssl_robot/embedding'
 DEFAULT_CAMERA_TOPICS = [topics.camera_image(camera) for camera in ('front_left', 'front_right', 'high_side')]
 WARN_PERIOD_S = 1.0
@@ -82,7 +79,7 @@ class EmbeddingNode(Node):
         self._last_warned: dict[str, float] = {}
         self._published = 0
 
-        self._publisher = self.create_publisher(Image, EMBEDDINGS, SENSOR_QOS)
+        self._publisher = self.create_publisher(Image, topics.EMBEDDINGS, SENSOR_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         for topic in self._camera_topics:
             self.create_subscription(Image, topic, functools.partial(self._on_image, topic), SENSOR_QOS)
@@ -183,24 +180,7 @@ class EmbeddingNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        try:
-            node = EmbeddingNode()
-        except (ValueError, FileNotFoundError, ParameterException) as error:
-            # Configuration errors (a bad parameter, a missing or refused checkpoint): one clear line. Only at
-            # start: an error while running is a bug and keeps its traceback.
-            print(f'embedding_node: {error}', flush=True)
-            return 1
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(EmbeddingNode, 'embedding_node', args)
 
 
 if __name__ == '__main__':

@@ -11,17 +11,16 @@ from __future__ import annotations
 import math
 import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped, PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import Int64
 from std_srvs.srv import SetBool, Trigger
 
 from ssl_robot import topics
 from ssl_robot.ros.convert import ns_to_stamp
+from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.qos import RELIABLE_QOS
 from ssl_robot.ros.sim_messages import sim_topic_specs, tick_messages
 from ssl_robot.sim.config import load_sim_config
@@ -213,22 +212,7 @@ class SimNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, FileNotFoundError) as error:
-        # Start-up configuration errors: one clear line, no traceback.
-        print(f'sim_node: {error}', flush=True)
-        return 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(SimNode, 'sim_node', args)
 
 
 if __name__ == '__main__':

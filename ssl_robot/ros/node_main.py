@@ -1,0 +1,37 @@
+"""The one way every ssl_robot node process starts, spins and shuts down (ros2/examples style)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+import rclpy
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+# What a node constructor raises for bad configuration: a parameter of the wrong type or value, a missing or
+# refused file. Caught only around construction; an error while spinning is a bug and keeps its traceback.
+CONFIGURATION_ERRORS = (ValueError, OSError, ParameterException)
+
+
+def spin_node(make_node: Callable[[], Node], executable: str, args: list[str] | None = None) -> int:
+    """Init rclpy, build the node, spin until Ctrl-C or an external shutdown, always clean up.
+
+    A configuration error at start-up ends the process with one line naming it and exit status 1."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        try:
+            node = make_node()
+        except CONFIGURATION_ERRORS as error:
+            print(f'{executable}: {error}', file=sys.stderr, flush=True)
+            return 1
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
