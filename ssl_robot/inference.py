@@ -37,6 +37,7 @@ from ssl_robot.data.reader import resize_rgb, rgb_to_tensor
 from ssl_robot.models.checkpoint import CheckpointHeader, load_checkpoint
 from ssl_robot.models.encoders import default_device
 from ssl_robot.models.mftcn import MultiFrameTCN
+from ssl_robot.models.registry import METHODS
 
 EMBEDDING_METHODS = ('tcn', 'svtcn', 'mftcn')
 """Methods whose models embed camera frames: TCN and its single-view baseline frame by frame, mfTCN by clips."""
@@ -50,10 +51,15 @@ def require_embedding_method(method: str) -> None:
         raise ValueError(f'method {method!r} does not embed camera frames: expected one of {EMBEDDING_METHODS}')
 
 
+def require_known_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f'unknown method {method!r}: expected one of {sorted(METHODS)}')
+
+
 def default_checkpoint(method: str) -> Path:
     """The shipped checkpoint of a method, ssl_robot/checkpoints/<method>.safetensors; FileNotFoundError saying
     how to get one if this install has none."""
-    require_embedding_method(method)
+    require_known_method(method)
     path = CHECKPOINTS_DIR / f'{method}.safetensors'
     if not path.is_file():
         raise FileNotFoundError(f'no default {method} checkpoint: {path} does not exist; give a checkpoint file, or '
@@ -83,7 +89,7 @@ class LoadedCheckpoint:
 
 
 class LoadedModel:
-    """A TCN-family checkpoint loaded for inference, reloaded when its file changes.
+    """A checkpoint of any registered method loaded for inference, reloaded when its file changes.
 
     The loaded state is one immutable LoadedCheckpoint replaced as a whole: a reload builds the new model
     completely before swapping it in, so a caller holding `current` never sees half of each, and a failed
@@ -91,7 +97,7 @@ class LoadedModel:
     """
 
     def __init__(self, path: str | os.PathLike, method: str, device: torch.device | str | None = None) -> None:
-        require_embedding_method(method)
+        require_known_method(method)
         self.path = Path(path)
         self.method = method
         self.device = torch.device(device) if device is not None else default_device()
@@ -208,6 +214,7 @@ class MultiViewEmbedder:
     def __init__(self, model: LoadedModel, num_views: int) -> None:
         if num_views < 1:
             raise ValueError(f'num_views must be >= 1, got {num_views}')
+        require_embedding_method(model.method)
         self.model = model
         self.num_views = num_views
         self._buffers: list[FrameBuffer] = []

@@ -46,8 +46,12 @@ def test_checkpoints_of_other_methods_and_non_embedding_methods_are_refused(tmp_
     path = write_checkpoint(tmp_path / 'model.safetensors', 'mftcn')
     with pytest.raises(CheckpointError, match=r"model.safetensors holds a 'mftcn' checkpoint, not 'tcn'"):
         LoadedModel(path, 'tcn', device='cpu')
+    with pytest.raises(ValueError, match=r"unknown method 'nope'"):
+        LoadedModel(path, 'nope', device='cpu')
+    tiny_vae = {'image_size': 32, 'encoder_widths': [8, 16], 'decoder_widths': [16, 8], 'latent_dim': 4}
+    vae = LoadedModel(write_checkpoint(tmp_path / 'vae.safetensors', 'betavae', tiny_vae), 'betavae', device='cpu')
     with pytest.raises(ValueError, match=r"method 'betavae' does not embed camera frames"):
-        LoadedModel(path, 'betavae', device='cpu')
+        MultiViewEmbedder(vae, num_views=3)
     with pytest.raises(FileNotFoundError, match=r'checkpoint .*missing.safetensors does not exist'):
         LoadedModel(tmp_path / 'missing.safetensors', 'tcn', device='cpu')
 
@@ -59,8 +63,8 @@ def test_default_checkpoint_is_the_shipped_file_or_says_how_to_make_it():
         assert 'scripts/train-default-checkpoints' in str(error) and 'tcn.safetensors' in str(error)
     else:
         assert path.name == 'tcn.safetensors' and path.parent.name == 'checkpoints' and path.is_file()
-    with pytest.raises(ValueError, match="method 'grasp2vec' does not embed"):
-        default_checkpoint('grasp2vec')
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        default_checkpoint('nope')
 
 
 def test_reload_swaps_in_a_changed_file_and_ignores_an_unchanged_one(tmp_path):
