@@ -16,14 +16,11 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -33,6 +30,7 @@ from rclpy.topic_endpoint_info import TopicEndpointInfo
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
 from ssl_robot.data.bag_writer import STORAGES, BagWriter
+from ssl_robot.ros.node_main import spin_node
 
 RECORD_DEPTH = 100
 """Subscription queue per topic: absorbs a disk stall of a few seconds at camera rates."""
@@ -179,19 +177,9 @@ class RecorderNode(Node):
         super().destroy_node()
 
 
-def _spin_recorder(init_args: list[str] | None, parameter_overrides: list[Parameter]) -> int:
-    rclpy.init(args=init_args)
-    node = None
-    try:
-        node = RecorderNode(parameter_overrides=parameter_overrides)
-        rclpy.spin_until_future_complete(node, node.finished)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+def _spin_recorder(executable: str, init_args: list[str] | None, parameter_overrides: list[Parameter]) -> int:
+    return spin_node(lambda: RecorderNode(parameter_overrides=parameter_overrides), executable, init_args,
+                     until=lambda node: node.finished)
 
 
 def add_record_arguments(parser: argparse.ArgumentParser) -> None:
@@ -210,16 +198,11 @@ def run_record(args: argparse.Namespace) -> int:
                  Parameter('flush_period_s', value=float(args.flush_period))]
     if args.topics:
         overrides.append(Parameter('topics', value=list(args.topics)))
-    return _spin_recorder(None, overrides)
+    return _spin_recorder('ssl-robot record', None, overrides)
 
 
 def main(args: list[str] | None = None) -> int:
-    try:
-        return _spin_recorder(args, [])
-    except (ValueError, OSError) as error:
-        # Start-up configuration errors (existing output, bad storage): one clear line, no traceback.
-        print(f'recorder_node: {error}', file=sys.stderr, flush=True)
-        return 1
+    return _spin_recorder('recorder_node', args, [])
 
 
 if __name__ == '__main__':

@@ -9,16 +9,17 @@ import rclpy
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.task import Future
 
 # What a node constructor raises for bad configuration: a parameter of the wrong type or value, a missing or
 # refused file. Caught only around construction; an error while spinning is a bug and keeps its traceback.
 CONFIGURATION_ERRORS = (ValueError, OSError, ParameterException)
 
 
-def spin_node(make_node: Callable[[], Node], executable: str, args: list[str] | None = None) -> int:
-    """Init rclpy, build the node, spin until Ctrl-C or an external shutdown, always clean up.
-
-    A configuration error at start-up ends the process with one line naming it and exit status 1."""
+def spin_node(make_node: Callable[[], Node], executable: str, args: list[str] | None = None,
+              until: Callable[[Node], Future] | None = None) -> int:
+    """Init rclpy, build the node, spin until Ctrl-C, an external shutdown or the node's `until` future is done,
+    and always clean up. A configuration error at start-up ends with one line naming it and exit status 1."""
     rclpy.init(args=args)
     node = None
     try:
@@ -27,7 +28,10 @@ def spin_node(make_node: Callable[[], Node], executable: str, args: list[str] | 
         except CONFIGURATION_ERRORS as error:
             print(f'{executable}: {error}', file=sys.stderr, flush=True)
             return 1
-        rclpy.spin(node)
+        if until is None:
+            rclpy.spin(node)
+        else:
+            rclpy.spin_until_future_complete(node, until(node))
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
