@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ssl_robot.models import TCN, SingleViewTCN, SingleViewTCNConfig, TCNConfig
+from ssl_robot.models.encoders import random_shift
 from ssl_robot.models.losses import multiview_npairs_loss, multiview_triplet_loss, single_view_tcn_loss
 
 SMALL = dict(image_size=16, encoder_widths=(8, 16), embedding_dim=6)
@@ -99,3 +100,28 @@ def test_single_view_refuses_multi_view_frames():
 def test_runs_on_cuda():
     model = TCN(TCNConfig(**SMALL)).cuda()
     assert model.embed(frames(2).cuda()).device.type == 'cuda'
+
+
+def test_random_shift_moves_each_image_by_at_most_the_shift_and_is_off_at_zero():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(16, 2, 8, 8, generator=generator)
+    assert torch.equal(random_shift(images, 0), images)
+    shifted = random_shift(images, 2, generator)
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode='replicate')
+    moved = 0
+    for image, result in zip(padded, shifted):
+        matches = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(image[:, dy:dy + 8, dx:dx + 8], result)]
+        assert matches, 'not a shifted copy with replicated edges'
+        moved += (2, 2) not in matches
+    assert moved > 8  # 24 of 25 offsets move the image
+
+
+def test_augmentation_applies_in_training_only():
+    model = TCN(TCNConfig(image_size=16, encoder_widths=(4, 8), embedding_dim=4, augment_shift_px=3))
+    images = torch.rand(6, 3, 16, 16)
+    assert torch.equal(model.embed(images), model.embed(images))
+    model.train()
+    torch.manual_seed(1)
+    first = model._embed(images)
+    torch.manual_seed(2)
+    assert not torch.allclose(first, model._embed(images))

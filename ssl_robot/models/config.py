@@ -102,7 +102,12 @@ class EmbeddingConfig(ImageEncoderConfig):
 
     embedding_dim: int = 32
     """Size of the embedding vector."""
+    augment_shift_px: int = 0
+    """Training only: every input image (every clip, for mfTCN; every pre/post pair, for Grasp2Vec) is shifted by
+    up to this many pixels, edges replicated (the random shift of DrQ, Kostrikov et al. 2020), so that a small data
+    set cannot be memorised by exact pixel positions. 0 turns it off."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require_int(self, 'embedding_dim', 1)
+        require_int(self, 'augment_shift_px', 0)

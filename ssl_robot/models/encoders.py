@@ -17,6 +17,23 @@ from torch import Tensor, nn
 ModuleMethod = TypeVar('ModuleMethod', bound=Callable)
 
 
+def random_shift(images: Tensor, max_shift: int, generator: torch.Generator | None = None) -> Tensor:
+    """(N, C, H, W) images, each translated by its own random offset of up to max_shift pixels in x and y, the
+    edges replicated. Channels of one image move together, so stacking related images on the channel axis
+    shifts them alike."""
+    if max_shift == 0:
+        return images
+    count, channels, height, width = images.shape
+    padded = F.pad(images, (max_shift,) * 4, mode='replicate')
+    offsets = torch.randint(0, 2 * max_shift + 1, (count, 2), generator=generator,
+                            device=generator.device if generator is not None else 'cpu').to(images.device)
+    rows = torch.arange(height, device=images.device)[None, :] + offsets[:, :1]
+    cols = torch.arange(width, device=images.device)[None, :] + offsets[:, 1:]
+    index = torch.arange(count, device=images.device)[:, None, None, None]
+    channel = torch.arange(channels, device=images.device)[None, :, None, None]
+    return padded[index, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+
 def default_device() -> torch.device:
     """CUDA when present, else the CPU."""
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')

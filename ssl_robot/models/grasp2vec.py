@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import EmbeddingConfig, require_float
-from .encoders import ConvEncoder, check_images, check_same_rows, inference, require_keys
+from .encoders import ConvEncoder, check_images, check_same_rows, inference, random_shift, require_keys
 from .losses import grasp2vec_loss
 
 
@@ -71,10 +71,15 @@ class Grasp2Vec(nn.Module):
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         require_keys(batch, ('pre', 'post', 'object'), 'Grasp2Vec')
         self._check_pairs({f"batch['{key}']": batch[key] for key in ('pre', 'post', 'object')})
-        scenes = self.scene_encoder(torch.cat([batch['pre'], batch['post']]))
-        pre, post = scenes.chunk(2)
+        pre, post, objects = batch['pre'], batch['post'], batch['object']
+        if self.training:
+            # pre and post shift together, so their difference still isolates the grasped object.
+            shift = self.config.augment_shift_px
+            pre, post = random_shift(torch.cat([pre, post], dim=1), shift).chunk(2, dim=1)
+            objects = random_shift(objects, shift)
+        pre, post = self.scene_encoder(torch.cat([pre, post])).chunk(2)
         differences = pre - post
-        objects = self.object_encoder(batch['object'])
+        objects = self.object_encoder(objects)
         loss = grasp2vec_loss(differences, objects, self.config.l2_penalty)
         with torch.no_grad():
             matches = (differences @ objects.T).argmax(dim=1)

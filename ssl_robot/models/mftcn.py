@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import EmbeddingConfig, require_float, require_int
-from .encoders import ConvEncoder, check_images, inference, require_keys
+from .encoders import ConvEncoder, check_images, inference, random_shift, require_keys
 from .losses import multiview_npairs_loss
 from .tcn import check_time_indices, multiview_metrics
 
@@ -63,6 +63,9 @@ class MultiFrameTCN(nn.Module):
 
     def _embed_clips(self, clips: Tensor) -> Tensor:
         count, frames = clips.shape[:2]
+        if self.training:
+            # One shift per clip: the temporal convolution must see the frames of a clip aligned.
+            clips = random_shift(clips.flatten(1, 2), self.config.augment_shift_px).view(clips.shape)
         features = self.frame_encoder(clips.flatten(0, 1))
         # (N*n, C', h, w) -> (N, C', n, h, w): Conv3d wants time between channels and space.
         features = features.view(count, frames, *features.shape[1:]).transpose(1, 2)

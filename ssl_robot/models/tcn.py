@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import EmbeddingConfig, require_choice, require_float, require_int
-from .encoders import ImageVectorEncoder, check_images, check_indices, inference, require_keys
+from .encoders import ImageVectorEncoder, check_images, check_indices, inference, random_shift, require_keys
 from .losses import (multiview_npairs_loss, multiview_triplet_loss, single_view_tcn_loss, squared_distances,
                      temporal_negative_mask, temporal_positive_mask)
 
@@ -101,6 +101,8 @@ class _FrameEmbeddingModel(nn.Module):
                                           config.embedding_dim)
 
     def _embed(self, images: Tensor) -> Tensor:
+        if self.training:
+            images = random_shift(images, self.config.augment_shift_px)
         return F.normalize(self.encoder(images), dim=-1)
 
     @inference
