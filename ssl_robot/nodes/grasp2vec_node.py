@@ -1,0 +1,175 @@
+"""grasp2vec_node: Grasp2Vec embeddings of every grasp attempt, and where the grasped object was in the scene.
+
+Keeps the recent frames of the object camera and of one scene camera, looked up by stamp. On each /sim/grasp_events
+message it takes the scene before the grasp (s_pre) and, for a successful grasp, the object shown to the object
+camera (o), and publishes (ssl_robot.goals.embed_grasp):
+
+- /grasp2vec/scene_embedding: phi_s(s_pre), stamped with s_pre's stamp;
+- /grasp2vec/object_embedding: phi_o(o), stamped with o's stamp (successful grasps only);
+- /grasp2vec/heatmap: phi_o(o) . phi_s,spatial(s_pre), colour-mapped (blue low, red high) and blended over s_pre at
+  s_pre's size, rgb8, stamped with s_pre's stamp and in s_pre's frame_id, for RViz or Foxglove (successful grasps
+  only).
+
+The embeddings are sensor_msgs/Image 32FC1, 1 x D, with the model id as frame_id (as /embeddings of embedding_node:
+a header and a 2-D float array in a standard message).
+
+Bad input never stops the node. An unusable image, an event that is not a grasp event, an event whose frames are no
+longer (or never were) in the buffers, and a checkpoint that is missing or unloadable are dropped or ignored, warned
+about (rate-limited per kind) and reported on /diagnostics (status 'ssl_robot/grasp2vec'). Without a loadable
+checkpoint the node keeps running and loads it as soon as it can; a changed checkpoint file is loaded without a
+restart.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from ssl_robot import topics
+from ssl_robot.goals import ModelLoader, ModelUnavailable, ProblemLog, StampedFrames, embed_grasp
+from ssl_robot.ros.convert import ImageFormatError, array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
+from ssl_robot.ros.node_main import spin_node
+from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
+
+DIAGNOSTIC_NAME = 'ssl_robot/grasp2vec'
+OBJECT_EMBEDDING = '/grasp2vec/object_embedding'
+SCENE_EMBEDDING = '/grasp2vec/scene_embedding'
+HEATMAP = '/grasp2vec/heatmap'
+DEFAULT_SCENE_CAMERA = topics.camera_image('front_left')
+DIAGNOSTICS_PERIOD_S = 1.0
+NS_PER_S = 1_000_000_000
+
+
+class Frame(NamedTuple):
+    rgb: np.ndarray
+    """(H, W, 3) uint8 RGB pixels."""
+    frame_id: str
+
+
+class Grasp2VecNode(Node):
+
+    def __init__(self) -> None:
+        super().__init__('grasp2vec')
+        self._declare('scene_camera', DEFAULT_SCENE_CAMERA, 'image topic of the scene camera s_pre is taken from')
+        self._declare('object_camera', topics.camera_image(topics.OBJECT_CAMERA),
+                      'image topic of the camera grasped objects are shown to (o)')
+        self._declare('checkpoint', '',
+                      'Grasp2Vec checkpoint file; empty = the shipped ssl_robot/checkpoints/grasp2vec.safetensors')
+        self._declare('frame_buffer_s', 30.0,
+                      'how far back (in stamp time) frames are kept for the grasp events that will refer to them')
+        self._declare('heatmap_opacity', 0.5, 'opacity of the coloured heatmap over s_pre: 0 scene only, 1 heatmap only')
+        self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
+
+        self._scene_camera = self._param('scene_camera')
+        self._object_camera = self._param('object_camera')
+        buffer_ns = round(self._positive('frame_buffer_s') * NS_PER_S)
+        self._opacity = self._param('heatmap_opacity')
+        if not 0.0 <= self._opacity <= 1.0:
+            raise ValueError(f'parameter heatmap_opacity must be in [0, 1], got {self._opacity}')
+        reload_period_s = self._positive('reload_check_period_s')
+        self._frames = {self._scene_camera: StampedFrames[Frame](buffer_ns),
+                        self._object_camera: StampedFrames[Frame](buffer_ns)}
+        self._problems = ProblemLog(self.get_logger().warning)
+        self._model = ModelLoader(self._param('checkpoint'), 'grasp2vec')
+        self._grasps = 0
+
+        self._scene_publisher = self.create_publisher(Image, SCENE_EMBEDDING, RELIABLE_QOS)
+        self._object_publisher = self.create_publisher(Image, OBJECT_EMBEDDING, RELIABLE_QOS)
+        self._heatmap_publisher = self.create_publisher(Image, HEATMAP, RELIABLE_QOS)
+        self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
+        for topic in self._frames:
+            self.create_subscription(Image, topic, functools.partial(self._on_image, topic), SENSOR_QOS)
+        self.create_subscription(String, topics.GRASP_EVENTS, self._on_grasp_event, RELIABLE_QOS)
+        reload = functools.partial(self._model.refresh_reporting, self._problems, self.get_logger().info)
+        reload()
+        self.create_timer(reload_period_s, reload)
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        self.get_logger().info(f'grasp2vec on s_pre from {self._scene_camera} and o from {self._object_camera} '
+                               f'with {self._model.model_id}')
+
+    def _declare(self, name: str, default, description: str) -> None:
+        # Read-only: topics, buffers and model are set up at start, so a change accepted later would do nothing.
+        self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=True))
+
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    def _positive(self, name: str) -> float:
+        value = self._param(name)
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f'parameter {name} must be a finite number > 0, got {value}')
+        return value
+
+    def _on_image(self, topic: str, message: Image) -> None:
+        try:
+            rgb = as_rgb(image_to_array(message), message.encoding)
+        except ImageFormatError as error:
+            self._problems.report('bad_image', f'{topic}: {error}; dropped')
+            return
+        self._frames[topic].add(stamp_to_ns(message.header.stamp), Frame(rgb, message.header.frame_id))
+
+    def _missing_frame(self, role: str, topic: str, stamp_ns: int) -> str:
+        held = self._frames[topic].stamp_range()
+        return (f'no {topic} frame stamped {stamp_ns} ns for {role} (holding '
+                f'{"none" if held is None else f"{held[0]} to {held[1]} ns"})')
+
+    def _on_grasp_event(self, message: String) -> None:
+        try:
+            event = topics.decode_event(message.data, 'grasp')
+            s_pre_ns = topics.stamp_from_dict(event['s_pre'])
+            o_ns = None if event['o'] is None else topics.stamp_from_dict(event['o'])
+        except (ValueError, KeyError, TypeError) as error:
+            self._problems.report('bad_event', f'{error!r} in {message.data[:120]!r}; dropped')
+            return
+        try:
+            loaded = self._model.require()
+        except ModelUnavailable as error:
+            self._problems.report('no_model', f'{error}; grasp event dropped')
+            return
+        wanted = {'s_pre': (self._scene_camera, s_pre_ns)}
+        if o_ns is not None:
+            wanted['o'] = (self._object_camera, o_ns)
+        frames = {role: self._frames[topic].get(stamp_ns) for role, (topic, stamp_ns) in wanted.items()}
+        missing = [self._missing_frame(role, *wanted[role]) for role, frame in frames.items() if frame is None]
+        if missing:
+            self._problems.report('missing_frame', f'{"; ".join(missing)}; grasp event dropped')
+            return
+        scene, grasped = frames['s_pre'], frames.get('o')
+        embeddings = embed_grasp(loaded, scene.rgb, None if grasped is None else grasped.rgb, self._opacity)
+        s_pre_stamp = ns_to_stamp(s_pre_ns)
+        self._scene_publisher.publish(array_to_image(embeddings.scene, '32FC1', s_pre_stamp, embeddings.model_id))
+        if o_ns is not None:
+            self._object_publisher.publish(array_to_image(embeddings.grasped_object, '32FC1', ns_to_stamp(o_ns),
+                                                          embeddings.model_id))
+            self._heatmap_publisher.publish(array_to_image(embeddings.heatmap, 'rgb8', s_pre_stamp, scene.frame_id))
+        self._grasps += 1
+
+    def _publish_diagnostics(self) -> None:
+        problems = self._problems.take_recent()
+        status = DiagnosticStatus(name=DIAGNOSTIC_NAME, hardware_id=self._model.device.type,
+                                  level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,
+                                  message=problems or 'running')
+        values = {'model_id': self._model.model_id, 'scene_camera': self._scene_camera,
+                  'object_camera': self._object_camera, 'grasps_embedded': str(self._grasps),
+                  **self._problems.count_values()}
+        status.values = [KeyValue(key=key, value=value) for key, value in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = ns_to_stamp(self.get_clock().now().nanoseconds)
+        self._diagnostics.publish(array)
+
+
+def main(args=None) -> int:
+    return spin_node(Grasp2VecNode, 'grasp2vec_node', args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

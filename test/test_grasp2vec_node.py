@@ -1,0 +1,162 @@
+"""Integration: the Grasp2Vec node runs as its own process; this test process publishes scene and object camera
+frames and grasp events that refer to them by stamp, and checks the embeddings and heatmaps it gets back.
+
+Runs only inside a loopback-only network namespace (conftest), each test with its own domain id.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from ros_harness import Probe, node_process
+from ssl_robot import topics
+from ssl_robot.goals import embed_grasp
+from ssl_robot.inference import LoadedModel
+from ssl_robot.nodes.grasp2vec_node import (DEFAULT_SCENE_CAMERA, DIAGNOSTIC_NAME, HEATMAP, OBJECT_EMBEDDING,
+                                            SCENE_EMBEDDING)
+from ssl_robot.ros.convert import array_to_image, image_to_array, ns_to_stamp, stamp_to_ns
+from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
+from test_goals import TINY_GRASP2VEC
+from test_embedding_node import probe  # noqa: F401 (the fixture: a Probe of this test's domain)
+from test_inference import camera_frames, write_checkpoint
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+NODE = 'ssl_robot.nodes.grasp2vec_node'
+OBJECT_CAMERA = topics.camera_image(topics.OBJECT_CAMERA)
+SCENE_FRAME_ID = 'front_left_optical_frame'
+ATTEMPT_PERIOD_NS = 1_000_000_000
+OPACITY = 0.6
+TIMEOUT_S = 90.0
+
+
+class GraspRig:
+    """Publishes camera frames and grasp events from the probe and records what the node sends back, by stamp."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+        self.cameras = {topic: probe.node.create_publisher(Image, topic, SENSOR_QOS)
+                        for topic in (DEFAULT_SCENE_CAMERA, OBJECT_CAMERA)}
+        self.events = probe.node.create_publisher(String, topics.GRASP_EVENTS, RELIABLE_QOS)
+        self.stamps = itertools.count(100 * 1_000_000_000, ATTEMPT_PERIOD_NS)
+        self.frames: dict[int, np.ndarray] = {}
+        self.received: dict[str, dict[int, tuple[str, np.ndarray, str]]] = {}
+        for topic in (SCENE_EMBEDDING, OBJECT_EMBEDDING, HEATMAP):
+            self.received[topic] = {}
+            probe.node.create_subscription(Image, topic, lambda message, topic=topic: self._keep(topic, message),
+                                           RELIABLE_QOS)
+        self.diagnostics: list[str] = []
+        probe.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics, RELIABLE_QOS)
+
+    def _keep(self, topic: str, message: Image) -> None:
+        with self.probe.lock:
+            self.received[topic][stamp_to_ns(message.header.stamp)] = (
+                message.header.frame_id, np.array(image_to_array(message)), message.encoding)
+
+    def _on_diagnostics(self, message: DiagnosticArray) -> None:
+        with self.probe.lock:
+            self.diagnostics += [status.message for status in message.status if status.name == DIAGNOSTIC_NAME]
+
+    def publish_frame(self, topic: str, stamp_ns: int) -> None:
+        self.frames[stamp_ns] = camera_frames(stamp_ns % 10_007, views=1, shape=(24, 32))[0]
+        frame_id = SCENE_FRAME_ID if topic == DEFAULT_SCENE_CAMERA else 'object_camera_optical_frame'
+        self.cameras[topic].publish(array_to_image(self.frames[stamp_ns], 'rgb8', ns_to_stamp(stamp_ns), frame_id))
+
+    def attempt(self, success: bool) -> tuple[int, int | None]:
+        """Frames of s_pre (and o, for a success), then the grasp event naming them; their stamps."""
+        s_pre_ns = next(self.stamps)
+        o_ns = s_pre_ns + ATTEMPT_PERIOD_NS // 2 if success else None
+        self.publish_frame(DEFAULT_SCENE_CAMERA, s_pre_ns)
+        if o_ns is not None:
+            self.publish_frame(OBJECT_CAMERA, o_ns)
+        time.sleep(0.1)  # the event follows its frames, as the sim's does by seconds
+        self.publish_event(s_pre_ns, o_ns)
+        return s_pre_ns, o_ns
+
+    def publish_event(self, s_pre_ns: int, o_ns: int | None) -> None:
+        self.events.publish(String(data=topics.encode_event(
+            'grasp', s_pre_ns + ATTEMPT_PERIOD_NS - 1, attempt=0, success=o_ns is not None, reason='test',
+            object={'index': 0, 'name': 'cube'}, target_xy=[0.6, 0.0], s_pre=topics.stamp_dict(s_pre_ns),
+            o=None if o_ns is None else topics.stamp_dict(o_ns), s_post=topics.stamp_dict(s_pre_ns + 1))))
+
+    def repeat_until(self, condition: Callable[[], bool], what: str, node, publish: Callable[[], object]) -> None:
+        """publish() every 100 ms until condition() holds; fail naming `what` after TIMEOUT_S or if the node dies.
+        Repeating survives best-effort frame losses (the event of a lost frame is dropped by the node)."""
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert node.poll() is None, f'the grasp2vec node died:\n{"".join(node.output)[-3000:]}'
+            publish()
+            time.sleep(0.1)
+            with self.probe.lock:
+                if condition():
+                    return
+        raise AssertionError(f'timed out after {TIMEOUT_S:.0f} s waiting for {what}; diagnostics: '
+                             f'{self.diagnostics[-3:]}; node output:\n{"".join(node.output)[-3000:]}')
+
+    def diagnosed(self, *words: str) -> bool:
+        return any(all(word in message for word in words) for message in self.diagnostics)
+
+
+def test_embeds_each_grasp_with_its_heatmap_and_stamps_and_drops_bad_events(probe, tmp_path: Path):
+    checkpoint = write_checkpoint(tmp_path / 'grasp2vec.safetensors', 'grasp2vec', TINY_GRASP2VEC)
+    model = LoadedModel(checkpoint, 'grasp2vec', device='cpu')
+    rig = GraspRig(probe)
+    attempts: list[tuple[int, int | None]] = []
+
+    def embedded(success: bool) -> list[tuple[int, int | None]]:
+        """The attempts of this outcome whose every output has come back."""
+        received = rig.received
+        return [(s_pre, o) for s_pre, o in attempts if s_pre in received[SCENE_EMBEDDING] and (o is not None) == success
+                and (o is None or (o in received[OBJECT_EMBEDDING] and s_pre in received[HEATMAP]))]
+
+    params = {'checkpoint': checkpoint, 'heatmap_opacity': OPACITY, 'reload_check_period_s': 0.5}
+    with node_process(NODE, 'grasp2vec', params) as node:
+        rig.repeat_until(lambda: embedded(True), 'the embeddings and heatmap of a successful grasp', node,
+                         lambda: attempts.append(rig.attempt(success=True)))
+        with probe.lock:
+            for s_pre_ns, o_ns in embedded(True):
+                want = embed_grasp(model, rig.frames[s_pre_ns], rig.frames[o_ns], OPACITY)
+                scene_id, scene, scene_encoding = rig.received[SCENE_EMBEDDING][s_pre_ns]
+                object_id, grasped, object_encoding = rig.received[OBJECT_EMBEDDING][o_ns]
+                assert scene_id == object_id == model.model_id and scene_encoding == object_encoding == '32FC1'
+                assert scene.shape == grasped.shape == (1, TINY_GRASP2VEC['embedding_dim'])
+                np.testing.assert_allclose(scene, want.scene, atol=1e-5)
+                np.testing.assert_allclose(grasped, want.grasped_object, atol=1e-5)
+                heatmap_frame_id, heatmap, heatmap_encoding = rig.received[HEATMAP][s_pre_ns]
+                assert heatmap_frame_id == SCENE_FRAME_ID and heatmap_encoding == 'rgb8'
+                assert heatmap.shape == (24, 32, 3)
+                assert np.abs(heatmap.astype(int) - want.heatmap).max() <= 1
+
+        # A failed grasp (o null): the scene embedding alone. The node handles events in order and reliable topics
+        # keep theirs, so once a later success has come back whole, an object embedding or heatmap of the failure
+        # would have come back too.
+        def failures_before_a_success() -> set[int]:
+            successes = embedded(True)
+            last_success_ns = max((s_pre for s_pre, _ in successes), default=-1)
+            return {s_pre for s_pre, _ in embedded(False) if s_pre < last_success_ns}
+
+        attempts.clear()
+        rig.repeat_until(failures_before_a_success, 'a failed grasp embedded, then a successful one', node,
+                         lambda: attempts.extend([rig.attempt(success=False), rig.attempt(success=True)]))
+        with probe.lock:
+            failed = failures_before_a_success()
+            assert not failed & set(rig.received[HEATMAP])
+
+        rig.repeat_until(lambda: rig.diagnosed('bad_event', 'not valid JSON'), 'a diagnostics entry on a bad event',
+                         node, lambda: rig.events.publish(String(data='{not json')))
+        unseen_ns = next(rig.stamps)
+        rig.repeat_until(lambda: rig.diagnosed('missing_frame', f'no {DEFAULT_SCENE_CAMERA} frame stamped {unseen_ns}'),
+                         'a diagnostics entry on a grasp event whose frames never came', node,
+                         lambda: rig.publish_event(unseen_ns, unseen_ns + 1))
+        attempts.clear()
+        rig.repeat_until(lambda: embedded(True), 'a grasp embedded after the bad events', node,
+                         lambda: attempts.append(rig.attempt(success=True)))
