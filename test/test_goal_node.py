@@ -1,0 +1,163 @@
+"""Integration: the goal node runs as its own process; this test process publishes camera frames and episode events,
+calls /goal/sample and checks the latched goals it gets back.
+
+Runs only inside a loopback-only network namespace (conftest), each test with its own domain id.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from ros_harness import Probe, node_process
+from ssl_robot import topics
+from ssl_robot.inference import LoadedModel
+from ssl_robot.nodes.goal_node import DEFAULT_CAMERA, GOAL_IMAGE, GOAL_LATENT, SAMPLE_SERVICE
+from ssl_robot.ros.convert import array_to_image, image_to_array, ns_to_stamp, stamp_to_ns
+from ssl_robot.ros.qos import LATCHED_QOS, SENSOR_QOS
+from test_goals import TINY_BETAVAE, TINY_CCVAE, model_input
+from test_embedding_node import probe  # noqa: F401 (the fixture: a Probe of this test's domain)
+from test_inference import camera_frames, write_checkpoint
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+NODE = 'ssl_robot.nodes.goal_node'
+FRAME_PERIOD_NS = 100_000_000
+TIMEOUT_S = 90.0
+SEED = 7
+
+
+class LatchedGoals:
+    """Subscribes (transient local) to the goal topics and keeps every goal received, by stamp."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+        self.latents: dict[int, tuple[str, np.ndarray]] = {}
+        self.images: dict[int, tuple[str, np.ndarray]] = {}
+        probe.node.create_subscription(Image, GOAL_LATENT, lambda m: self._keep(self.latents, m), LATCHED_QOS)
+        probe.node.create_subscription(Image, GOAL_IMAGE, lambda m: self._keep(self.images, m), LATCHED_QOS)
+
+    def _keep(self, goals: dict, message: Image) -> None:
+        with self.probe.lock:
+            goals[stamp_to_ns(message.header.stamp)] = (message.header.frame_id, np.array(image_to_array(message)))
+
+    def complete(self) -> list[int]:
+        """Stamps of the goals whose latent and image have both arrived."""
+        return sorted(set(self.latents) & set(self.images))
+
+
+def sample(probe: Probe, client, node) -> Trigger.Response:
+    assert node.poll() is None, f'the goal node died:\n{"".join(node.output)[-3000:]}'
+    return probe.call(client, Trigger.Request(), timeout=TIMEOUT_S)
+
+
+def sample_until(probe: Probe, client, node, accept, what: str, before=lambda: None) -> Trigger.Response:
+    """Call /goal/sample (after before()) every 100 ms until accept(response); fail naming `what` after TIMEOUT_S."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        before()
+        response = sample(probe, client, node)
+        if accept(response):
+            return response
+        time.sleep(0.1)
+    raise AssertionError(f'timed out waiting for {what}; last response: {response.message!r}; node output:\n'
+                         f'{"".join(node.output)[-3000:]}')
+
+
+def expected_image(model: LoadedModel, latent: torch.Tensor, context: np.ndarray | None) -> np.ndarray:
+    contexts = [] if context is None else [model_input(context)]
+    return model.model.decode(latent, *contexts)[0].movedim(0, -1).numpy() * 255
+
+
+def assert_goal(goals: LatchedGoals, stamp_ns: int, model: LoadedModel, latent: torch.Tensor,
+                context: np.ndarray | None) -> None:
+    (latent_id, latent_pixels), (image_id, image_pixels) = goals.latents[stamp_ns], goals.images[stamp_ns]
+    assert latent_id == image_id == model.model_id
+    np.testing.assert_allclose(latent_pixels, latent.numpy(), atol=1e-6)
+    assert image_pixels.shape == (16, 16, 3) and image_pixels.dtype == np.uint8
+    assert np.abs(image_pixels - expected_image(model, latent, context)).max() <= 0.5 + 1e-3
+
+
+def test_ccvae_goals_wait_for_model_and_frame_then_latch_in_the_context_of_the_scene(probe, tmp_path: Path):
+    checkpoint = tmp_path / 'ccvae.safetensors'
+    client = probe.node.create_client(Trigger, SAMPLE_SERVICE)
+    camera = probe.node.create_publisher(Image, DEFAULT_CAMERA, SENSOR_QOS)
+    episodes = probe.node.create_publisher(String, topics.EPISODES, LATCHED_QOS)
+    latents = torch.randn(2, TINY_CCVAE['latent_dim'], generator=torch.Generator().manual_seed(SEED))
+    stamps = itertools.count(100 * 1_000_000_000, FRAME_PERIOD_NS)
+    published: dict[int, np.ndarray] = {}
+
+    def publish_frame() -> None:
+        stamp_ns = next(stamps)
+        published[stamp_ns] = camera_frames(stamp_ns % 10_007, views=1, shape=(24, 32))[0]
+        camera.publish(array_to_image(published[stamp_ns], 'rgb8', ns_to_stamp(stamp_ns), 'front_left_optical_frame'))
+
+    params = {'checkpoint': checkpoint, 'seed': SEED, 'reload_check_period_s': 0.5}
+    with node_process(NODE, 'goal', params) as node:
+        response = sample(probe, client, node)
+        assert not response.success
+        assert response.message.startswith('no ccvae model loaded: checkpoint') and 'does not exist' in response.message
+
+        write_checkpoint(checkpoint, 'ccvae', TINY_CCVAE)
+        model = LoadedModel(checkpoint, 'ccvae', device='cpu')
+        response = sample_until(probe, client, node, lambda r: 'no ccvae model' not in r.message, 'the model to load')
+        assert not response.success
+        assert response.message == f'no frame from {DEFAULT_CAMERA} yet: a ccvae goal needs the scene as context'
+
+        sample_until(probe, client, node, lambda r: r.success, 'a goal once frames arrive', before=publish_frame)
+        goals = LatchedGoals(probe)  # subscribed after the goal was published: the latched copy must reach it
+        probe.wait_for(lambda: len(goals.complete()) == 1, TIMEOUT_S, 'the latched goal latent and image')
+        with probe.lock:
+            [first_ns] = goals.complete()
+            assert first_ns in published, f'goal stamped {first_ns}, which no camera frame carried'
+            assert_goal(goals, first_ns, model, latents[:1], published[first_ns])
+
+        # A new episode: the next goal is drawn from the episode's first frame, not from an older one.
+        episode_ns = next(stamps) + FRAME_PERIOD_NS // 2
+        episodes.publish(String(data=topics.encode_event('episode', episode_ns, episode=1, seed=1, mode='motion',
+                                                          behaviour='reach')))
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            with probe.lock:
+                if len(goals.complete()) == 2:
+                    break
+            assert time.monotonic() < deadline, 'timed out waiting for the goal of the new episode'
+            assert node.poll() is None, f'the goal node died:\n{"".join(node.output)[-3000:]}'
+            publish_frame()
+            time.sleep(0.1)
+        with probe.lock:
+            second_ns = goals.complete()[1]
+            assert second_ns >= episode_ns and second_ns in published
+            assert_goal(goals, second_ns, model, latents[1:], published[second_ns])
+
+
+def test_betavae_goals_come_from_the_prior_without_any_camera_frame(probe, tmp_path: Path):
+    checkpoint = write_checkpoint(tmp_path / 'betavae.safetensors', 'betavae', TINY_BETAVAE)
+    model = LoadedModel(checkpoint, 'betavae', device='cpu')
+    client = probe.node.create_client(Trigger, SAMPLE_SERVICE)
+    with node_process(NODE, 'goal', {'checkpoint': checkpoint, 'method': 'betavae', 'seed': SEED}) as node:
+        response = sample(probe, client, node)
+        assert response.success, response.message
+        goals = LatchedGoals(probe)
+        probe.wait_for(lambda: len(goals.complete()) == 1, TIMEOUT_S, 'the latched β-VAE goal')
+        with probe.lock:
+            [stamp_ns] = goals.complete()
+            assert f'stamped {stamp_ns} ns' in response.message
+            latent = torch.randn(1, TINY_BETAVAE['latent_dim'], generator=torch.Generator().manual_seed(SEED))
+            assert_goal(goals, stamp_ns, model, latent, None)
+
+
+def test_a_method_that_imagines_no_goals_stops_the_node_with_one_line(probe):
+    with node_process(NODE, 'goal', {'method': 'tcn'}) as node:
+        assert node.wait(timeout=TIMEOUT_S) == 1
+    log = ''.join(node.output)
+    assert "goal_node: method 'tcn' does not imagine goals: expected one of ('ccvae', 'betavae')" in log, log
+    assert 'Traceback' not in log, log
