@@ -36,6 +36,9 @@ setup(
             'sim_node = ssl_robot.nodes.sim_node:main',
             'recorder_node = ssl_robot.nodes.recorder_node:main',
             'embedding_node = ssl_robot.nodes.embedding_node:main',
+            'reward_node = ssl_robot.nodes.reward_node:main',
+            'grasp2vec_node = ssl_robot.nodes.grasp2vec_node:main',
+            'goal_node = ssl_robot.nodes.goal_node:main',
         ],
     },
 )

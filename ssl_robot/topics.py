@@ -20,6 +20,19 @@ EPISODES = '/sim/episode'
 DIAGNOSTICS = '/diagnostics'
 EMBEDDINGS = '/embeddings'
 
+# Learned-representation outputs and goals (issue 4 nodes).
+GRASP2VEC_OBJECT_EMBEDDING = '/grasp2vec/object_embedding'
+GRASP2VEC_SCENE_EMBEDDING = '/grasp2vec/scene_embedding'
+GRASP2VEC_HEATMAP = '/grasp2vec/heatmap'
+GOAL_LATENT = '/goal/latent'
+GOAL_IMAGE = '/goal/image'
+GOAL_OBJECT_IMAGE = '/goal/object_image'
+GOAL_SAMPLE_SERVICE = '/goal/sample'
+
+
+def reward_topic(kind: str) -> str:
+    return f'/reward/{kind}'
+
 # Commands accepted by the sim node.
 EE_TARGET = '/arm/ee_target'
 GRASP_AT = '/sim/grasp_at'

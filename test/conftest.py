@@ -30,3 +30,14 @@ def ros_domain_id(monkeypatch) -> int:
     domain_id = next(_domain_ids)
     monkeypatch.setenv('ROS_DOMAIN_ID', str(domain_id))
     return domain_id
+
+
+@pytest.fixture
+def probe(ros_domain_id, monkeypatch):
+    """A node of the test's own, in its own domain, for observing the graph under test. Node processes the test
+    starts run one torch thread each: the machine's cores are shared with the test."""
+    from ros_harness import Probe
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    probe = Probe(ros_domain_id)
+    yield probe
+    probe.close()

@@ -33,14 +33,6 @@ FRAME_PERIOD_NS = 100_000_000
 TIMEOUT_S = 90.0
 
 
-@pytest.fixture
-def probe(ros_domain_id, monkeypatch):
-    monkeypatch.setenv('OMP_NUM_THREADS', '1')  # the node process: the machine's cores are shared
-    probe = Probe(ros_domain_id)
-    yield probe
-    probe.close()
-
-
 class CameraRig:
     """Publishes synthetic camera sets from the probe and records what the node sends back."""
 

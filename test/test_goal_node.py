@@ -20,11 +20,11 @@ from std_srvs.srv import Trigger
 from ros_harness import Probe, node_process
 from ssl_robot import topics
 from ssl_robot.inference import LoadedModel
-from ssl_robot.nodes.goal_node import DEFAULT_CAMERA, GOAL_IMAGE, GOAL_LATENT, SAMPLE_SERVICE
+from ssl_robot.nodes.goal_node import DEFAULT_CAMERA
+from ssl_robot.topics import GOAL_IMAGE, GOAL_LATENT, GOAL_SAMPLE_SERVICE
 from ssl_robot.ros.convert import array_to_image, image_to_array, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.qos import LATCHED_QOS, SENSOR_QOS
 from test_goals import TINY_BETAVAE, TINY_CCVAE, model_input
-from test_embedding_node import probe  # noqa: F401 (the fixture: a Probe of this test's domain)
 from test_inference import camera_frames, write_checkpoint
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -88,7 +88,7 @@ def assert_goal(goals: LatchedGoals, stamp_ns: int, model: LoadedModel, latent: 
 
 def test_ccvae_goals_wait_for_model_and_frame_then_latch_in_the_context_of_the_scene(probe, tmp_path: Path):
     checkpoint = tmp_path / 'ccvae.safetensors'
-    client = probe.node.create_client(Trigger, SAMPLE_SERVICE)
+    client = probe.node.create_client(Trigger, GOAL_SAMPLE_SERVICE)
     camera = probe.node.create_publisher(Image, DEFAULT_CAMERA, SENSOR_QOS)
     episodes = probe.node.create_publisher(String, topics.EPISODES, LATCHED_QOS)
     latents = torch.randn(2, TINY_CCVAE['latent_dim'], generator=torch.Generator().manual_seed(SEED))
@@ -142,7 +142,7 @@ def test_ccvae_goals_wait_for_model_and_frame_then_latch_in_the_context_of_the_s
 def test_betavae_goals_come_from_the_prior_without_any_camera_frame(probe, tmp_path: Path):
     checkpoint = write_checkpoint(tmp_path / 'betavae.safetensors', 'betavae', TINY_BETAVAE)
     model = LoadedModel(checkpoint, 'betavae', device='cpu')
-    client = probe.node.create_client(Trigger, SAMPLE_SERVICE)
+    client = probe.node.create_client(Trigger, GOAL_SAMPLE_SERVICE)
     with node_process(NODE, 'goal', {'checkpoint': checkpoint, 'method': 'betavae', 'seed': SEED}) as node:
         response = sample(probe, client, node)
         assert response.success, response.message

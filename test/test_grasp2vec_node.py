@@ -21,12 +21,11 @@ from ros_harness import Probe, node_process
 from ssl_robot import topics
 from ssl_robot.goals import embed_grasp
 from ssl_robot.inference import LoadedModel
-from ssl_robot.nodes.grasp2vec_node import (DEFAULT_SCENE_CAMERA, DIAGNOSTIC_NAME, HEATMAP, OBJECT_EMBEDDING,
-                                            SCENE_EMBEDDING)
+from ssl_robot.nodes.grasp2vec_node import DEFAULT_SCENE_CAMERA, DIAGNOSTIC_NAME
+from ssl_robot.topics import GRASP2VEC_HEATMAP, GRASP2VEC_OBJECT_EMBEDDING, GRASP2VEC_SCENE_EMBEDDING
 from ssl_robot.ros.convert import array_to_image, image_to_array, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
 from test_goals import TINY_GRASP2VEC
-from test_embedding_node import probe  # noqa: F401 (the fixture: a Probe of this test's domain)
 from test_inference import camera_frames, write_checkpoint
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -50,7 +49,7 @@ class GraspRig:
         self.stamps = itertools.count(100 * 1_000_000_000, ATTEMPT_PERIOD_NS)
         self.frames: dict[int, np.ndarray] = {}
         self.received: dict[str, dict[int, tuple[str, np.ndarray, str]]] = {}
-        for topic in (SCENE_EMBEDDING, OBJECT_EMBEDDING, HEATMAP):
+        for topic in (GRASP2VEC_SCENE_EMBEDDING, GRASP2VEC_OBJECT_EMBEDDING, GRASP2VEC_HEATMAP):
             self.received[topic] = {}
             probe.node.create_subscription(Image, topic, lambda message, topic=topic: self._keep(topic, message),
                                            RELIABLE_QOS)
@@ -115,8 +114,8 @@ def test_embeds_each_grasp_with_its_heatmap_and_stamps_and_drops_bad_events(prob
     def embedded(success: bool) -> list[tuple[int, int | None]]:
         """The attempts of this outcome whose every output has come back."""
         received = rig.received
-        return [(s_pre, o) for s_pre, o in attempts if s_pre in received[SCENE_EMBEDDING] and (o is not None) == success
-                and (o is None or (o in received[OBJECT_EMBEDDING] and s_pre in received[HEATMAP]))]
+        return [(s_pre, o) for s_pre, o in attempts if s_pre in received[GRASP2VEC_SCENE_EMBEDDING] and (o is not None) == success
+                and (o is None or (o in received[GRASP2VEC_OBJECT_EMBEDDING] and s_pre in received[GRASP2VEC_HEATMAP]))]
 
     params = {'checkpoint': checkpoint, 'heatmap_opacity': OPACITY, 'reload_check_period_s': 0.5}
     with node_process(NODE, 'grasp2vec', params) as node:
@@ -125,13 +124,13 @@ def test_embeds_each_grasp_with_its_heatmap_and_stamps_and_drops_bad_events(prob
         with probe.lock:
             for s_pre_ns, o_ns in embedded(True):
                 want = embed_grasp(model, rig.frames[s_pre_ns], rig.frames[o_ns], OPACITY)
-                scene_id, scene, scene_encoding = rig.received[SCENE_EMBEDDING][s_pre_ns]
-                object_id, grasped, object_encoding = rig.received[OBJECT_EMBEDDING][o_ns]
+                scene_id, scene, scene_encoding = rig.received[GRASP2VEC_SCENE_EMBEDDING][s_pre_ns]
+                object_id, grasped, object_encoding = rig.received[GRASP2VEC_OBJECT_EMBEDDING][o_ns]
                 assert scene_id == object_id == model.model_id and scene_encoding == object_encoding == '32FC1'
                 assert scene.shape == grasped.shape == (1, TINY_GRASP2VEC['embedding_dim'])
                 np.testing.assert_allclose(scene, want.scene, atol=1e-5)
                 np.testing.assert_allclose(grasped, want.grasped_object, atol=1e-5)
-                heatmap_frame_id, heatmap, heatmap_encoding = rig.received[HEATMAP][s_pre_ns]
+                heatmap_frame_id, heatmap, heatmap_encoding = rig.received[GRASP2VEC_HEATMAP][s_pre_ns]
                 assert heatmap_frame_id == SCENE_FRAME_ID and heatmap_encoding == 'rgb8'
                 assert heatmap.shape == (24, 32, 3)
                 assert np.abs(heatmap.astype(int) - want.heatmap).max() <= 1
@@ -149,7 +148,7 @@ def test_embeds_each_grasp_with_its_heatmap_and_stamps_and_drops_bad_events(prob
                          lambda: attempts.extend([rig.attempt(success=False), rig.attempt(success=True)]))
         with probe.lock:
             failed = failures_before_a_success()
-            assert not failed & set(rig.received[HEATMAP])
+            assert not failed & set(rig.received[GRASP2VEC_HEATMAP])
 
         rig.repeat_until(lambda: rig.diagnosed('bad_event', 'not valid JSON'), 'a diagnostics entry on a bad event',
                          node, lambda: rig.events.publish(String(data='{not json')))

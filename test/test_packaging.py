@@ -19,8 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 SHARE_FILES = ['package.xml', 'launch/sim.launch.xml', 'config/sim.yaml', 'config/recorder.yaml',
-               'config/fastdds_shm.xml', 'config/embedding.yaml', 'sim/scene.yaml', 'sim/rigs/default.yaml']
-NODE_EXECUTABLES = ['sim_node', 'recorder_node', 'embedding_node', 'ssl-robot']
+               'config/fastdds_shm.xml', 'config/embedding.yaml',
+               'config/reward.yaml', 'config/grasp2vec.yaml', 'config/goal.yaml', 'sim/scene.yaml', 'sim/rigs/default.yaml']
+NODE_EXECUTABLES = ['sim_node', 'recorder_node', 'embedding_node', 'reward_node', 'grasp2vec_node', 'goal_node',
+                    'ssl-robot']
 
 
 @pytest.fixture(scope='module')

@@ -22,8 +22,8 @@ from ssl_robot import topics
 from ssl_robot.data.reader import rgb_to_tensor
 from ssl_robot.demo_trajectory import embed_demo
 from ssl_robot.inference import LoadedModel, preprocess
-from ssl_robot.nodes.reward_node import (DIAGNOSTIC_NAME, GOAL_LATENT, GOAL_OBJECT_IMAGE, REWARD_TOPICS, event_stamp,
-                                         float_values)
+from ssl_robot.nodes.reward_node import DIAGNOSTIC_NAME, REWARD_TOPICS, event_stamp, float_values
+from ssl_robot.topics import GOAL_LATENT, GOAL_OBJECT_IMAGE
 from ssl_robot.rewards import DEFAULT_GAMMA
 from ssl_robot.ros.convert import ImageFormatError, array_to_image, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
@@ -65,14 +65,6 @@ def test_float_values_take_finite_32fc1_only():
 
 
 # --- the node -----------------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def probe(ros_domain_id, monkeypatch):
-    monkeypatch.setenv('OMP_NUM_THREADS', '1')  # the node process: the machine's cores are shared
-    probe = Probe(ros_domain_id)
-    yield probe
-    probe.close()
-
 
 @pytest.fixture(scope='module')
 def demo_bag(tmp_path_factory) -> Path:

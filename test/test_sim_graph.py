@@ -27,13 +27,6 @@ CAMERAS = [camera.name for camera in load_sim_config().cameras]
 SIM = 'ssl_robot.nodes.sim_node'
 
 
-@pytest.fixture
-def probe(ros_domain_id):
-    probe = Probe(ros_domain_id)
-    yield probe
-    probe.close()
-
-
 def subscribe_images(probe: Probe, camera: str, store: dict, topic_of=topics.camera_image) -> None:
     def on_image(message: Image) -> None:
         with probe.lock:

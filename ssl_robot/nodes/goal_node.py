@@ -41,9 +41,6 @@ from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
 DIAGNOSTIC_NAME = 'ssl_robot/goal'
-GOAL_LATENT = '/goal/latent'
-GOAL_IMAGE = '/goal/image'
-SAMPLE_SERVICE = '/goal/sample'
 DEFAULT_CAMERA = topics.camera_image('front_left')
 DIAGNOSTICS_PERIOD_S = 1.0
 
@@ -79,18 +76,18 @@ class GoalNode(Node):
         self._episode_start_ns: int | None = None  # an episode waiting for its first frame
         self._goals = 0
 
-        self._latent_publisher = self.create_publisher(Image, GOAL_LATENT, LATCHED_QOS)
-        self._image_publisher = self.create_publisher(Image, GOAL_IMAGE, LATCHED_QOS)
+        self._latent_publisher = self.create_publisher(Image, topics.GOAL_LATENT, LATCHED_QOS)
+        self._image_publisher = self.create_publisher(Image, topics.GOAL_IMAGE, LATCHED_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         self.create_subscription(Image, self._camera, self._on_image, SENSOR_QOS)
         self.create_subscription(String, topics.EPISODES, self._on_episode, LATCHED_QOS)
-        self.create_service(Trigger, SAMPLE_SERVICE, self._on_sample)
+        self.create_service(Trigger, topics.GOAL_SAMPLE_SERVICE, self._on_sample)
         reload = functools.partial(self._model.refresh_reporting, self._problems, self.get_logger().info)
         reload()
         self.create_timer(reload_period_s, reload)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         context = f'in the scene of {self._camera}' if self._needs_context else 'from the prior'
-        self.get_logger().info(f'{method} goals {context} with {self._model.model_id}; {SAMPLE_SERVICE} draws one')
+        self.get_logger().info(f'{method} goals {context} with {self._model.model_id}; {topics.GOAL_SAMPLE_SERVICE} draws one')
 
     def _declare(self, name: str, default, description: str) -> None:
         # Read-only: topics, method and sampler are set up at start, so a change accepted later would do nothing.

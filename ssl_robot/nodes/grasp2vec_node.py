@@ -41,9 +41,6 @@ from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
 
 DIAGNOSTIC_NAME = 'ssl_robot/grasp2vec'
-OBJECT_EMBEDDING = '/grasp2vec/object_embedding'
-SCENE_EMBEDDING = '/grasp2vec/scene_embedding'
-HEATMAP = '/grasp2vec/heatmap'
 DEFAULT_SCENE_CAMERA = topics.camera_image('front_left')
 DIAGNOSTICS_PERIOD_S = 1.0
 NS_PER_S = 1_000_000_000
@@ -82,9 +79,9 @@ class Grasp2VecNode(Node):
         self._model = ModelLoader(self._param('checkpoint'), 'grasp2vec')
         self._grasps = 0
 
-        self._scene_publisher = self.create_publisher(Image, SCENE_EMBEDDING, RELIABLE_QOS)
-        self._object_publisher = self.create_publisher(Image, OBJECT_EMBEDDING, RELIABLE_QOS)
-        self._heatmap_publisher = self.create_publisher(Image, HEATMAP, RELIABLE_QOS)
+        self._scene_publisher = self.create_publisher(Image, topics.GRASP2VEC_SCENE_EMBEDDING, RELIABLE_QOS)
+        self._object_publisher = self.create_publisher(Image, topics.GRASP2VEC_OBJECT_EMBEDDING, RELIABLE_QOS)
+        self._heatmap_publisher = self.create_publisher(Image, topics.GRASP2VEC_HEATMAP, RELIABLE_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         for topic in self._frames:
             self.create_subscription(Image, topic, functools.partial(self._on_image, topic), SENSOR_QOS)

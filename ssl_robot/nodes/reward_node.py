@@ -73,9 +73,7 @@ from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
 IMITATION, LATENT_GOAL, GRASP2VEC = 'imitation', 'latent_goal', 'grasp2vec'
 KINDS = (IMITATION, LATENT_GOAL, GRASP2VEC)
-REWARD_TOPICS = {kind: f'/reward/{kind}' for kind in KINDS}
-GOAL_LATENT = '/goal/latent'
-GOAL_OBJECT_IMAGE = '/goal/object_image'
+REWARD_TOPICS = {kind: topics.reward_topic(kind) for kind in KINDS}
 DIAGNOSTIC_NAME = 'ssl_robot/reward'
 DIAGNOSTICS_PERIOD_S = 1.0
 MAX_PENDING_GRASPS = 16
@@ -144,7 +142,7 @@ class RewardNode(Node):
         self._declare('grasp2vec_checkpoint', '', 'grasp2vec: checkpoint; empty = the shipped '
                                                   'ssl_robot/checkpoints/grasp2vec.safetensors')
         self._declare('grasp2vec_goal_image', '', f'grasp2vec: image file of the goal object, used until one '
-                                                  f'arrives on {GOAL_OBJECT_IMAGE}; empty = wait for one')
+                                                  f'arrives on {topics.GOAL_OBJECT_IMAGE}; empty = wait for one')
         self._declare('grasp2vec_normalize', False, 'grasp2vec: score the cosine of the embeddings, not their dot '
                                                     'product')
         self._declare('object_camera_topic', topics.camera_image(topics.OBJECT_CAMERA),
@@ -360,7 +358,7 @@ class RewardNode(Node):
         self._scene_clock = self._new_clock()
         self._first_scene: np.ndarray | None = None
         self.create_subscription(Image, self._scene_camera, self._on_scene_image, SENSOR_QOS)
-        self.create_subscription(Image, GOAL_LATENT, self._on_goal_latent, LATCHED_QOS)
+        self.create_subscription(Image, topics.GOAL_LATENT, self._on_goal_latent, LATCHED_QOS)
 
     def _on_goal_latent(self, message: Image) -> None:
         latent_dim = self._vae.config.latent_dim
@@ -373,7 +371,7 @@ class RewardNode(Node):
                 raise ImageFormatError(f'the goal has {len(goal)} values, but {self._vae.model_id} has latent_dim '
                                        f'{latent_dim}')
         except ImageFormatError as error:
-            self._problems.report('bad_goal', f'{GOAL_LATENT}: {error}; the goal stays {self._latent_goal_from}')
+            self._problems.report('bad_goal', f'{topics.GOAL_LATENT}: {error}; the goal stays {self._latent_goal_from}')
             return
         self._latent_goal.set_goal(goal)
         self._latent_goal_from = (f'{message.header.frame_id or "an unnamed model"} at '
@@ -391,7 +389,7 @@ class RewardNode(Node):
             self._first_scene = np.array(scene)  # a copy: the message's buffer is not ours to keep
         goal = self._latent_goal.goal
         if goal is None:
-            self._problems.report('no_latent_goal', f'no goal latent has arrived on {GOAL_LATENT}; nothing '
+            self._problems.report('no_latent_goal', f'no goal latent has arrived on {topics.GOAL_LATENT}; nothing '
                                                     f'published on {REWARD_TOPICS[LATENT_GOAL]}')
             return
         model, model_id, images = model_input(self._vae, [scene, self._first_scene])
@@ -399,7 +397,7 @@ class RewardNode(Node):
         latent = latent[0].cpu().numpy()
         if len(latent) != len(goal):
             self._problems.report('bad_goal', f'the goal has {len(goal)} values, but {model_id} has latent_dim '
-                                              f'{len(latent)}; waiting for a goal on {GOAL_LATENT}')
+                                              f'{len(latent)}; waiting for a goal on {topics.GOAL_LATENT}')
             return
         try:
             reward = self._latent_goal.reward(latent)
@@ -422,13 +420,13 @@ class RewardNode(Node):
         self._pending_grasps: deque[int] = deque()
         self.create_subscription(Image, self._object_camera, self._on_object_image, SENSOR_QOS)
         self.create_subscription(String, topics.GRASP_EVENTS, self._on_grasp_event, RELIABLE_QOS)
-        self.create_subscription(Image, GOAL_OBJECT_IMAGE, self._on_goal_object_image, LATCHED_QOS)
+        self.create_subscription(Image, topics.GOAL_OBJECT_IMAGE, self._on_goal_object_image, LATCHED_QOS)
 
     def _on_goal_object_image(self, message: Image) -> None:
-        goal = self._image(GOAL_OBJECT_IMAGE, message)
+        goal = self._image(topics.GOAL_OBJECT_IMAGE, message)
         if goal is not None:
             self._goal_object = np.array(goal)
-            self._grasp2vec_goal_from = f'{GOAL_OBJECT_IMAGE} at {stamp_to_ns(message.header.stamp)} ns'
+            self._grasp2vec_goal_from = f'{topics.GOAL_OBJECT_IMAGE} at {stamp_to_ns(message.header.stamp)} ns'
 
     def _on_object_image(self, message: Image) -> None:
         image = self._image(self._object_camera, message)
@@ -470,7 +468,7 @@ class RewardNode(Node):
 
     def _score_grasp(self, object_ns: int, image: np.ndarray) -> None:
         if self._goal_object is None:
-            self._problems.report('no_grasp2vec_goal', f'no goal object image on {GOAL_OBJECT_IMAGE} (nor a '
+            self._problems.report('no_grasp2vec_goal', f'no goal object image on {topics.GOAL_OBJECT_IMAGE} (nor a '
                                                        f'grasp2vec_goal_image file); the grasp with o at {object_ns} '
                                                        f'ns is not scored')
             return
