@@ -25,7 +25,6 @@ import time
 from collections import Counter
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
@@ -34,6 +33,7 @@ from ssl_robot.inference import LoadedModel, MultiViewEmbedder, default_checkpoi
 from ssl_robot.models.checkpoint import CheckpointError
 from ssl_robot.ros.convert import ImageFormatError, array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.node_main import spin_node
+from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
 from ssl_robot.sync import ApproximateTimeSynchronizer, SyncedSet
 
@@ -44,7 +44,9 @@ DIAGNOSTICS_PERIOD_S = 1.0
 NS_PER_MS, NS_PER_S = 1_000_000, 1_000_000_000
 
 
-class EmbeddingNode(Node):
+class EmbeddingNode(NodeParameters, Node):
+
+    READ_ONLY_PARAMETERS = True
 
     def __init__(self) -> None:
         super().__init__('embedding')
@@ -87,19 +89,6 @@ class EmbeddingNode(Node):
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self.get_logger().info(f'embedding {len(self._camera_topics)} cameras {self._camera_topics} with '
                                f'{self._model.model_id} on {self._model.device}')
-
-    def _declare(self, name: str, default, description: str) -> None:
-        # Read-only: topics, synchronizer and model are built at start, so a change accepted later would do nothing.
-        self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=True))
-
-    def _param(self, name: str):
-        return self.get_parameter(name).value
-
-    def _positive(self, name: str) -> float:
-        value = self._param(name)
-        if not (value > 0 and math.isfinite(value)):
-            raise ValueError(f'parameter {name} must be a finite number > 0, got {value}')
-        return value
 
     def _report(self, kind: str, problem: str) -> None:
         """Count a problem of this kind for /diagnostics and warn about it, at most once per WARN_PERIOD_S per kind:

@@ -28,7 +28,6 @@ from typing import NamedTuple
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -38,6 +37,7 @@ from ssl_robot import topics
 from ssl_robot.goals import GoalSampler, ModelLoader, ModelUnavailable, ProblemLog, needs_context
 from ssl_robot.ros.convert import ImageFormatError, array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.node_main import spin_node
+from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
 DIAGNOSTIC_NAME = 'ssl_robot/goal'
@@ -51,7 +51,9 @@ class StampedFrame(NamedTuple):
     """(H, W, 3) uint8 RGB pixels."""
 
 
-class GoalNode(Node):
+class GoalNode(NodeParameters, Node):
+
+    READ_ONLY_PARAMETERS = True
 
     def __init__(self) -> None:
         super().__init__('goal')
@@ -88,13 +90,6 @@ class GoalNode(Node):
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         context = f'in the scene of {self._camera}' if self._needs_context else 'from the prior'
         self.get_logger().info(f'{method} goals {context} with {self._model.model_id}; {topics.GOAL_SAMPLE_SERVICE} draws one')
-
-    def _declare(self, name: str, default, description: str) -> None:
-        # Read-only: topics, method and sampler are set up at start, so a change accepted later would do nothing.
-        self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=True))
-
-    def _param(self, name: str):
-        return self.get_parameter(name).value
 
     def _on_image(self, message: Image) -> None:
         try:

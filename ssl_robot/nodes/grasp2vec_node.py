@@ -23,13 +23,11 @@ restart.
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple
 
 import numpy as np
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -38,6 +36,7 @@ from ssl_robot import topics
 from ssl_robot.goals import ModelLoader, ModelUnavailable, ProblemLog, StampedFrames, embed_grasp
 from ssl_robot.ros.convert import ImageFormatError, array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.node_main import spin_node
+from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
 
 DIAGNOSTIC_NAME = 'ssl_robot/grasp2vec'
@@ -52,7 +51,9 @@ class Frame(NamedTuple):
     frame_id: str
 
 
-class Grasp2VecNode(Node):
+class Grasp2VecNode(NodeParameters, Node):
+
+    READ_ONLY_PARAMETERS = True
 
     def __init__(self) -> None:
         super().__init__('grasp2vec')
@@ -92,19 +93,6 @@ class Grasp2VecNode(Node):
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self.get_logger().info(f'grasp2vec on s_pre from {self._scene_camera} and o from {self._object_camera} '
                                f'with {self._model.model_id}')
-
-    def _declare(self, name: str, default, description: str) -> None:
-        # Read-only: topics, buffers and model are set up at start, so a change accepted later would do nothing.
-        self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=True))
-
-    def _param(self, name: str):
-        return self.get_parameter(name).value
-
-    def _positive(self, name: str) -> float:
-        value = self._param(name)
-        if not (value > 0 and math.isfinite(value)):
-            raise ValueError(f'parameter {name} must be a finite number > 0, got {value}')
-        return value
 
     def _on_image(self, topic: str, message: Image) -> None:
         try:

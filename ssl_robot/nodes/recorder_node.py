@@ -31,6 +31,7 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 
 from ssl_robot.data.bag_writer import STORAGES, BagWriter
 from ssl_robot.ros.node_main import spin_node
+from ssl_robot.ros.parameters import NodeParameters
 
 RECORD_DEPTH = 100
 """Subscription queue per topic: absorbs a disk stall of a few seconds at camera rates."""
@@ -75,7 +76,7 @@ def is_hidden(topic: str) -> bool:
     return any(part.startswith('_') for part in topic.split('/'))
 
 
-class RecorderNode(Node):
+class RecorderNode(NodeParameters, Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__('recorder', **kwargs)
@@ -112,9 +113,6 @@ class RecorderNode(Node):
         self.get_logger().info(
             f'recording {sorted(self._selected) if self._selected else "all topics"} to {self.output} ({storage})')
         self._discover()
-
-    def _declare(self, name: str, default, description: str) -> None:
-        self.declare_parameter(name, default, ParameterDescriptor(description=description))
 
     def _discover(self) -> None:
         for topic, types in self.get_topic_names_and_types():

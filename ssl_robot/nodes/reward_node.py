@@ -52,7 +52,6 @@ import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Vector3Stamped
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -69,6 +68,7 @@ from ssl_robot.nodes.embedding_node import DEFAULT_CAMERA_TOPICS
 from ssl_robot.rewards import ALIGNMENTS, Grasp2VecReward, ImitationReward, LatentGoalReward
 from ssl_robot.ros.convert import ImageFormatError, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.node_main import spin_node
+from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
 IMITATION, LATENT_GOAL, GRASP2VEC = 'imitation', 'latent_goal', 'grasp2vec'
@@ -117,7 +117,9 @@ def read_rgb_file(path: str) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-class RewardNode(Node):
+class RewardNode(NodeParameters, Node):
+
+    READ_ONLY_PARAMETERS = True
 
     def __init__(self) -> None:
         super().__init__('reward')
@@ -174,25 +176,6 @@ class RewardNode(Node):
                                                       for kind, model in self._models.items()))
 
     # --- parameters ---------------------------------------------------------------------------------------------
-
-    def _declare(self, name: str, default, description: str) -> None:
-        # Read-only: models, demo and subscriptions are built at start, so a change accepted later would do nothing.
-        self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=True))
-
-    def _param(self, name: str):
-        return self.get_parameter(name).value
-
-    def _positive(self, name: str) -> float:
-        value = self._param(name)
-        if not (value > 0 and math.isfinite(value)):
-            raise ValueError(f'parameter {name} must be a finite number > 0, got {value}')
-        return value
-
-    def _choice(self, name: str, choices: Sequence[str]) -> str:
-        value = self._param(name)
-        if value not in choices:
-            raise ValueError(f'parameter {name} must be one of {list(choices)}, got {value!r}')
-        return value
 
     def _kind_list(self) -> list[str]:
         kinds = list(self._param('kinds'))

@@ -13,7 +13,7 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped, PoseStamped
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from std_msgs.msg import Int64
 from std_srvs.srv import SetBool, Trigger
@@ -21,6 +21,7 @@ from std_srvs.srv import SetBool, Trigger
 from ssl_robot import topics
 from ssl_robot.ros.convert import ns_to_stamp
 from ssl_robot.ros.node_main import spin_node
+from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import RELIABLE_QOS
 from ssl_robot.ros.sim_messages import sim_topic_specs, tick_messages
 from ssl_robot.sim.config import load_sim_config
@@ -35,7 +36,7 @@ def camera_names(runner: SimRunner) -> list[str]:
     return [camera.name for camera in runner.config.cameras]
 
 
-class SimNode(Node):
+class SimNode(NodeParameters, Node):
 
     def __init__(self) -> None:
         super().__init__('sim')
@@ -78,12 +79,6 @@ class SimNode(Node):
         self.get_logger().info(
             f'sim up: {len(self._camera_names)} scene cameras {self._camera_names}, mode '
             f'{self._runner.mode}, tick {self._runner.tick_period_ns / 1e6:.1f} ms sim time')
-
-    def _declare(self, name: str, default, description: str) -> None:
-        self.declare_parameter(name, default, ParameterDescriptor(description=description))
-
-    def _param(self, name: str):
-        return self.get_parameter(name).value
 
     def _build_runner(self, overrides: dict | None = None) -> SimRunner:
         values = {name: self._param(name) for name in (*WORLD_PARAMETERS, 'seed', 'mode', 'attempts_per_episode')}

@@ -1,0 +1,37 @@
+"""Declaring and reading node parameters the same way in every ssl_robot node."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from rcl_interfaces.msg import ParameterDescriptor
+
+
+class NodeParameters:
+    """Mixin for rclpy Node subclasses: every parameter declared with a default and a description, and read
+    with checks whose errors name the parameter and the bad value."""
+
+    READ_ONLY_PARAMETERS = False
+    """True for nodes that build their topics, models and buffers from the parameters once at start: a change
+    accepted later would silently do nothing, so it is refused instead."""
+
+    def _declare(self, name: str, default: Any, description: str) -> None:
+        self.declare_parameter(name, default, ParameterDescriptor(description=description,
+                                                                  read_only=self.READ_ONLY_PARAMETERS))
+
+    def _param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _positive(self, name: str) -> float:
+        value = self._param(name)
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f'parameter {name} must be a finite number > 0, got {value}')
+        return value
+
+    def _choice(self, name: str, choices: Sequence[str]) -> str:
+        value = self._param(name)
+        if value not in choices:
+            raise ValueError(f'parameter {name} must be one of {list(choices)}, got {value!r}')
+        return value
