@@ -20,7 +20,7 @@ EPISODES = '/sim/episode'
 DIAGNOSTICS = '/diagnostics'
 EMBEDDINGS = '/embeddings'
 
-# Learned-representation outputs and goals (issue 4 nodes).
+# Outputs of the learning nodes, and the goals they imagine.
 GRASP2VEC_OBJECT_EMBEDDING = '/grasp2vec/object_embedding'
 GRASP2VEC_SCENE_EMBEDDING = '/grasp2vec/scene_embedding'
 GRASP2VEC_HEATMAP = '/grasp2vec/heatmap'
@@ -30,8 +30,10 @@ GOAL_OBJECT_IMAGE = '/goal/object_image'
 GOAL_SAMPLE_SERVICE = '/goal/sample'
 
 
+
 def reward_topic(kind: str) -> str:
     return f'/reward/{kind}'
+
 
 # Commands accepted by the sim node.
 EE_TARGET = '/arm/ee_target'
