@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from ssl_robot.data.reader import rgb_to_tensor
-from ssl_robot.goals import (GoalSampler, ModelLoader, ModelUnavailable, ProblemLog, StampedFrames, colour_heatmap,
+from ssl_robot.goals import (GoalSampler, ModelLoader, ModelUnavailable, StampedFrames, colour_heatmap,
                              embed_grasp, heatmap_overlay, needs_context)
+from ssl_robot.problem_log import ProblemLog
 from ssl_robot.inference import LoadedModel, preprocess
 from test_inference import camera_frames, write_checkpoint
 

@@ -20,18 +20,18 @@ reported on /diagnostics (status 'ssl_robot/embedding'). A changed checkpoint fi
 from __future__ import annotations
 
 import functools
-import math
 import time
-from collections import Counter
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from ssl_robot import topics
 from ssl_robot.inference import LoadedModel, MultiViewEmbedder, default_checkpoint
 from ssl_robot.models.checkpoint import CheckpointError
+from ssl_robot.problem_log import ProblemLog
 from ssl_robot.ros.convert import ImageFormatError, array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
+from ssl_robot.ros.diagnostics import diagnostic_array
 from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
@@ -76,9 +76,7 @@ class EmbeddingNode(NodeParameters, Node):
         # stamp arrived, so it works whether or not the node's own clock follows /clock.
         self._newest_stamp: tuple[int, float] | None = None
         self._started_wall = time.monotonic()
-        self._problems: dict[str, str] = {}
-        self._problem_counts: Counter[str] = Counter()
-        self._last_warned: dict[str, float] = {}
+        self._problems = ProblemLog(self.get_logger().warning, WARN_PERIOD_S)
         self._published = 0
 
         self._publisher = self.create_publisher(Image, topics.EMBEDDINGS, SENSOR_QOS)
@@ -90,28 +88,18 @@ class EmbeddingNode(NodeParameters, Node):
         self.get_logger().info(f'embedding {len(self._camera_topics)} cameras {self._camera_topics} with '
                                f'{self._model.model_id} on {self._model.device}')
 
-    def _report(self, kind: str, problem: str) -> None:
-        """Count a problem of this kind for /diagnostics and warn about it, at most once per WARN_PERIOD_S per kind:
-        a flood of one kind must not hide the others."""
-        self._problems[kind] = problem
-        self._problem_counts[kind] += 1
-        now = time.monotonic()
-        if now - self._last_warned.get(kind, -math.inf) >= WARN_PERIOD_S:
-            self._last_warned[kind] = now
-            self.get_logger().warning(f'{kind}: {problem}')
-
     def _on_image(self, topic: str, message: Image) -> None:
         stamp_ns = stamp_to_ns(message.header.stamp)
         try:
             rgb = as_rgb(image_to_array(message, reject_nan=True), message.encoding)
         except ImageFormatError as error:
-            self._report('bad_image', f'{topic}: {error}; dropped')
+            self._problems.report('bad_image', f'{topic}: {error}; dropped')
             return
         previous_ns = self._last_stamp_ns.get(topic)
         # A jump back further than the synchronizer's clock_jump_ns is a new timeline (a simulator reset, a looping
         # bag), on which the synchronizer and the mfTCN frame buffers start over; a smaller one is a stale frame.
         if previous_ns is not None and 0 < previous_ns - stamp_ns <= self._sync.clock_jump_ns:
-            self._report('stamp_backwards', f'{topic}: stamp {stamp_ns} ns is older than the previous frame '
+            self._problems.report('stamp_backwards', f'{topic}: stamp {stamp_ns} ns is older than the previous frame '
                                             f'{previous_ns} ns; dropped')
             return
         self._last_stamp_ns[topic] = stamp_ns
@@ -135,37 +123,31 @@ class EmbeddingNode(NodeParameters, Node):
             if self._model.reload_if_changed():
                 self.get_logger().info(f'checkpoint changed: {previous} -> {self._model.model_id}')
         except (CheckpointError, FileNotFoundError) as error:
-            self._report('checkpoint', f'{error}; still using {previous}')
+            self._problems.report('checkpoint', f'{error}; still using {previous}')
 
     def _check_silent_cameras(self) -> None:
         if self._newest_stamp is None:
             waited_s = time.monotonic() - self._started_wall
             if waited_s * NS_PER_S > self._silent_timeout_ns:
-                self._report('silent_camera', f'no frame from any of {self._camera_topics} in {waited_s:.0f} s')
+                self._problems.report('silent_camera', f'no frame from any of {self._camera_topics} in {waited_s:.0f} s')
             return
         stamp_ns, wall = self._newest_stamp
         now_ns = stamp_ns + round((time.monotonic() - wall) * NS_PER_S)
         silent = self._sync.silent_inputs(now_ns, self._silent_timeout_ns)
         if silent:
-            self._report('silent_camera', f'no frame from {silent} for more than '
+            self._problems.report('silent_camera', f'no frame from {silent} for more than '
                                           f'{self._silent_timeout_ns / NS_PER_S:g} s; no embeddings without them')
 
     def _publish_diagnostics(self) -> None:
         self._check_silent_cameras()
         for drop in self._sync.drain_drops():
-            self._problem_counts[f'sync_{drop.reason}'] += 1
-        status = DiagnosticStatus(
-            name=DIAGNOSTIC_NAME, hardware_id=self._model.device.type,
-            level=DiagnosticStatus.WARN if self._problems else DiagnosticStatus.OK,
-            message='; '.join(f'{kind}: {problem}' for kind, problem in self._problems.items()) or 'running')
+            # Counted, not warned: the synchronizer drops frames in normal operation too.
+            self._problems.counts[f'sync_{drop.reason}'] += 1
         values = {'model_id': self._model.model_id, 'cameras': ','.join(self._camera_topics),
-                  'published': str(self._published)}
-        values.update({f'count_{kind}': str(count) for kind, count in sorted(self._problem_counts.items())})
-        status.values = [KeyValue(key=key, value=value) for key, value in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = ns_to_stamp(self.get_clock().now().nanoseconds)
-        self._diagnostics.publish(array)
-        self._problems.clear()
+                  'published': str(self._published), **self._problems.count_values()}
+        self._diagnostics.publish(diagnostic_array(DIAGNOSTIC_NAME, self._model.device.type,
+                                                   self._problems.take_recent(), values,
+                                                   ns_to_stamp(self.get_clock().now().nanoseconds)))
 
 
 def main(args=None) -> int:

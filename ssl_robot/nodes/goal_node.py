@@ -27,15 +27,17 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from ssl_robot import topics
-from ssl_robot.goals import GoalSampler, ModelLoader, ModelUnavailable, ProblemLog, needs_context
+from ssl_robot.goals import GoalSampler, ModelLoader, ModelUnavailable, needs_context
+from ssl_robot.problem_log import ProblemLog
 from ssl_robot.ros.convert import ImageFormatError, array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
+from ssl_robot.ros.diagnostics import diagnostic_array
 from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
@@ -137,15 +139,10 @@ class GoalNode(NodeParameters, Node):
 
     def _publish_diagnostics(self) -> None:
         problems = self._problems.take_recent()
-        status = DiagnosticStatus(name=DIAGNOSTIC_NAME, hardware_id=self._model.device.type,
-                                  level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,
-                                  message=problems or 'running')
         values = {'model_id': self._model.model_id, 'camera': self._camera, 'goals_published': str(self._goals),
                   **self._problems.count_values()}
-        status.values = [KeyValue(key=key, value=value) for key, value in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = ns_to_stamp(self.get_clock().now().nanoseconds)
-        self._diagnostics.publish(array)
+        self._diagnostics.publish(diagnostic_array(DIAGNOSTIC_NAME, self._model.device.type, problems, values,
+                                                   ns_to_stamp(self.get_clock().now().nanoseconds)))
 
 
 def main(args=None) -> int:

@@ -27,14 +27,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from ssl_robot import topics
-from ssl_robot.goals import ModelLoader, ModelUnavailable, ProblemLog, StampedFrames, embed_grasp
+from ssl_robot.goals import ModelLoader, ModelUnavailable, StampedFrames, embed_grasp
+from ssl_robot.problem_log import ProblemLog
 from ssl_robot.ros.convert import ImageFormatError, array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
+from ssl_robot.ros.diagnostics import diagnostic_array
 from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
@@ -140,16 +142,11 @@ class Grasp2VecNode(NodeParameters, Node):
 
     def _publish_diagnostics(self) -> None:
         problems = self._problems.take_recent()
-        status = DiagnosticStatus(name=DIAGNOSTIC_NAME, hardware_id=self._model.device.type,
-                                  level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,
-                                  message=problems or 'running')
         values = {'model_id': self._model.model_id, 'scene_camera': self._scene_camera,
                   'object_camera': self._object_camera, 'grasps_embedded': str(self._grasps),
                   **self._problems.count_values()}
-        status.values = [KeyValue(key=key, value=value) for key, value in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = ns_to_stamp(self.get_clock().now().nanoseconds)
-        self._diagnostics.publish(array)
+        self._diagnostics.publish(diagnostic_array(DIAGNOSTIC_NAME, self._model.device.type, problems, values,
+                                                   ns_to_stamp(self.get_clock().now().nanoseconds)))
 
 
 def main(args=None) -> int:

@@ -50,7 +50,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Vector3Stamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -60,13 +60,15 @@ from torch import Tensor, nn
 from ssl_robot import topics
 from ssl_robot.data.reader import rgb_to_tensor
 from ssl_robot.demo_trajectory import EmbeddedDemo, EpisodeClock, EpisodeTime, StampRejected, embed_demo
-from ssl_robot.goals import GOAL_METHODS, ProblemLog, StampedFrames
+from ssl_robot.goals import GOAL_METHODS, StampedFrames
+from ssl_robot.problem_log import ProblemLog
 from ssl_robot.inference import EMBEDDING_METHODS, LoadedModel, default_checkpoint, preprocess
 from ssl_robot.models.checkpoint import CheckpointError
 from ssl_robot.models.vae import CCVAE
 from ssl_robot.nodes.embedding_node import DEFAULT_CAMERA_TOPICS
 from ssl_robot.rewards import ALIGNMENTS, Grasp2VecReward, ImitationReward, LatentGoalReward
 from ssl_robot.ros.convert import ImageFormatError, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
+from ssl_robot.ros.diagnostics import diagnostic_array
 from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
@@ -209,9 +211,6 @@ class RewardNode(NodeParameters, Node):
 
     def _publish_diagnostics(self) -> None:
         recent = self._problems.take_recent()
-        status = DiagnosticStatus(
-            name=DIAGNOSTIC_NAME, hardware_id=','.join(sorted({m.device.type for m in self._models.values()})),
-            level=DiagnosticStatus.WARN if recent else DiagnosticStatus.OK, message=recent or 'running')
         values = {'kinds': ','.join(self._kinds), 'episode_start_ns': str(self._episode_start_ns)}
         for kind in self._kinds:
             values[f'{kind}_model_id'] = self._models[kind].model_id
@@ -222,10 +221,9 @@ class RewardNode(NodeParameters, Node):
             values['grasp2vec_goal_from'] = self._grasp2vec_goal_from
             values['pending_grasps'] = str(len(self._pending_grasps))
         values.update(self._problems.count_values())
-        status.values = [KeyValue(key=key, value=value) for key, value in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = ns_to_stamp(self.get_clock().now().nanoseconds)
-        self._diagnostics.publish(array)
+        devices = ','.join(sorted({model.device.type for model in self._models.values()}))
+        self._diagnostics.publish(diagnostic_array(DIAGNOSTIC_NAME, devices, recent, values,
+                                                   ns_to_stamp(self.get_clock().now().nanoseconds)))
 
     def _publish(self, kind: str, stamp_ns: int, reward: float, unscaled: float, model_id: str) -> None:
         message = Vector3Stamped()

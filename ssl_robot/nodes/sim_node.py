@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped, PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
@@ -20,6 +20,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from ssl_robot import topics
 from ssl_robot.ros.convert import ns_to_stamp
+from ssl_robot.ros.diagnostics import diagnostic_array
 from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import RELIABLE_QOS
@@ -187,18 +188,12 @@ class SimNode(NodeParameters, Node):
         now = time.monotonic()
         ticks_per_s = self._ticks_since_report / max(now - self._report_wall, 1e-9)
         self._ticks_since_report, self._report_wall = 0, now
-        status = DiagnosticStatus(
-            name='ssl_robot/sim', hardware_id='pybullet',
-            level=DiagnosticStatus.WARN if self._last_error else DiagnosticStatus.OK,
-            message=self._last_error or 'running')
         values = {'ticks_per_s': f'{ticks_per_s:.1f}',
                   'real_time_factor': f'{ticks_per_s * self._runner.tick_period_ns / 1e9:.2f}',
                   'mode': self._runner.mode, 'episodes_completed': str(self._runner.episodes_completed)}
         values.update({f'rejected_{command}': str(count) for command, count in self._rejected.items()})
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = ns_to_stamp(self.get_clock().now().nanoseconds)
-        self._diagnostics.publish(array)
+        self._diagnostics.publish(diagnostic_array('ssl_robot/sim', 'pybullet', self._last_error, values,
+                                                   ns_to_stamp(self.get_clock().now().nanoseconds)))
         self._last_error = ''
 
     def destroy_node(self) -> None:
