@@ -46,6 +46,18 @@ CHECKPOINTS_DIR = Path(ssl_robot.__file__).resolve().parent / 'checkpoints'
 MODEL_ID_HASH_CHARS = 12
 
 
+def set_torch_threads(threads: int) -> None:
+    """Run this process's torch ops on `threads` threads; 0 keeps torch's default, one per core.
+
+    A node runs a small model on one message at a time while the other nodes use the same cores: an op split over
+    busy cores waits for its slowest thread, so on a shared 2-core machine a set takes several times longer on two
+    threads than on one (bench/bench_online.py). ValueError for anything but an int >= 0."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ValueError(f'torch threads must be an int >= 0 (0 = one per core), got {threads!r}')
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def require_embedding_method(method: str) -> None:
     if method not in EMBEDDING_METHODS:
         raise ValueError(f'method {method!r} does not embed camera frames: expected one of {EMBEDDING_METHODS}')

@@ -13,7 +13,7 @@ import torch
 
 from ssl_robot.data.reader import rgb_to_tensor
 from ssl_robot.inference import (FrameBuffer, LoadedModel, MultiViewEmbedder, default_checkpoint, preprocess,
-                                  with_fused_row)
+                                  set_torch_threads, with_fused_row)
 from ssl_robot.models import CheckpointError, save_checkpoint
 from ssl_robot.models.registry import build_model
 
@@ -65,6 +65,25 @@ def test_default_checkpoint_is_the_shipped_file_or_says_how_to_make_it():
         assert path.name == 'tcn.safetensors' and path.parent.name == 'checkpoints' and path.is_file()
     with pytest.raises(ValueError, match="unknown method 'nope'"):
         default_checkpoint('nope')
+
+
+@pytest.fixture
+def restore_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_set_torch_threads_sets_a_count_keeps_the_default_for_0_and_refuses_the_rest(restore_torch_threads):
+    torch.set_num_threads(2)
+    set_torch_threads(0)
+    assert torch.get_num_threads() == 2
+    set_torch_threads(1)
+    assert torch.get_num_threads() == 1
+    for bad in (-1, 1.5, True, '2'):
+        with pytest.raises(ValueError, match=r'torch threads must be an int >= 0 \(0 = one per core\), got'):
+            set_torch_threads(bad)
+    assert torch.get_num_threads() == 1
 
 
 def test_reload_swaps_in_a_changed_file_and_ignores_an_unchanged_one(tmp_path):

@@ -27,7 +27,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from ssl_robot import topics
-from ssl_robot.inference import LoadedModel, MultiViewEmbedder, default_checkpoint
+from ssl_robot.inference import LoadedModel, MultiViewEmbedder, default_checkpoint, set_torch_threads
 from ssl_robot.models.checkpoint import CheckpointError
 from ssl_robot.problem_log import ProblemLog
 from ssl_robot.ros.convert import ImageFormatError, array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
@@ -59,7 +59,10 @@ class EmbeddingNode(NodeParameters, Node):
         self._declare('sync_max_interval_ms', 10.0, 'largest stamp spread within one synchronized set (ms)')
         self._declare('silent_camera_timeout_s', 2.0, 'a camera without a frame for this long is reported silent')
         self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
+        self._declare('torch_threads', 1, 'threads the model runs on; 1 keeps a set fast on cores the other nodes '
+                                          'share, where more make it slower; 0 = one per core')
 
+        set_torch_threads(self._param('torch_threads'))
         self._camera_topics = list(self._param('camera_topics'))
         method = self._param('method')
         checkpoint = self._param('checkpoint') or default_checkpoint(method)
