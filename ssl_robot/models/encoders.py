@@ -34,6 +34,74 @@ def random_shift(images: Tensor, max_shift: int, generator: torch.Generator | No
     return padded[index, channel, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+"""ITU-R 601 luma of RGB, the grey level that contrast and saturation jitter blend towards (as torchvision)."""
+
+
+def _uniform(count: int, low: Tensor | float, high: Tensor | float, images: Tensor,
+             generator: torch.Generator | None) -> Tensor:
+    """(count,) values drawn uniformly from [low, high), from generator (on its device) and moved to images'."""
+    device = generator.device if generator is not None else 'cpu'
+    unit = torch.rand(count, generator=generator, device=device).to(images.device)
+    return low + (high - low) * unit
+
+
+def _luma(images: Tensor) -> Tensor:
+    """(N, 3, H, W) RGB -> (N, 1, H, W) grey level."""
+    weights = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device)
+    return torch.einsum('nchw,c->nhw', images, weights)[:, None]
+
+
+def color_jitter(images: Tensor, brightness: float, contrast: float, saturation: float,
+                 generator: torch.Generator | None = None) -> Tensor:
+    """(N, 3, H, W) RGB images in [0, 1], each with its own random brightness, contrast and saturation, in that
+    order and as torchvision's ColorJitter defines them: a factor f drawn uniformly from [1 - s, 1 + s] for each
+    strength s scales the image (brightness), or its difference from its mean grey level (contrast) or from each
+    pixel's grey level (saturation); the result is clipped to [0, 1] after each. A strength of 0 leaves that
+    property alone. Images of one call get independent factors, so synchronized views jittered together still
+    differ in colour."""
+    count = images.shape[0]
+    if brightness:
+        factor = _uniform(count, 1 - brightness, 1 + brightness, images, generator)
+        images = (images * factor[:, None, None, None]).clamp(0, 1)
+    if contrast:
+        factor = _uniform(count, 1 - contrast, 1 + contrast, images, generator)[:, None, None, None]
+        mean = _luma(images).mean(dim=(2, 3), keepdim=True)
+        images = (mean + factor * (images - mean)).clamp(0, 1)
+    if saturation:
+        factor = _uniform(count, 1 - saturation, 1 + saturation, images, generator)[:, None, None, None]
+        grey = _luma(images)
+        images = (grey + factor * (images - grey)).clamp(0, 1)
+    return images
+
+
+CROP_ASPECT_RATIOS = (3 / 4, 4 / 3)
+"""Aspect ratios (width / height) of random resized crops, as in Inception and SimCLR."""
+
+
+def random_resized_crop(images: Tensor, min_scale: float, generator: torch.Generator | None = None) -> Tensor:
+    """(N, C, H, W) images, each replaced by a random crop of its own resized back to H x W (bilinear): the crop
+    covers a fraction of the image drawn uniformly from [min_scale, 1], its log aspect ratio (width / height, as
+    fractions of the image's) is uniform over CROP_ASPECT_RATIOS, narrowed where a side would not fit, and its
+    place is uniform over the positions inside the image. Channels of one image are cropped alike. min_scale 1
+    is off."""
+    if min_scale >= 1:
+        return images
+    count = images.shape[0]
+    area = _uniform(count, min_scale, 1.0, images, generator)
+    low, high = (math.log(ratio) for ratio in CROP_ASPECT_RATIOS)
+    # A side fits when area <= ratio <= 1 / area; clamping the ratio rather than a side keeps the drawn area.
+    ratio = _uniform(count, low, high, images, generator).exp().clamp(min=area, max=1 / area)
+    # Sides and centre in affine_grid's coordinates, where the image spans [-1, 1] on each axis.
+    width, height = (area * ratio).sqrt().clamp(max=1), (area / ratio).sqrt().clamp(max=1)
+    x = _uniform(count, width - 1, 1 - width, images, generator)
+    y = _uniform(count, height - 1, 1 - height, images, generator)
+    theta = torch.zeros(count, 2, 3, dtype=images.dtype, device=images.device)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = width, x, height, y
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode='bilinear', padding_mode='border', align_corners=False)
+
+
 def default_device() -> torch.device:
     """CUDA when present, else the CPU."""
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')

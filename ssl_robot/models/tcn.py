@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import EmbeddingConfig, require_choice, require_float, require_int
-from .encoders import ImageVectorEncoder, check_images, check_indices, inference, random_shift, require_keys
+from .encoders import (ImageVectorEncoder, check_images, check_indices, color_jitter, inference, random_resized_crop,
+                       random_shift, require_keys)
 from .losses import (multiview_npairs_loss, multiview_triplet_loss, single_view_tcn_loss, squared_distances,
                      temporal_negative_mask, temporal_positive_mask)
 
@@ -24,7 +25,42 @@ TCN_LOSS_CHOICES = ('triplet', 'npairs')
 
 
 @dataclass
-class TCNConfig(EmbeddingConfig):
+class FrameEmbeddingConfig(EmbeddingConfig):
+    """A per-frame embedding, with the photometric and crop augmentations of contrastive learning (SimCLR, Chen et
+    al. 2020) on top of the random shift. Training only; each image (each view of a time apart) draws its own, so
+    views can be matched neither by exact colour nor by exact framing, only by what they show."""
+
+    augment_crop_scale: float = 1.0
+    """Random resized crop (ssl_robot.models.encoders.random_resized_crop): each image is replaced by a crop of at
+    least this fraction of its area, resized back. 1 turns it off."""
+    augment_brightness: float = 0.0
+    """Colour jitter: each image is scaled by a factor drawn from [1 - b, 1 + b]; at most 1, 0 turns it off."""
+    augment_contrast: float = 0.0
+    """Colour jitter: each image's difference from its mean grey level is scaled by a factor drawn from
+    [1 - c, 1 + c]; at most 1, 0 turns it off. RGB only."""
+    augment_saturation: float = 0.0
+    """Colour jitter: each pixel's difference from its grey level is scaled by a factor drawn from [1 - s, 1 + s];
+    at most 1, 0 turns it off. RGB only."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_float(self, 'augment_crop_scale', positive=True)
+        if self.augment_crop_scale > 1:
+            raise ValueError(f'{type(self).__name__}.augment_crop_scale must be in (0, 1], got '
+                             f'{self.augment_crop_scale}')
+        for name in ('augment_brightness', 'augment_contrast', 'augment_saturation'):
+            require_float(self, name, positive=False)
+            if getattr(self, name) > 1:
+                raise ValueError(f'{type(self).__name__}.{name} must be in [0, 1] (a factor 1 - {getattr(self, name)} '
+                                 f'would be negative), got {getattr(self, name)}')
+        for name in ('augment_contrast', 'augment_saturation'):
+            if getattr(self, name) and self.channels != 3:
+                raise ValueError(f'{type(self).__name__}.{name} needs RGB images (channels 3), got channels '
+                                 f'{self.channels}')
+
+
+@dataclass
+class TCNConfig(FrameEmbeddingConfig):
     """Multi-view TCN: per-frame L2-normalised embeddings, trained with a time-contrastive loss across views."""
 
     margin: float = 0.2
@@ -48,7 +84,7 @@ class TCNConfig(EmbeddingConfig):
 
 
 @dataclass
-class SingleViewTCNConfig(EmbeddingConfig):
+class SingleViewTCNConfig(FrameEmbeddingConfig):
     """Single-view TCN baseline: positives near in time, negatives far in time, all from one camera."""
 
     margin: float = 0.2
@@ -102,7 +138,10 @@ class _FrameEmbeddingModel(nn.Module):
 
     def _embed(self, images: Tensor) -> Tensor:
         if self.training:
-            images = random_shift(images, self.config.augment_shift_px)
+            cfg = self.config
+            images = random_resized_crop(images, cfg.augment_crop_scale)
+            images = random_shift(images, cfg.augment_shift_px)
+            images = color_jitter(images, cfg.augment_brightness, cfg.augment_contrast, cfg.augment_saturation)
         return F.normalize(self.encoder(images), dim=-1)
 
     @inference
