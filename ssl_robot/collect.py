@@ -8,12 +8,18 @@ runs, and the bag is exactly what a recorder would have received from the graph.
   `--record-every`-th tick plus every tick a grasp event refers to (s_pre, o, s_post).
 - motion mode (TCN, mfTCN): scripted reach/push/grasp-lift-place episodes; images every
   `--record-every`-th tick from all scene cameras at once.
+
+With `--max-minutes M` collection stops at an episode boundary before the episodes asked for once another
+episode, at the slowest pace seen so far, would not end within M minutes of wall time, so a collection
+budget ("data made in at most 10 minutes") holds on a slow or busy machine too; the bag then holds fewer
+episodes, all complete, and the summary says why it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +47,8 @@ class CollectReport:
     grasp_successes: int
     wall_s: float
     tick_period_s: float
+    out_of_time: bool = False
+    """Stopped before the episodes asked for: the next one would not have ended within max_minutes."""
 
     @property
     def sim_s(self) -> float:
@@ -53,6 +61,8 @@ class CollectReport:
         if self.grasp_attempts:
             text += (f'; grasps {self.grasp_successes}/{self.grasp_attempts} '
                      f'({100 * self.grasp_successes / self.grasp_attempts:.0f} % success)')
+        if self.out_of_time:
+            text += '; stopped early: another episode would not have ended within the time budget'
         return text
 
 
@@ -64,24 +74,30 @@ def ros_type_name(message_class: type) -> str:
 def collect(mode: str, episodes: int, output: Path, *, seed: int = 0, storage: str = 'mcap',
             record_every: int = 3, segmentation: bool = True, rig: str = 'default', object_set: str | None = None,
             num_objects: int | None = None, image_size: tuple[int, int] | None = None,
-            attempts_per_episode: int = 5, progress=print) -> CollectReport:
+            attempts_per_episode: int = 5, max_minutes: float | None = None, progress=print,
+            clock: Callable[[], float] = time.monotonic) -> CollectReport:
+    """Record `episodes` episodes of `mode` to a new bag at output (see the module docstring); with max_minutes,
+    fewer when the wall-time budget would not hold another (clock: seconds, monotonic)."""
     if mode not in MODES:
         raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
     if episodes < 1:
         raise ValueError(f'episodes must be >= 1, got {episodes}')
     if record_every < 1:
         raise ValueError(f'record_every must be >= 1, got {record_every}')
+    if max_minutes is not None and not max_minutes > 0:
+        raise ValueError(f'max_minutes must be > 0, got {max_minutes}')
     config = load_sim_config(rig=rig, object_set=object_set, num_objects=num_objects, image_size=image_size)
     specs = sim_topic_specs([camera.name for camera in config.cameras], segmentation=segmentation)
     del specs[topics.CLOCK]  # the bag's own timestamps are the sim time
     report = CollectReport(0, 0, 0, 0, 0, 0.0, 1.0 / config.tick_rate_hz)
-    start = time.monotonic()
+    start = episode_start = clock()
+    slowest_episode_s = 0.0
     with SimRunner(config, mode=mode, seed=seed, attempts_per_episode=attempts_per_episode) as runner, \
             BagWriter(output, storage=storage, flush_every_messages=COLLECT_FLUSH_MESSAGES,
                       flush_period_s=COLLECT_FLUSH_PERIOD_S) as bag:
         for topic, spec in specs.items():
             bag.add_topic(topic, ros_type_name(spec.type))
-        while runner.episodes_completed < episodes:
+        while runner.episodes_completed < episodes and not report.out_of_time:
             # Unrecorded ticks are not rendered at all; the runner still renders keyframe ticks.
             tick = runner.tick(render=report.ticks % record_every == 0)
             for topic, message in tick_messages(tick, segmentation=segmentation):
@@ -95,10 +111,16 @@ def collect(mode: str, episodes: int, output: Path, *, seed: int = 0, storage: s
                     report.grasp_successes += int(event.success)
             report.ticks += 1
             if runner.episodes_completed > report.episodes:
+                now = clock()
+                slowest_episode_s = max(slowest_episode_s, now - episode_start)
+                episode_start = now
                 report.episodes = runner.episodes_completed
-                report.wall_s = time.monotonic() - start
+                report.wall_s = now - start
+                # The next episode starts on the next tick; it is not begun unless it can end in time.
+                report.out_of_time = (max_minutes is not None and report.episodes < episodes
+                                      and report.wall_s + slowest_episode_s > 60 * max_minutes)
                 progress(f'episode {report.episodes}/{episodes}: {report.summary()}')
-    report.wall_s = time.monotonic() - start
+    report.wall_s = clock() - start
     return report
 
 
@@ -117,6 +139,9 @@ def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--image-size', type=int, nargs=2, metavar=('W', 'H'), default=None,
                         help='camera resolution (default: the rig\'s)')
     parser.add_argument('--attempts-per-episode', type=int, default=5, help='grasp mode: attempts per tray reset')
+    parser.add_argument('--max-minutes', type=float, default=None,
+                        help='wall-time budget: stop early, after a complete episode, when another would not end '
+                             'within it at the slowest pace so far (default: none)')
 
 
 def run_collect(args: argparse.Namespace) -> int:
@@ -124,6 +149,6 @@ def run_collect(args: argparse.Namespace) -> int:
                      record_every=args.record_every, segmentation=not args.no_segmentation, rig=args.rig,
                      object_set=args.object_set, num_objects=args.num_objects,
                      image_size=tuple(args.image_size) if args.image_size else None,
-                     attempts_per_episode=args.attempts_per_episode)
+                     attempts_per_episode=args.attempts_per_episode, max_minutes=args.max_minutes)
     print(f'wrote {args.out}: {report.summary()}')
     return 0

@@ -75,7 +75,8 @@ def test_cli_errors_are_one_line(tmp_path):
     (tmp_path / 'exists').mkdir()
     for args, expected in ((['--object-set', 'no_such_set'], 'no_such_set'),
                            (['--image-size', '0', '64'], 'width'),
-                           (['--episodes', '0'], 'episodes')):
+                           (['--episodes', '0'], 'episodes'),
+                           (['--max-minutes', '0'], 'max_minutes')):
         command = [sys.executable, '-m', 'ssl_robot.cli', 'collect', '--mode', 'motion', '--episodes', '1',
                    '-o', str(tmp_path / 'new'), *args]
         result = subprocess.run(command, capture_output=True, text=True)
@@ -85,3 +86,23 @@ def test_cli_errors_are_one_line(tmp_path):
     result = subprocess.run([sys.executable, '-m', 'ssl_robot.cli', 'collect', '--mode', 'motion', '--episodes', '1',
                              '-o', str(tmp_path / 'exists')], capture_output=True, text=True)
     assert result.returncode == 1 and 'exists' in result.stderr
+
+
+def test_a_time_budget_stops_at_an_episode_boundary_before_an_episode_that_would_overrun(tmp_path):
+    # A clock that advances 10 s each time it is read: at the start and once per episode end, so every episode
+    # takes 10 s. With a 35 s budget the 3rd ends at 30 s, and a 4th would end at 40 s: it is not begun.
+    readings = iter(range(0, 1000, 10))
+    report = collect('motion', 10, tmp_path / 'bag', seed=5, record_every=10_000, max_minutes=35 / 60,
+                     progress=lambda _: None, clock=lambda: float(next(readings)))
+    assert report.episodes == 3 and report.out_of_time
+    assert 'stopped early' in report.summary()
+    episodes = [topics.decode_event(m.data, 'episode') for _, m in read_bag(tmp_path / 'bag')[topics.EPISODES]]
+    assert [e['episode'] for e in episodes] == [0, 1, 2]  # the 4th never started
+
+
+def test_a_budget_that_holds_every_episode_does_not_stop_early(tmp_path):
+    readings = iter(range(0, 1000, 10))
+    report = collect('motion', 2, tmp_path / 'bag', seed=5, record_every=10_000, max_minutes=1.0,
+                     progress=lambda _: None, clock=lambda: float(next(readings)))
+    assert report.episodes == 2 and not report.out_of_time
+    assert 'stopped early' not in report.summary()
