@@ -39,6 +39,7 @@ setup(
             'reward_node = ssl_robot.nodes.reward_node:main',
             'grasp2vec_node = ssl_robot.nodes.grasp2vec_node:main',
             'goal_node = ssl_robot.nodes.goal_node:main',
+            'goal_reacher_node = ssl_robot.nodes.goal_reacher_node:main',
         ],
     },
 )

@@ -28,6 +28,7 @@ GOAL_LATENT = '/goal/latent'
 GOAL_IMAGE = '/goal/image'
 GOAL_OBJECT_IMAGE = '/goal/object_image'
 GOAL_SAMPLE_SERVICE = '/goal/sample'
+GOAL_REACHING_STATUS = '/goal_reaching/status'
 
 
 

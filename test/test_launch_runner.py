@@ -513,3 +513,31 @@ def test_entry_points_are_the_console_scripts_setup_py_declares():
     except LaunchError:
         pytest.skip('ssl_robot is not pip-installed in this environment')
     assert {'sim_node', 'recorder_node'} <= set(entry_points)
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped launch files
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize('name', sorted(p.name for p in (REPOSITORY / 'launch').glob('*.launch.xml')
+                                        if p.name != 'learning.launch.xml'))
+def test_shipped_launch_files_load_with_their_defaults_and_name_installed_executables(monkeypatch, name):
+    """learning.launch.xml is only ever included (its arguments have no defaults); the others run as they are."""
+    monkeypatch.setenv('SSL_ROBOT_SHARE', str(REPOSITORY))
+    nodes = load_launch_file(REPOSITORY / 'launch' / name, {}).nodes
+    executables = set(node_entry_points())
+    assert nodes and all(node.executable in executables for node in nodes), [n.executable for n in nodes]
+    for node in nodes:
+        assert all(p.is_file() for p in node.parameters if isinstance(p, Path)), node.parameters
+
+
+def test_demo_launch_records_the_idle_sim_graph_and_ends_with_the_goal_reacher(monkeypatch):
+    monkeypatch.setenv('SSL_ROBOT_SHARE', str(REPOSITORY))
+    nodes = {node.name: node for node in load_launch_file(REPOSITORY / 'launch' / 'demo.launch.xml',
+                                                          {'bag': '/tmp/x'}).nodes}
+    assert set(nodes) == {'sim', 'embedding', 'reward', 'grasp2vec', 'goal', 'recorder', 'goal_reacher'}
+    assert {'mode': 'idle'} in nodes['sim'].parameters and {'output': '/tmp/x'} in nodes['recorder'].parameters
+    assert [name for name, node in nodes.items() if node.shutdown_on_exit] == ['goal_reacher']
+    assert {'use_sim_time': 'true'} in nodes['goal_reacher'].parameters
