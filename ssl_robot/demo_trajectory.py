@@ -66,9 +66,10 @@ def _method_and_hash(model_id: str) -> tuple[str, str]:
 
 
 def embed_demo(bag: str | os.PathLike, episode: int, model: LoadedModel, camera_topics: Sequence[str], *,
-               options: ReadOptions = ReadOptions()) -> EmbeddedDemo:
+               clip_frame_period_s: float = 0.0, options: ReadOptions = ReadOptions()) -> EmbeddedDemo:
     """Embed episode `episode` (0 = the bag's first) of bag with model, a TCN-family LoadedModel, from the cameras
-    camera_topics in the order the embedding node's camera_topics lists them.
+    camera_topics in the order the embedding node's camera_topics lists them, and an mfTCN's clips spaced by
+    clip_frame_period_s as the embedding node spaces them (inference.MultiViewEmbedder).
 
     Raises ValueError naming the problem: a bag that cannot be read or lacks a camera (BagError), an episode the bag
     does not have, or an episode too short for a single embedding (an mfTCN needs a full clip)."""
@@ -80,7 +81,7 @@ def embed_demo(bag: str | os.PathLike, episode: int, model: LoadedModel, camera_
     recordings = index_recordings('tcn', [Path(bag)], DataConfig(cameras=cameras, views=len(cameras)),
                                   options=options)
     frames = recordings.frames_of(int(episode))
-    embedder = MultiViewEmbedder(model, len(cameras))
+    embedder = MultiViewEmbedder(model, len(cameras), clip_frame_period_s)
     model_id = model.model_id
     rows, stamps = [], []
     for frame in episode_frames(recordings, int(episode), window_samples=options.window_samples):

@@ -11,15 +11,17 @@ Frames are (H, W, 3) uint8 RGB arrays of any size. They are resized to the model
 training resized them (ssl_robot.data.reader.resize_rgb: pixel-area averaging, aspect ratio not kept), so
 the model sees live frames as it saw recorded ones.
 
-An mfTCN clip is num_frames frames `stride` frames apart, counted in the frames given to FrameBuffer, i.e.
-synchronized sets. Training counted recorded bag frames, so a clip spans the trained duration only when the
-cameras run at the rate the training bags were recorded at.
+An mfTCN clip is num_frames frames `stride` frames apart, counted in the frames FrameBuffer keeps. Training
+counted recorded bag frames (`ssl-robot collect` records every 3rd tick of the 30 Hz sim: 0.1 s apart), so a live
+clip spans the trained duration only if the buffer keeps frames as far apart: with clip_frame_period_s it skips
+the sets that come sooner after the last one it kept, and no embedding is made for them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 from collections import deque
 from collections.abc import Sequence
@@ -171,10 +173,14 @@ class FrameBuffer:
     looping) empties the buffer first, so a clip never mixes two timelines.
     """
 
-    def __init__(self, num_frames: int, stride: int) -> None:
+    def __init__(self, num_frames: int, stride: int, frame_period_ns: int = 0) -> None:
         if num_frames < 1 or stride < 1:
             raise ValueError(f'a clip needs num_frames >= 1 and stride >= 1, got {num_frames} and {stride}')
+        if frame_period_ns < 0:
+            raise ValueError(f'frame_period_ns must be >= 0, got {frame_period_ns}')
         self.num_frames, self.stride = num_frames, stride
+        # Nominal-rate stamps are not exact multiples (3 ticks of 30 Hz are 99 999 999 ns), hence the 10 % slack.
+        self._min_gap_ns = int(frame_period_ns * 0.9)
         self._frames: deque[np.ndarray] = deque(maxlen=(num_frames - 1) * stride + 1)
         self._newest_ns: int | None = None
 
@@ -186,9 +192,12 @@ class FrameBuffer:
         self._newest_ns = None
 
     def push(self, stamp_ns: int, frame: np.ndarray) -> np.ndarray | None:
-        """Add a frame; once the buffer is full, the (num_frames, ...) clip ending at it, oldest frame first."""
+        """Add a frame; once the buffer is full, the (num_frames, ...) clip ending at it, oldest frame first. A frame
+        less than the frame period after the newest kept one is skipped (None)."""
         if self._newest_ns is not None and stamp_ns <= self._newest_ns:
             self.clear()
+        elif self._newest_ns is not None and stamp_ns - self._newest_ns < self._min_gap_ns:
+            return None
         self._frames.append(frame)
         self._newest_ns = stamp_ns
         if len(self._frames) < self._frames.maxlen:
@@ -221,14 +230,19 @@ class Embeddings:
 class MultiViewEmbedder:
     """Synchronized sets of num_views frames -> Embeddings, through a LoadedModel that may be reloaded between
     sets. An mfTCN embeds the clip ending at each set, through one FrameBuffer per view, so it answers only
-    once the buffers hold a full clip; the buffers start over if a reload changes the clip or image size."""
+    once the buffers hold a full clip; the buffers start over if a reload changes the clip or image size.
+    clip_frame_period_s spaces the frames of an mfTCN clip as the training bags spaced them (see the module
+    docstring); 0 takes every set. TCNs embed every set whatever it says."""
 
-    def __init__(self, model: LoadedModel, num_views: int) -> None:
+    def __init__(self, model: LoadedModel, num_views: int, clip_frame_period_s: float = 0.0) -> None:
         if num_views < 1:
             raise ValueError(f'num_views must be >= 1, got {num_views}')
+        if not (clip_frame_period_s >= 0 and math.isfinite(clip_frame_period_s)):
+            raise ValueError(f'clip_frame_period_s must be a finite number >= 0, got {clip_frame_period_s}')
         require_embedding_method(model.method)
         self.model = model
         self.num_views = num_views
+        self._frame_period_ns = round(clip_frame_period_s * 1e9)
         self._buffers: list[FrameBuffer] = []
         self._buffer_geometry: tuple[int, int, int] | None = None
 
@@ -236,7 +250,8 @@ class MultiViewEmbedder:
         config = model.config
         geometry = (config.num_frames, config.stride, config.image_size)
         if geometry != self._buffer_geometry:
-            self._buffers = [FrameBuffer(config.num_frames, config.stride) for _ in range(self.num_views)]
+            self._buffers = [FrameBuffer(config.num_frames, config.stride, self._frame_period_ns)
+                             for _ in range(self.num_views)]
             self._buffer_geometry = geometry
         clips = [buffer.push(stamp_ns, image) for buffer, image in zip(self._buffers, images)]
         return None if any(clip is None for clip in clips) else np.stack(clips)

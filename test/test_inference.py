@@ -140,6 +140,18 @@ def test_frame_buffer_yields_strided_clips_once_full_and_restarts_when_time_goes
         FrameBuffer(2, 0)
 
 
+def test_frame_buffer_keeps_frames_a_frame_period_apart_like_the_training_bags():
+    tick = 33_333_333  # 30 Hz stamps; the training bags kept every 3rd tick: 0.1 s
+    buffer = FrameBuffer(num_frames=2, stride=1, frame_period_ns=100_000_000)
+    clips = {t: buffer.push(t * tick, np.full((1, 1, 3), t, dtype=np.uint8)) for t in range(8)}
+    assert clips[0] is None and clips[1] is None and clips[2] is None   # 0 kept, 1 and 2 too soon after it
+    assert clips[3][:, 0, 0, 0].tolist() == [0, 3]                      # 99.999999 ms later counts as 0.1 s
+    assert clips[4] is None and clips[5] is None
+    assert clips[6][:, 0, 0, 0].tolist() == [3, 6]
+    with pytest.raises(ValueError, match='frame_period_ns must be >= 0, got -1'):
+        FrameBuffer(2, 1, -1)
+
+
 def test_preprocess_resizes_every_view_as_training_does_and_refuses_non_rgb():
     frames = [*camera_frames(0, views=2, shape=(24, 32)), camera_frames(1, views=1, shape=(16, 16))[0]]
     images = preprocess(frames, 16)
@@ -190,3 +202,20 @@ def test_mftcn_embeds_the_clip_ending_at_each_set_once_the_buffers_are_full(tmp_
     assert loaded.reload_if_changed()
     assert embedder.embed(2, sets[2]) is None  # new clip geometry: buffers rebuilt, lookback now 2 sets
     assert embedder.embed(3, sets[3]).model_id == loaded.model_id
+
+
+def test_mftcn_clips_skip_sets_closer_than_the_clip_frame_period_and_tcn_ignores_it(tmp_path):
+    mftcn = LoadedModel(write_checkpoint(tmp_path / 'mftcn.safetensors', 'mftcn'), 'mftcn', device='cpu')
+    embedder = MultiViewEmbedder(mftcn, num_views=2, clip_frame_period_s=2e-8)   # stamps 10 ns apart: every 2nd set
+    sets = {t: camera_frames(t, views=2) for t in range(8)}
+    results = {t: embedder.embed(10 * t, sets[t]) for t in range(8)}
+    assert [t for t, result in results.items() if result is not None] == [4, 6]  # kept 0, 2, 4, 6; stride 2
+    clips = np.stack([preprocess([sets[0][view], sets[4][view]], 16) for view in range(2)])
+    expected = with_fused_row(mftcn.model.embed_clip(rgb_to_tensor(clips))).numpy()
+    np.testing.assert_allclose(results[4].vectors, expected, rtol=1e-5, atol=1e-6)
+
+    tcn = MultiViewEmbedder(LoadedModel(write_checkpoint(tmp_path / 'tcn.safetensors'), 'tcn', device='cpu'), 2,
+                            clip_frame_period_s=2e-8)
+    assert all(tcn.embed(10 * t, sets[t]) is not None for t in range(3))
+    with pytest.raises(ValueError, match='clip_frame_period_s must be a finite number >= 0, got -1'):
+        MultiViewEmbedder(mftcn, 2, clip_frame_period_s=-1)

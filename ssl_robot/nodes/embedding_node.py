@@ -59,6 +59,8 @@ class EmbeddingNode(NodeParameters, Node):
         self._declare('sync_max_interval_ms', 10.0, 'largest stamp spread within one synchronized set (ms)')
         self._declare('silent_camera_timeout_s', 2.0, 'a camera without a frame for this long is reported silent')
         self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
+        self._declare('clip_frame_period_s', 0.1, 'mftcn: stamp time between the frames of a clip, as in the training '
+                                                  'bags; sets that come sooner are not embedded; 0 = every set')
         self._declare('torch_threads', 1, 'threads the model runs on; 1 keeps a set fast on cores the other nodes '
                                           'share, where more make it slower; 0 = one per core')
 
@@ -72,7 +74,7 @@ class EmbeddingNode(NodeParameters, Node):
         self._silent_timeout_ns = round(self._positive('silent_camera_timeout_s') * NS_PER_S)
         reload_period_s = self._positive('reload_check_period_s')
         self._model = LoadedModel(checkpoint, method)
-        self._embedder = MultiViewEmbedder(self._model, len(self._camera_topics))
+        self._embedder = MultiViewEmbedder(self._model, len(self._camera_topics), self._param('clip_frame_period_s'))
 
         self._last_stamp_ns: dict[str, int] = {}
         # Silence is judged on the stamps' clock (sim time for the sim), advanced by wall time since the newest

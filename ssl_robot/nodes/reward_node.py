@@ -135,6 +135,8 @@ class RewardNode(NodeParameters, Node):
         self._declare('imitation_method', 'tcn', f'imitation: method of the checkpoint, one of {EMBEDDING_METHODS}')
         self._declare('imitation_checkpoint', '', 'imitation: the embedding node\'s checkpoint; empty = the shipped '
                                                   'ssl_robot/checkpoints/<imitation_method>.safetensors')
+        self._declare('imitation_clip_frame_period_s', 0.1, 'imitation, mftcn: the embedding node\'s '
+                                                            'clip_frame_period_s, applied to the demo\'s frames')
         self._declare('imitation_alignment', 'time_index', f'imitation: how a demo frame is chosen, one of '
                                                            f'{list(ALIGNMENTS)}')
         self._declare('imitation_window', 0, 'imitation, nearest_neighbour: frames the match may move ahead per '
@@ -290,7 +292,8 @@ class RewardNode(NodeParameters, Node):
         self.create_subscription(Image, topics.EMBEDDINGS, self._on_embeddings, SENSOR_QOS)
 
     def _demo_from_bag(self) -> EmbeddedDemo:
-        demo = embed_demo(self._demo_bag, self._demo_episode, self._models[IMITATION], self._demo_cameras)
+        demo = embed_demo(self._demo_bag, self._demo_episode, self._models[IMITATION], self._demo_cameras,
+                          clip_frame_period_s=self._param('imitation_clip_frame_period_s'))
         self.get_logger().info(f'demo: episode {self._demo_episode} of {self._demo_bag}, {len(demo.trajectory)} '
                                f'frames embedded by {demo.model_id}')
         return demo
