@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -113,6 +114,15 @@ def test_bad_input_is_refused_with_reason_and_sim_keeps_running(probe):
     frames: dict[str, dict[int, np.ndarray]] = {}
     subscribe_images(probe, CAMERAS[0], frames)
     ee_target = probe.node.create_publisher(PoseStamped, topics.EE_TARGET, RELIABLE_QOS)
+    counts: dict[str, str] = {}
+
+    def on_diagnostics(message: DiagnosticArray) -> None:
+        with probe.lock:
+            for status in message.status:
+                if status.name == 'ssl_robot/sim':
+                    counts.update({value.key: value.value for value in status.values})
+
+    probe.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, on_diagnostics, RELIABLE_QOS)
     with node_process(SIM, 'sim') as sim:
         probe.wait_for(lambda: len(frames.get(CAMERAS[0], {})) > 5, 120, 'frames before the bad input')
         ok, reason = set_parameter(probe, 'object_set', 'no_such_set')
@@ -130,5 +140,7 @@ def test_bad_input_is_refused_with_reason_and_sim_keeps_running(probe):
             seen = len(frames[CAMERAS[0]])
         probe.wait_for(lambda: len(frames[CAMERAS[0]]) > seen + 10, 60, 'frames after the bad input')
         assert sim.poll() is None, 'the sim died'
+        probe.wait_for(lambda: counts.get('count_rejected_ee_target') == '1'
+                       and counts.get('count_rejected_parameters') == '3', 30, 'the rejections on /diagnostics')
     log = ''.join(sim.output)
     assert 'ee_target' in log and 'nan' in log.lower(), log[-2000:]

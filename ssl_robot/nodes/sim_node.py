@@ -19,6 +19,7 @@ from std_msgs.msg import Int64
 from std_srvs.srv import SetBool, Trigger
 
 from ssl_robot import topics
+from ssl_robot.problem_log import ProblemLog
 from ssl_robot.ros.convert import ns_to_stamp
 from ssl_robot.ros.diagnostics import diagnostic_array
 from ssl_robot.ros.node_main import spin_node
@@ -60,9 +61,8 @@ class SimNode(NodeParameters, Node):
             for topic, spec in sim_topic_specs(self._camera_names, segmentation=True).items()
         }
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
-        self._rejected: dict[str, int] = {}
-        self._last_warned: dict[str, float] = {}
-        self._last_error = ''
+        # Kinds are 'rejected_<command>': a flood of one bad command hides no other kind of rejection.
+        self._problems = ProblemLog(self.get_logger().warning, WARN_PERIOD_S)
         self._retime_pending = False
 
         self.create_subscription(PoseStamped, topics.EE_TARGET, self._on_ee_target, RELIABLE_QOS)
@@ -103,14 +103,7 @@ class SimNode(NodeParameters, Node):
 
     # Commands. Each handler turns a bad request into a warning and a diagnostics entry.
     def _reject(self, command: str, error: Exception) -> str:
-        self._rejected[command] = self._rejected.get(command, 0) + 1
-        self._last_error = f'{command}: {error}'
-        # Rate-limited per command: rclpy's throttle is per call site, which would let one flooding
-        # command hide every other kind of rejection.
-        now = time.monotonic()
-        if now - self._last_warned.get(command, -math.inf) >= WARN_PERIOD_S:
-            self._last_warned[command] = now
-            self.get_logger().warning(f'rejected {self._last_error}')
+        self._problems.report(f'rejected_{command}', str(error))
         return str(error)
 
     def _on_ee_target(self, message: PoseStamped) -> None:
@@ -191,10 +184,9 @@ class SimNode(NodeParameters, Node):
         values = {'ticks_per_s': f'{ticks_per_s:.1f}',
                   'real_time_factor': f'{ticks_per_s * self._runner.tick_period_ns / 1e9:.2f}',
                   'mode': self._runner.mode, 'episodes_completed': str(self._runner.episodes_completed)}
-        values.update({f'rejected_{command}': str(count) for command, count in self._rejected.items()})
-        self._diagnostics.publish(diagnostic_array('ssl_robot/sim', 'pybullet', self._last_error, values,
+        values.update(self._problems.count_values())
+        self._diagnostics.publish(diagnostic_array('ssl_robot/sim', 'pybullet', self._problems.take_recent(), values,
                                                    ns_to_stamp(self.get_clock().now().nanoseconds)))
-        self._last_error = ''
 
     def destroy_node(self) -> None:
         self._runner.close()
