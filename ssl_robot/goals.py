@@ -1,5 +1,5 @@
 """What the Grasp2Vec and goal nodes compute, without ROS: grasp embeddings and the localisation heatmap drawn over
-the scene, goal images imagined by a β-VAE or CC-VAE, and the bookkeeping both nodes share (a checkpoint that may
+the scene, goal images imagined by a β-VAE or CC-VAE or taken from the scene itself, and the bookkeeping both nodes share (a checkpoint that may
 not be loadable yet, frames looked up by stamp, problems reported per kind). No rclpy: tested without a graph.
 
 Frames are (H, W, 3) uint8 RGB arrays of any size, resized to the model's image_size as training resized them
@@ -201,10 +201,30 @@ def needs_context(method: str) -> bool:
 @dataclass(frozen=True)
 class Goal:
     latent: np.ndarray
-    """(1, latent_dim) float32 z, drawn from the prior N(0, I)."""
+    """(1, latent_dim) float32 z: drawn from the prior N(0, I) (GoalSampler), or a scene's posterior mean
+    (scene_goal)."""
     image: np.ndarray
-    """(S, S, 3) uint8 RGB: z decoded (under the context, for a CC-VAE), S the model's image_size."""
+    """(H, W, 3) uint8 RGB: an imagined goal is z decoded (under the context, for a CC-VAE) at the model's image_size;
+    a scene goal is the camera frame itself."""
     model_id: str
+
+
+def scene_goal(loaded: LoadedModel, frame: np.ndarray, context: np.ndarray | None) -> Goal:
+    """The scene in frame ((H, W, 3) uint8 RGB) as a goal: its latent e(g) = mu(g), the posterior mean, as the reward
+    node encodes the scenes it scores. A CC-VAE encodes under the context of the episode's first frame (context,
+    required); a β-VAE takes no context (None)."""
+    current = loaded.current
+    model = current.model
+    if needs_context(loaded.method) != (context is not None):
+        raise ValueError(f'a {loaded.method} scene goal is encoded '
+                         f'{"under a context image" if context is None else "without a context image"}')
+    if isinstance(model, CCVAE):
+        latent = model.encode(_model_input(loaded, frame), _model_input(loaded, context))
+    elif isinstance(model, BetaVAE):
+        latent = model.encode(_model_input(loaded, frame))
+    else:
+        raise ValueError(f'{current.model_id} is not a β-VAE or CC-VAE model')
+    return Goal(latent.cpu().numpy().astype(np.float32), np.array(frame), current.model_id)
 
 
 class GoalSampler:

@@ -28,6 +28,8 @@ GOAL_LATENT = '/goal/latent'
 GOAL_IMAGE = '/goal/image'
 GOAL_OBJECT_IMAGE = '/goal/object_image'
 GOAL_SAMPLE_SERVICE = '/goal/sample'
+GOAL_FROM_SCENE_SERVICE = '/goal/from_scene'
+GOAL_OBJECT_FROM_GRASP_SERVICE = '/goal/object_from_grasp'
 GOAL_REACHING_STATUS = '/goal_reaching/status'
 
 

@@ -21,7 +21,7 @@ from ros_harness import Probe, node_process
 from ssl_robot import topics
 from ssl_robot.inference import LoadedModel
 from ssl_robot.nodes.goal_node import DEFAULT_CAMERA
-from ssl_robot.topics import GOAL_IMAGE, GOAL_LATENT, GOAL_SAMPLE_SERVICE
+from ssl_robot.topics import GOAL_FROM_SCENE_SERVICE, GOAL_IMAGE, GOAL_LATENT, GOAL_SAMPLE_SERVICE
 from ssl_robot.ros.convert import array_to_image, image_to_array, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.qos import LATCHED_QOS, SENSOR_QOS
 from test_goals import TINY_BETAVAE, TINY_CCVAE, model_input
@@ -161,3 +161,60 @@ def test_a_method_that_imagines_no_goals_stops_the_node_with_one_line(probe):
     log = ''.join(node.output)
     assert "goal_node: method 'tcn' does not imagine goals: expected one of ('ccvae', 'betavae')" in log, log
     assert 'Traceback' not in log, log
+
+
+def test_the_scene_becomes_the_goal_encoded_under_the_context_of_its_episode(probe, tmp_path: Path):
+    checkpoint = tmp_path / 'ccvae.safetensors'
+    client = probe.node.create_client(Trigger, GOAL_FROM_SCENE_SERVICE)
+    camera = probe.node.create_publisher(Image, DEFAULT_CAMERA, SENSOR_QOS)
+    episodes = probe.node.create_publisher(String, topics.EPISODES, LATCHED_QOS)
+    first_scene, later_scene, goal_scene = camera_frames(11, views=3, shape=(24, 32))
+    stamps = itertools.count(100 * 1_000_000_000, FRAME_PERIOD_NS)
+    sent: list[int] = []
+
+    def send(frame: np.ndarray) -> None:
+        sent.append(next(stamps))
+        camera.publish(array_to_image(frame, 'rgb8', ns_to_stamp(sent[-1]), 'front_left_optical_frame'))
+
+    def scene_made_goal(node, frame: np.ndarray) -> int:
+        """Send frame until the goal node makes a copy of it the goal (frames are best effort); that copy's stamp."""
+        response = sample_until(probe, client, node, lambda r: r.success and f'stamped {sent[-1]} ns' in r.message,
+                                'the newest frame as the goal', before=lambda: send(frame))
+        return sent[-1]
+
+    def assert_scene_goal(stamp_ns: int, model: LoadedModel, context: np.ndarray) -> np.ndarray:
+        probe.wait_for(lambda: stamp_ns in goals.complete(), TIMEOUT_S, 'the latched scene goal')
+        with probe.lock:
+            (latent_id, latent), (image_id, image) = goals.latents[stamp_ns], goals.images[stamp_ns]
+        assert latent_id == image_id == model.model_id
+        np.testing.assert_array_equal(image, goal_scene)
+        expected = model.model.encode(model_input(goal_scene), model_input(context)).numpy()
+        np.testing.assert_allclose(latent, expected, atol=1e-5)
+        return latent
+
+    with node_process(NODE, 'goal', {'checkpoint': checkpoint, 'reload_check_period_s': 0.5}) as node:
+        response = sample(probe, client, node)
+        assert not response.success and response.message.startswith('no ccvae model loaded: checkpoint')
+        write_checkpoint(checkpoint, 'ccvae', TINY_CCVAE)
+        model = LoadedModel(checkpoint, 'ccvae', device='cpu')
+        response = sample_until(probe, client, node, lambda r: 'no ccvae model' not in r.message, 'the model to load')
+        assert not response.success
+        assert response.message == f'no frame from {DEFAULT_CAMERA} yet: the goal would be the newest frame'
+
+        goals = LatchedGoals(probe)
+        # Without an episode event, the episode starts at the first frame received: a copy of first_scene.
+        scene_made_goal(node, first_scene)
+        first_goal = assert_scene_goal(scene_made_goal(node, goal_scene), model, first_scene)
+
+        # A new episode: the node imagines a goal at its first frame, a copy of later_scene, which is from then on
+        # the context of scene goals.
+        episode_ns = next(stamps)
+        episodes.publish(String(data=topics.encode_event('episode', episode_ns, episode=1, seed=1, mode='idle',
+                                                          behaviour='idle')))
+        deadline = time.monotonic() + TIMEOUT_S
+        while not any(stamp >= episode_ns for stamp in goals.complete()):
+            assert time.monotonic() < deadline, 'timed out waiting for the goal imagined at the new episode'
+            send(later_scene)
+            time.sleep(0.1)
+        second_goal = assert_scene_goal(scene_made_goal(node, goal_scene), model, later_scene)
+        assert not np.allclose(first_goal, second_goal, atol=1e-4), 'the context of the new episode changed nothing'

@@ -9,7 +9,7 @@ import torch
 
 from ssl_robot.data.reader import rgb_to_tensor
 from ssl_robot.goals import (GoalSampler, ModelLoader, ModelUnavailable, StampedFrames, colour_heatmap,
-                             embed_grasp, heatmap_overlay, needs_context)
+                             embed_grasp, heatmap_overlay, needs_context, scene_goal)
 from ssl_robot.problem_log import ProblemLog
 from ssl_robot.inference import LoadedModel, preprocess
 from test_inference import camera_frames, write_checkpoint
@@ -122,6 +122,28 @@ def test_goal_sampler_draws_seeded_prior_latents_and_decodes_them_in_the_context
     assert needs_context('ccvae') and not needs_context('betavae')
     with pytest.raises(ValueError, match=r"method 'tcn' does not imagine goals"):
         needs_context('tcn')
+
+
+def test_scene_goal_is_the_frame_and_its_posterior_mean_under_the_episode_context(tmp_path):
+    ccvae = LoadedModel(write_model(tmp_path, 'ccvae'), 'ccvae', device='cpu')
+    frame, context, other_context = camera_frames(6, views=3, shape=(24, 32))
+    goal = scene_goal(ccvae, frame, context)
+    expected = ccvae.model.encode(model_input(frame), model_input(context)).numpy()
+    np.testing.assert_allclose(goal.latent, expected, atol=1e-6)
+    assert goal.latent.shape == (1, 4) and goal.latent.dtype == np.float32
+    np.testing.assert_array_equal(goal.image, frame)
+    assert goal.model_id == ccvae.model_id
+    assert not np.allclose(scene_goal(ccvae, frame, other_context).latent, goal.latent, atol=1e-4)
+
+    betavae = LoadedModel(write_model(tmp_path, 'betavae'), 'betavae', device='cpu')
+    goal = scene_goal(betavae, frame, None)
+    np.testing.assert_allclose(goal.latent, betavae.model.encode(model_input(frame)).numpy(), atol=1e-6)
+    np.testing.assert_array_equal(goal.image, frame)
+
+    with pytest.raises(ValueError, match='a ccvae scene goal is encoded under a context image'):
+        scene_goal(ccvae, frame, None)
+    with pytest.raises(ValueError, match='a betavae scene goal is encoded without a context image'):
+        scene_goal(betavae, frame, context)
 
 
 def test_model_loader_waits_for_its_checkpoint_then_keeps_it_fresh(tmp_path):

@@ -1,18 +1,25 @@
-"""goal_node: goals imagined by a CC-VAE (or a β-VAE) for goal-conditioned control, as in RIG and CC-RIG.
+"""goal_node: goals for goal-conditioned control in a CC-VAE's (or a β-VAE's) latent space, as in RIG and CC-RIG.
 
-A goal is z ~ N(0, I) decoded into the image it stands for (ssl_robot.goals.GoalSampler). The CC-VAE decodes it
-under the context s0 = the newest frame of the scene camera, so the goal shows the objects actually in front of the
-robot; the β-VAE (method 'betavae') decodes it from the prior alone. A goal is drawn
+An imagined goal is z ~ N(0, I) decoded into the image it stands for (ssl_robot.goals.GoalSampler). The CC-VAE
+decodes it under the context s0 = the newest frame of the scene camera, so the goal shows the objects actually in
+front of the robot; the β-VAE (method 'betavae') decodes it from the prior alone. A goal is drawn
 
-- on a /goal/sample request (std_srvs/Trigger), from the newest frame; the response says why when no goal could be
-  drawn (no model loaded yet, no camera frame yet);
+- on a /goal/sample request (std_srvs/Trigger), from the newest frame;
 - at the start of each episode (/sim/episode), from the episode's first frame: the first frame stamped at or after
   the episode's stamp.
 
+A scene goal is the newest frame itself, made the goal on a /goal/from_scene request (std_srvs/Trigger): its latent
+is the posterior mean e(g) = mu(g) (ssl_robot.goals.scene_goal), encoded as the reward node encodes the scenes it
+scores, a CC-VAE under the context of the episode's first frame, so that the latent-goal reward is 0 when the scene
+looks like that frame again. A controller (or a test) shows the robot the goal state and asks for it.
+
+Either service's response says why no goal was published (no model loaded yet, no camera frame yet).
+
 Published on latched topics (reliable, transient local, keep last 1), so a node started later still gets the goal
-in force: /goal/latent (sensor_msgs/Image 32FC1, 1 x latent_dim) and /goal/image (rgb8, the model's image size).
-Both carry the context frame's stamp (a β-VAE goal: the newest frame's, or the node clock's before any frame) and
-the model id as frame_id.
+in force: /goal/latent (sensor_msgs/Image 32FC1, 1 x latent_dim) and /goal/image (rgb8: an imagined goal at the
+model's image size, a scene goal at the camera's). Both carry the stamp of the frame the goal comes from (the context
+frame of an imagined goal, the goal frame of a scene goal; a β-VAE imagined goal: the newest frame's, or the node
+clock's before any frame) and the model id as frame_id.
 
 Bad input never stops the node: an unusable image, an episode event that cannot be read and a checkpoint that is
 missing or unloadable are dropped or ignored, warned about (rate-limited per kind) and reported on /diagnostics
@@ -34,7 +41,8 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from ssl_robot import topics
-from ssl_robot.goals import GoalSampler, ModelLoader, ModelUnavailable, needs_context
+from ssl_robot.demo_trajectory import EpisodeClock, StampRejected
+from ssl_robot.goals import Goal, GoalSampler, ModelLoader, ModelUnavailable, needs_context, scene_goal
 from ssl_robot.problem_log import ProblemLog
 from ssl_robot.ros.convert import ImageFormatError, array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.diagnostics import diagnostic_array
@@ -59,7 +67,8 @@ class GoalNode(NodeParameters, Node):
 
     def __init__(self) -> None:
         super().__init__('goal')
-        self._declare('camera', DEFAULT_CAMERA, 'image topic of the scene camera whose newest frame is the context s0')
+        self._declare('camera', DEFAULT_CAMERA, 'image topic of the scene camera: its newest frame is the context s0 '
+                                                'of an imagined goal, or the goal itself on /goal/from_scene')
         self._declare('method', 'ccvae', 'ccvae (goals imagined in the current scene) or betavae (from the prior)')
         self._declare('checkpoint', '',
                       'checkpoint file; empty = the shipped ssl_robot/checkpoints/<method>.safetensors')
@@ -77,7 +86,11 @@ class GoalNode(NodeParameters, Node):
         self._model = ModelLoader(self._param('checkpoint'), method)
         self._problems = ProblemLog(self.get_logger().warning)
         self._newest: StampedFrame | None = None
-        self._episode_start_ns: int | None = None  # an episode waiting for its first frame
+        # The episode's first frame: the context a CC-VAE encodes scene goals under, taken as the reward node takes
+        # the context of the scenes it scores (an episode starts at a /sim/episode event, or at the first frame).
+        self._episode = EpisodeClock()
+        self._episode_first: StampedFrame | None = None
+        self._goal_due = False  # an episode started: draw a goal from its first frame
         self._goals = 0
 
         self._latent_publisher = self.create_publisher(Image, topics.GOAL_LATENT, LATCHED_QOS)
@@ -86,12 +99,14 @@ class GoalNode(NodeParameters, Node):
         self.create_subscription(Image, self._camera, self._on_image, SENSOR_QOS)
         self.create_subscription(String, topics.EPISODES, self._on_episode, LATCHED_QOS)
         self.create_service(Trigger, topics.GOAL_SAMPLE_SERVICE, self._on_sample)
+        self.create_service(Trigger, topics.GOAL_FROM_SCENE_SERVICE, self._on_from_scene)
         reload = functools.partial(self._model.refresh_reporting, self._problems, self.get_logger().info)
         reload()
         self.create_timer(reload_period_s, reload)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         context = f'in the scene of {self._camera}' if self._needs_context else 'from the prior'
-        self.get_logger().info(f'{method} goals {context} with {self._model.model_id}; {topics.GOAL_SAMPLE_SERVICE} draws one')
+        self.get_logger().info(f'{method} goals {context} with {self._model.model_id}; {topics.GOAL_SAMPLE_SERVICE} '
+                               f'draws one, {topics.GOAL_FROM_SCENE_SERVICE} makes the scene the goal')
 
     def _on_image(self, message: Image) -> None:
         try:
@@ -100,10 +115,17 @@ class GoalNode(NodeParameters, Node):
             self._problems.report('bad_image', f'{self._camera}: {error}; dropped')
             return
         self._newest = StampedFrame(stamp_to_ns(message.header.stamp), rgb)
-        if self._episode_start_ns is not None and self._newest.stamp_ns >= self._episode_start_ns:
-            self._episode_start_ns = None
+        try:
+            first = self._episode.observe(self._newest.stamp_ns).first
+        except StampRejected:
+            return  # a frame of the previous episode, arriving after the event: neither a context nor a goal
+        if not first:
+            return
+        self._episode_first = self._newest
+        if self._goal_due:
+            self._goal_due = False
             try:
-                self._publish_goal()
+                self._imagine_goal()
             except ModelUnavailable as error:
                 self._problems.report('no_model', f'{error}; no goal for the new episode')
 
@@ -113,29 +135,57 @@ class GoalNode(NodeParameters, Node):
         except (ValueError, KeyError, TypeError) as error:
             self._problems.report('bad_event', f'{error!r} in {message.data[:120]!r}; dropped')
             return
-        self._episode_start_ns = start_ns
+        if self._episode.start_episode(start_ns):
+            self._goal_due = True
 
-    def _publish_goal(self) -> str:
+    def _require_frame(self, why: str) -> StampedFrame:
+        if self._newest is None:
+            raise LookupError(f'no frame from {self._camera} yet: {why}')
+        return self._newest
+
+    def _imagine_goal(self) -> str:
         """Draw and publish a goal; a line saying which. ModelUnavailable or LookupError saying why none was drawn."""
         loaded = self._model.require()
-        frame = self._newest
-        if frame is None and self._needs_context:
-            raise LookupError(f'no frame from {self._camera} yet: a {loaded.method} goal needs the scene as context')
+        if self._needs_context:
+            frame = self._require_frame(f'a {loaded.method} goal needs the scene as context')
+        else:
+            frame = self._newest
         goal = self._sampler.sample(loaded, frame.rgb if self._needs_context else None)
-        stamp_ns = frame.stamp_ns if frame is not None else self.get_clock().now().nanoseconds
+        return self._publish(goal, frame.stamp_ns if frame is not None else self.get_clock().now().nanoseconds)
+
+    def _scene_as_goal(self) -> str:
+        """Publish the newest frame as the goal; a line saying which. ModelUnavailable or LookupError saying why not."""
+        loaded = self._model.require()
+        frame = self._require_frame('the goal would be the newest frame')
+        context = None
+        if self._needs_context:
+            if self._episode_first is None:
+                raise LookupError(f'no frame from {self._camera} in this episode yet: a {loaded.method} scene goal is '
+                                  f'encoded under the context of the episode\'s first frame')
+            context = self._episode_first.rgb
+        return self._publish(scene_goal(loaded, frame.rgb, context), frame.stamp_ns)
+
+    def _publish(self, goal: Goal, stamp_ns: int) -> str:
         stamp = ns_to_stamp(stamp_ns)
         self._latent_publisher.publish(array_to_image(goal.latent, '32FC1', stamp, goal.model_id))
         self._image_publisher.publish(array_to_image(goal.image, 'rgb8', stamp, goal.model_id))
         self._goals += 1
         return f'goal {self._goals} from {goal.model_id}, stamped {stamp_ns} ns'
 
-    def _on_sample(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+    @staticmethod
+    def _serve(publish_goal, response: Trigger.Response) -> Trigger.Response:
         try:
-            response.message = self._publish_goal()
+            response.message = publish_goal()
             response.success = True
         except (ModelUnavailable, LookupError) as error:
             response.success, response.message = False, str(error)
         return response
+
+    def _on_sample(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        return self._serve(self._imagine_goal, response)
+
+    def _on_from_scene(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        return self._serve(self._scene_as_goal, response)
 
     def _publish_diagnostics(self) -> None:
         problems = self._problems.take_recent()
