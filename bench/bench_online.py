@@ -294,7 +294,8 @@ def main() -> None:
     camera_topics = camera_topics_of(args.cameras)
     reward_topics = {kind: topics.reward_topic(kind) for kind in REWARD_KINDS}
     cores = len(os.sched_getaffinity(0))
-    print(f'online graph: {args.cameras} cameras x {args.rate:g} Hz x {args.size}x{args.size} rgb8, '
+    cameras = f'{args.cameras} camera{"s" if args.cameras > 1 else ""}'
+    print(f'online graph: {cameras} x {args.rate:g} Hz x {args.size}x{args.size} rgb8, '
           f'{args.warmup:g} s warm-up then {args.seconds:g} s measured; {cores} CPU cores, {load_average()}',
           flush=True)
     report, arrivals = run_graph(args, camera_topics, list(reward_topics.values()))
