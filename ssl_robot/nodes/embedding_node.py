@@ -27,7 +27,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from ssl_robot import topics
-from ssl_robot.inference import LoadedModel, MultiViewEmbedder, default_checkpoint, set_torch_threads
+from ssl_robot.inference import LoadedModel, MultiViewEmbedder, default_checkpoint
 from ssl_robot.models.checkpoint import CheckpointError
 from ssl_robot.problem_log import ProblemLog
 from ssl_robot.ros.convert import ImageFormatError, array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
@@ -61,10 +61,8 @@ class EmbeddingNode(NodeParameters, Node):
         self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
         self._declare('clip_frame_period_s', 0.1, 'mftcn: stamp time between the frames of a clip, as in the training '
                                                   'bags; sets that come sooner are not embedded; 0 = every set')
-        self._declare('torch_threads', 1, 'threads the model runs on; 1 keeps a set fast on cores the other nodes '
-                                          'share, where more make it slower; 0 = one per core')
+        self._declare_torch_threads()
 
-        set_torch_threads(self._param('torch_threads'))
         self._camera_topics = list(self._param('camera_topics'))
         method = self._param('method')
         checkpoint = self._param('checkpoint') or default_checkpoint(method)

@@ -156,6 +156,7 @@ class RewardNode(NodeParameters, Node):
         self._declare('object_image_buffer_s', 10.0, 'grasp2vec: object images are kept this long (stamp time) for '
                                                      'the grasp event that names one')
         self._declare('reload_check_period_s', 2.0, 'how often the checkpoint files are checked for a new version')
+        self._declare_torch_threads()
 
         self._kinds = self._kind_list()
         scales = {kind: self._positive(f'{kind}_scale') for kind in self._kinds}

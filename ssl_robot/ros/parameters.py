@@ -35,3 +35,11 @@ class NodeParameters:
         if value not in choices:
             raise ValueError(f'parameter {name} must be one of {list(choices)}, got {value!r}')
         return value
+
+    def _declare_torch_threads(self) -> None:
+        """Declare torch_threads and run this process's models on that many threads (see set_torch_threads)."""
+        # Imported here: nodes without a model (sim, recorder) use this mixin too and need not load torch.
+        from ssl_robot.inference import set_torch_threads
+        self._declare('torch_threads', 1, 'threads the models run on; 1 keeps a message fast on cores the other '
+                                          'nodes share, where more make it slower; 0 = one per core')
+        set_torch_threads(self._param('torch_threads'))
