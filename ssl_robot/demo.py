@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
-from scipy.stats import spearmanr
 
 from ssl_robot import topics
 from ssl_robot.data.bag_summary import format_summary, summarize_bag
+from ssl_robot.reward_evaluation import spearman_rho
 from ssl_robot.ros.convert import as_rgb, image_to_array
 from ssl_robot.train.report import new_figure, save_figure
 
@@ -142,7 +142,10 @@ def approach_summary(recording: DemoRecording, kind: str = 'latent_goal') -> str
         return f'goal reaching failed: {done["failure"]}'
     scores = [step['score'] for step in done['approach']]
     known = [(k, s) for k, s in enumerate(scores) if s is not None]
-    rho = spearmanr(*zip(*known)).statistic if len(known) > 2 else float('nan')
+    try:
+        rho = spearman_rho([k for k, _ in known], [score for _, score in known])
+    except ValueError:  # too few scored waypoints, or a flat reward: no ranking to report
+        rho = float('nan')
     return (f'goal reaching: the {kind} reward went from {scores[0]:+.4f} at the approach start to {scores[-1]:+.4f} '
             f'at the chosen position; Spearman rank correlation with progress along the approach {rho:+.2f}')
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ssl_robot.reward_evaluation import straight_path
+
 SURVEY = 'survey'
 APPROACH = 'approach'
 NS_PER_S = 1_000_000_000
@@ -158,8 +160,6 @@ class GoalReachingScript:
             self.failure = (f'only {len(scored)} of {len(self._survey)} survey positions received a reward: '
                             f'is the reward node publishing /reward/latent_goal for this camera and goal?')
             return None
-        best = np.array(max(scored)[1])
-        worst = np.array(min(scored)[1])
-        self._plan = [(APPROACH, k, tuple(float(v) for v in worst + (best - worst) * k / (self._approach_steps - 1)))
-                      for k in range(self._approach_steps)]
+        path = straight_path(min(scored)[1], max(scored)[1], self._approach_steps - 1)  # worst to best
+        self._plan = [(APPROACH, k, position) for k, position in enumerate(path)]
         return self._next(now_ns)
