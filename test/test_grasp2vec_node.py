@@ -16,6 +16,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 
 from ros_harness import Probe, node_process
 from ssl_robot import topics
@@ -23,8 +24,8 @@ from ssl_robot.goals import embed_grasp
 from ssl_robot.inference import LoadedModel
 from ssl_robot.nodes.grasp2vec_node import DEFAULT_SCENE_CAMERA, DIAGNOSTIC_NAME
 from ssl_robot.topics import GRASP2VEC_HEATMAP, GRASP2VEC_OBJECT_EMBEDDING, GRASP2VEC_SCENE_EMBEDDING
-from ssl_robot.ros.convert import array_to_image, image_to_array, ns_to_stamp, stamp_to_ns
-from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
+from ssl_robot.ros.convert import array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
+from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 from test_goals import TINY_GRASP2VEC
 from test_inference import camera_frames, write_checkpoint
 
@@ -159,3 +160,70 @@ def test_embeds_each_grasp_with_its_heatmap_and_stamps_and_drops_bad_events(prob
         attempts.clear()
         rig.repeat_until(lambda: embedded(True), 'a grasp embedded after the bad events', node,
                          lambda: attempts.append(rig.attempt(success=True)))
+
+
+class GoalObjects:
+    """Subscribes (transient local, so also late) to /goal/object_image; every goal object received, by stamp."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+        self.images: dict[int, tuple[str, np.ndarray]] = {}
+        probe.node.create_subscription(Image, topics.GOAL_OBJECT_IMAGE, self._keep, LATCHED_QOS)
+
+    def _keep(self, message: Image) -> None:
+        with self.probe.lock:
+            self.images[stamp_to_ns(message.header.stamp)] = (message.header.frame_id,
+                                                               np.array(as_rgb(image_to_array(message), message.encoding)))
+
+
+def test_the_object_of_a_grasp_becomes_the_goal_object_first_by_itself_then_on_request(probe, tmp_path: Path):
+    checkpoint = write_checkpoint(tmp_path / 'grasp2vec.safetensors', 'grasp2vec', TINY_GRASP2VEC)
+    rig = GraspRig(probe)
+    client = probe.node.create_client(Trigger, topics.GOAL_OBJECT_FROM_GRASP_SERVICE)
+    attempts: list[tuple[int, int | None]] = []
+
+    def embedded_objects() -> list[int]:
+        return [o for _, o in attempts if o in rig.received[GRASP2VEC_OBJECT_EMBEDDING]]
+
+    with node_process(NODE, 'grasp2vec', {'checkpoint': checkpoint}) as node:
+        response = probe.call(client, Trigger.Request(), timeout=TIMEOUT_S)
+        assert not response.success
+        assert response.message == (f'no successful grasp with its object image from {OBJECT_CAMERA} yet: the goal '
+                                    f'object is the object of one')
+        rig.repeat_until(lambda: embedded_objects(), 'a successful grasp embedded', node,
+                         lambda: attempts.append(rig.attempt(success=True)))
+        goals = GoalObjects(probe)  # subscribed after the goal object was published: the latched copy must come
+        probe.wait_for(lambda: len(goals.images) == 1, TIMEOUT_S, 'the goal object of the first successful grasp')
+        with probe.lock:
+            [(first_ns, (frame_id, image))] = goals.images.items()
+        # The goal needs only o, the embeddings s_pre too: a lost s_pre frame may leave the goal's grasp unembedded.
+        assert first_ns in rig.frames and first_ns <= embedded_objects()[0]
+        assert frame_id == 'object_camera_optical_frame'
+        np.testing.assert_array_equal(image, rig.frames[first_ns])
+
+        # Later grasps leave the goal object alone, until a request makes the latest one's object the goal.
+        rig.repeat_until(lambda: len(embedded_objects()) >= 2, 'a second successful grasp embedded', node,
+                         lambda: attempts.append(rig.attempt(success=True)))
+        response = probe.call(client, Trigger.Request(), timeout=TIMEOUT_S)
+        latest_ns = embedded_objects()[-1]
+        assert response.success and response.message.endswith(f'o stamped {latest_ns} ns'), response.message
+        probe.wait_for(lambda: latest_ns in goals.images, TIMEOUT_S, 'the requested goal object')
+        with probe.lock:
+            assert sorted(goals.images) == [first_ns, latest_ns]
+            np.testing.assert_array_equal(goals.images[latest_ns][1], rig.frames[latest_ns])
+
+
+def test_without_goal_from_first_grasp_only_a_request_sets_the_goal_object(probe, tmp_path: Path):
+    checkpoint = write_checkpoint(tmp_path / 'grasp2vec.safetensors', 'grasp2vec', TINY_GRASP2VEC)
+    rig = GraspRig(probe)
+    goals = GoalObjects(probe)
+    client = probe.node.create_client(Trigger, topics.GOAL_OBJECT_FROM_GRASP_SERVICE)
+    attempts: list[tuple[int, int | None]] = []
+    with node_process(NODE, 'grasp2vec', {'checkpoint': checkpoint, 'goal_from_first_grasp': False}) as node:
+        rig.repeat_until(lambda: any(o in rig.received[GRASP2VEC_OBJECT_EMBEDDING] for _, o in attempts),
+                         'a successful grasp embedded', node, lambda: attempts.append(rig.attempt(success=True)))
+        # The node publishes the goal object before it embeds the grasp: none has come by now, none was sent.
+        with probe.lock:
+            assert not goals.images
+        assert probe.call(client, Trigger.Request(), timeout=TIMEOUT_S).success
+        probe.wait_for(lambda: len(goals.images) == 1, TIMEOUT_S, 'the requested goal object')

@@ -13,6 +13,14 @@ camera (o), and publishes (ssl_robot.goals.embed_grasp):
 The embeddings are sensor_msgs/Image 32FC1, 1 x D, with the model id as frame_id (as /embeddings of embedding_node:
 a header and a 2-D float array in a standard message).
 
+The goal object of the Grasp2Vec reward comes from grasps too (posthoc labelling: an object the robot grasped is a
+goal it has achieved): a /goal/object_from_grasp request (std_srvs/Trigger) makes the object image o of the latest
+successful grasp the goal object, and with goal_from_first_grasp (default on) the first successful grasp of the
+node's life does so by itself, so a graph brought up with the defaults has a goal object once it grasped something.
+It is published on /goal/object_image (rgb8 as the object camera sent it, stamped with o's stamp, in its frame_id),
+latched (reliable, transient local), which the reward node takes as the goal g of r = phi_o(g) . phi_o(o). This
+node holds the object camera's frames and reads every grasp event already, so no other node need keep them.
+
 Bad input never stops the node. An unusable image, an event that is not a grasp event, an event whose frames are no
 longer (or never were) in the buffers, and a checkpoint that is missing or unloadable are dropped or ignored, warned
 about (rate-limited per kind) and reported on /diagnostics (status 'ssl_robot/grasp2vec'). Without a loadable
@@ -31,6 +39,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 
 from ssl_robot import topics
 from ssl_robot.goals import ModelLoader, ModelUnavailable, StampedFrames, embed_grasp
@@ -39,7 +48,7 @@ from ssl_robot.ros.convert import ImageFormatError, array_to_image, as_rgb, imag
 from ssl_robot.ros.diagnostics import diagnostic_array
 from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.parameters import NodeParameters
-from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
+from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
 DIAGNOSTIC_NAME = 'ssl_robot/grasp2vec'
 DEFAULT_SCENE_CAMERA = topics.camera_image('front_left')
@@ -51,6 +60,12 @@ class Frame(NamedTuple):
     rgb: np.ndarray
     """(H, W, 3) uint8 RGB pixels."""
     frame_id: str
+
+
+class GraspedObject(NamedTuple):
+    attempt: int
+    o_ns: int
+    image: Frame
 
 
 class Grasp2VecNode(NodeParameters, Node):
@@ -68,6 +83,9 @@ class Grasp2VecNode(NodeParameters, Node):
                       'how far back (in stamp time) frames are kept for the grasp events that will refer to them')
         self._declare('heatmap_opacity', 0.5, 'opacity of the coloured heatmap over s_pre: 0 scene only, 1 heatmap only')
         self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
+        self._declare('goal_from_first_grasp', True, f'make the object of the first successful grasp the goal object '
+                                                     f'on {topics.GOAL_OBJECT_IMAGE}, as a '
+                                                     f'{topics.GOAL_OBJECT_FROM_GRASP_SERVICE} request would')
 
         self._scene_camera = self._param('scene_camera')
         self._object_camera = self._param('object_camera')
@@ -81,14 +99,19 @@ class Grasp2VecNode(NodeParameters, Node):
         self._problems = ProblemLog(self.get_logger().warning)
         self._model = ModelLoader(self._param('checkpoint'), 'grasp2vec')
         self._grasps = 0
+        self._goal_from_first_grasp = self._param('goal_from_first_grasp')
+        self._latest_grasped: GraspedObject | None = None
+        self._goal_object: GraspedObject | None = None
 
         self._scene_publisher = self.create_publisher(Image, topics.GRASP2VEC_SCENE_EMBEDDING, RELIABLE_QOS)
         self._object_publisher = self.create_publisher(Image, topics.GRASP2VEC_OBJECT_EMBEDDING, RELIABLE_QOS)
         self._heatmap_publisher = self.create_publisher(Image, topics.GRASP2VEC_HEATMAP, RELIABLE_QOS)
+        self._goal_object_publisher = self.create_publisher(Image, topics.GOAL_OBJECT_IMAGE, LATCHED_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         for topic in self._frames:
             self.create_subscription(Image, topic, functools.partial(self._on_image, topic), SENSOR_QOS)
         self.create_subscription(String, topics.GRASP_EVENTS, self._on_grasp_event, RELIABLE_QOS)
+        self.create_service(Trigger, topics.GOAL_OBJECT_FROM_GRASP_SERVICE, self._on_object_from_grasp)
         reload = functools.partial(self._model.refresh_reporting, self._problems, self.get_logger().info)
         reload()
         self.create_timer(reload_period_s, reload)
@@ -114,23 +137,28 @@ class Grasp2VecNode(NodeParameters, Node):
             event = topics.decode_event(message.data, 'grasp')
             s_pre_ns = topics.stamp_from_dict(event['s_pre'])
             o_ns = None if event['o'] is None else topics.stamp_from_dict(event['o'])
+            attempt = int(event['attempt'])
         except (ValueError, KeyError, TypeError) as error:
             self._problems.report('bad_event', f'{error!r} in {message.data[:120]!r}; dropped')
+            return
+        wanted = {'s_pre': (self._scene_camera, s_pre_ns)}
+        if o_ns is not None:
+            wanted['o'] = (self._object_camera, o_ns)
+        frames = {role: self._frames[topic].get(stamp_ns) for role, (topic, stamp_ns) in wanted.items()}
+        scene, grasped = frames['s_pre'], frames.get('o')
+        if grasped is not None:  # the goal object needs no model: it is an image
+            self._latest_grasped = GraspedObject(attempt, o_ns, grasped)
+            if self._goal_from_first_grasp and self._goal_object is None:
+                self.get_logger().info(f'{self._object_as_goal()} (goal_from_first_grasp)')
+        missing = [self._missing_frame(role, *wanted[role]) for role, frame in frames.items() if frame is None]
+        if missing:
+            self._problems.report('missing_frame', f'{"; ".join(missing)}; grasp event dropped')
             return
         try:
             loaded = self._model.require()
         except ModelUnavailable as error:
             self._problems.report('no_model', f'{error}; grasp event dropped')
             return
-        wanted = {'s_pre': (self._scene_camera, s_pre_ns)}
-        if o_ns is not None:
-            wanted['o'] = (self._object_camera, o_ns)
-        frames = {role: self._frames[topic].get(stamp_ns) for role, (topic, stamp_ns) in wanted.items()}
-        missing = [self._missing_frame(role, *wanted[role]) for role, frame in frames.items() if frame is None]
-        if missing:
-            self._problems.report('missing_frame', f'{"; ".join(missing)}; grasp event dropped')
-            return
-        scene, grasped = frames['s_pre'], frames.get('o')
         embeddings = embed_grasp(loaded, scene.rgb, None if grasped is None else grasped.rgb, self._opacity)
         s_pre_stamp = ns_to_stamp(s_pre_ns)
         self._scene_publisher.publish(array_to_image(embeddings.scene, '32FC1', s_pre_stamp, embeddings.model_id))
@@ -140,10 +168,32 @@ class Grasp2VecNode(NodeParameters, Node):
             self._heatmap_publisher.publish(array_to_image(embeddings.heatmap, 'rgb8', s_pre_stamp, scene.frame_id))
         self._grasps += 1
 
+    def _object_as_goal(self) -> str:
+        """Publish the object of the latest successful grasp as the goal object; a line saying which. LookupError
+        when no successful grasp has brought an object image yet."""
+        grasped = self._latest_grasped
+        if grasped is None:
+            raise LookupError(f'no successful grasp with its object image from {self._object_camera} yet: the goal '
+                              f'object is the object of one')
+        self._goal_object_publisher.publish(array_to_image(grasped.image.rgb, 'rgb8', ns_to_stamp(grasped.o_ns),
+                                                           grasped.image.frame_id))
+        self._goal_object = grasped
+        return f'goal object: the object of grasp attempt {grasped.attempt}, o stamped {grasped.o_ns} ns'
+
+    def _on_object_from_grasp(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        try:
+            response.message = self._object_as_goal()
+            response.success = True
+        except LookupError as error:
+            response.success, response.message = False, str(error)
+        return response
+
     def _publish_diagnostics(self) -> None:
         problems = self._problems.take_recent()
+        goal = self._goal_object
         values = {'model_id': self._model.model_id, 'scene_camera': self._scene_camera,
                   'object_camera': self._object_camera, 'grasps_embedded': str(self._grasps),
+                  'goal_object_o_ns': 'none' if goal is None else str(goal.o_ns),
                   **self._problems.count_values()}
         self._diagnostics.publish(diagnostic_array(DIAGNOSTIC_NAME, self._model.device.type, problems, values,
                                                    ns_to_stamp(self.get_clock().now().nanoseconds)))
