@@ -22,14 +22,15 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-from geometry_msgs.msg import PoseStamped, Vector3Stamped
+from geometry_msgs.msg import PointStamped, PoseStamped, Vector3Stamped
 from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image
 from std_msgs.msg import Int64, String
 from std_srvs.srv import Trigger
 
 from ros_harness import Probe, node_process
 from ssl_robot import topics
-from ssl_robot.reward_evaluation import spearman_rho, straight_path
+from ssl_robot.reward_evaluation import ranking_auc, spearman_rho, straight_path
 from ssl_robot.ros.convert import stamp_to_ns
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS
 from ssl_robot.sim.config import Pose
@@ -51,6 +52,23 @@ STEP_HOLD_S = 1.0
 """Sim time the arm holds each step of the path; a step is at most 4 cm, which the arm covers in 0.1 s."""
 SETTLED_AFTER_S = 0.6
 """Rewards of frames taken this long after a step was commanded score the settled arm."""
+
+# Grasp2Vec: one tray, respawned identically (seed) before every grasp, because a grasped object leaves the scene
+# (the sim's drop-off is a chute). Grasps alternate between the goal object and the others, each a few millimetres
+# off the object's centre so that no two grasps hold an object alike.
+GRASP_SEED = 0
+GRASPS_PER_SIDE = 10
+"""Scored grasps of the goal object and of other objects, each: 20 in all, besides the grasp that set the goal."""
+MAX_GRASP_ROUNDS = 40
+GRASP_OFFSET_M = 0.008
+GRASP_REACH_M = 0.73
+"""Objects this close (horizontally) to the arm's base at the origin are within its top-down reach: the far edge of the
+tray is not."""
+GRASP_IMAGE_SIZE = 64
+"""The sim renders at 64 x 64, the Grasp2Vec checkpoint's own input size, to keep the 20+ grasps (about 4500 ticks)
+within a few minutes: rendering is most of a tick. Measured over 11 grasps, the object embeddings of 64 x 64 frames
+and of 128 x 128 frames resized to 64 (as the nodes resize them) have cosine similarity >= 0.998, the rewards differ
+by under 2 % and rank the grasps alike."""
 
 
 class StampedReward(NamedTuple):
@@ -149,6 +167,60 @@ class RewardStream:
         return max((r.stamp_ns for r in self.rewards), default=-1)
 
 
+class SimGrasps:
+    """The grasp side of the sim: ground truth of the tray, grasps at chosen places, and their events."""
+
+    def __init__(self, sim: SimDriver) -> None:
+        self.sim = sim
+        self.ground_truth: dict | None = None
+        self.events: list[dict] = []
+        node = sim.probe.node
+        node.create_subscription(String, topics.GROUND_TRUTH, self._on_ground_truth, RELIABLE_QOS)
+        node.create_subscription(String, topics.GRASP_EVENTS, self._on_grasp_event, RELIABLE_QOS)
+        self._grasp_at = node.create_publisher(PointStamped, topics.GRASP_AT, RELIABLE_QOS)
+
+    def _on_ground_truth(self, message: String) -> None:
+        with self.sim.probe.lock:
+            self.ground_truth = topics.decode_event(message.data, 'ground_truth')
+
+    def _on_grasp_event(self, message: String) -> None:
+        with self.sim.probe.lock:
+            self.events.append(topics.decode_event(message.data, 'grasp'))
+
+    def objects_after(self, start_ns: int) -> list[dict]:
+        """The objects of the first ground truth stamped at or after start_ns (a reset's)."""
+        self.sim.wait_for(lambda: self.ground_truth is not None
+                          and topics.stamp_from_dict(self.ground_truth['stamp']) >= start_ns, 'the new tray')
+        with self.sim.probe.lock:
+            return self.ground_truth['objects']
+
+    def grasp_at(self, xy: Sequence[float]) -> dict:
+        """A scripted grasp at tray position xy; its event."""
+        self.sim.wait_for(lambda: self._grasp_at.get_subscription_count() > 0, f'the sim to subscribe {topics.GRASP_AT}')
+        with self.sim.probe.lock:
+            known = len(self.events)
+        message = PointStamped()
+        message.header.frame_id = topics.WORLD_FRAME
+        message.point.x, message.point.y = map(float, xy)
+        self._grasp_at.publish(message)
+        self.sim.wait_for(lambda: len(self.events) > known, f'the grasp at {list(xy)}')
+        with self.sim.probe.lock:
+            return self.events[known]
+
+
+class LatchedImages:
+    """Every image received on a latched topic, by stamp."""
+
+    def __init__(self, probe: Probe, topic: str) -> None:
+        self.probe = probe
+        self.stamps: list[int] = []
+        probe.node.create_subscription(Image, topic, self._keep, LATCHED_QOS)
+
+    def _keep(self, message: Image) -> None:
+        with self.probe.lock:
+            self.stamps.append(stamp_to_ns(message.header.stamp))
+
+
 @contextlib.contextmanager
 def graph(*nodes: tuple[str, str, dict]) -> Iterator[list[subprocess.Popen]]:
     """The node processes (module, name, parameters), started in order and stopped in reverse."""
@@ -201,3 +273,59 @@ def test_latent_goal_reward_rises_as_the_arm_moves_to_the_goal_pose(probe, metho
     print(f'\n{method}: latent-goal reward along B -> A, {len(means)} steps ({[len(r) for r in per_step]} frames): '
           f'{np.round(means, 3).tolist()}; Spearman rho {rho:.3f}')
     assert rho > 0.8, f'{method}: the reward does not rise toward the goal: rho {rho:.3f}, means {means}'
+
+
+def test_grasp2vec_reward_is_higher_for_the_goal_object_than_for_others(probe):
+    """The Grasp2Vec node makes the object of the first successful grasp the goal object (goal_from_first_grasp);
+    over 20 more grasps, about half of the goal object, the reward of goal-object grasps is higher."""
+    rewards = RewardStream(probe, 'grasp2vec')
+    goal_objects = LatchedImages(probe, topics.GOAL_OBJECT_IMAGE)
+    size = {'image_width': GRASP_IMAGE_SIZE, 'image_height': GRASP_IMAGE_SIZE}
+    nodes = [('sim_node', 'sim', {'real_time_factor': 0.0, 'publish_segmentation': False, **size}),
+             ('grasp2vec_node', 'grasp2vec', SIM_TIME),
+             ('reward_node', 'reward', {**SIM_TIME, 'kinds': '[grasp2vec]'})]
+    rng = np.random.default_rng(0)
+    goal_name = None
+    scored: dict[bool, list[dict]] = {True: [], False: []}  # successful grasps after the goal's: of the goal object?
+    with graph(*nodes) as processes:
+        sim = SimDriver(probe, processes)
+        grasps = SimGrasps(sim)
+        object_camera = topics.camera_image(topics.OBJECT_CAMERA)
+        sim.wait_for(lambda: probe.node.count_subscribers(object_camera) >= 2, 'the Grasp2Vec and reward nodes')
+        for round_ in range(MAX_GRASP_ROUNDS):
+            if min(len(scored[True]), len(scored[False])) >= GRASPS_PER_SIDE:
+                break
+            objects = grasps.objects_after(sim.reset(GRASP_SEED))
+            reachable = [o for o in objects if o['in_tray'] and np.hypot(*o['position'][:2]) < GRASP_REACH_M]
+            goals = [o for o in reachable if o['name'] == (goal_name or reachable[0]['name'])]
+            others = [o for o in reachable if o not in goals]
+            want_goal = goal_name is None or len(scored[True]) <= len(scored[False])
+            target = goals[0] if want_goal else others[round_ % len(others)]
+            offset = rng.uniform(-GRASP_OFFSET_M, GRASP_OFFSET_M, size=2) if round_ else np.zeros(2)
+            event = grasps.grasp_at(np.array(target['position'][:2]) + offset)
+            if not event['success']:
+                continue
+            if goal_name is None:
+                goal_name = event['object']['name']
+                goal_ns = topics.stamp_from_dict(event['o'])
+            else:
+                scored[event['object']['name'] == goal_name].append(event)
+        o_stamps = [topics.stamp_from_dict(e['o']) for side in scored.values() for e in side]
+        sim.wait_for(lambda: {r.stamp_ns for r in rewards.rewards} >= set(o_stamps), 'the rewards of every grasp')
+        with probe.lock:
+            assert goal_objects.stamps == [goal_ns], (f'the goal object is not the object of the first successful '
+                                                      f'grasp (o at {goal_ns}): goal images at {goal_objects.stamps}')
+            reward_of = {r.stamp_ns: r.reward for r in rewards.rewards}
+
+    goal_rewards, other_rewards = ([reward_of[topics.stamp_from_dict(e['o'])] for e in scored[side]]
+                                   for side in (True, False))
+    others = sorted({e['object']['name'] for e in scored[False]})
+    auc = ranking_auc(goal_rewards, other_rewards)
+    print(f'\ngrasp2vec: goal object {goal_name}; {len(goal_rewards)} goal-object grasps, mean reward '
+          f'{np.mean(goal_rewards):.2f} ({np.round(goal_rewards, 1).tolist()}); {len(other_rewards)} grasps of {others}, '
+          f'mean {np.mean(other_rewards):.2f} ({np.round(other_rewards, 1).tolist()}); pairs ranked correctly (AUC) '
+          f'{auc:.3f}')
+    assert len(goal_rewards) >= GRASPS_PER_SIDE and len(other_rewards) >= GRASPS_PER_SIDE, \
+        f'only {len(goal_rewards)} goal and {len(other_rewards)} other successful grasps in {MAX_GRASP_ROUNDS} rounds'
+    assert np.mean(goal_rewards) > np.mean(other_rewards), \
+        f'goal-object grasps score {np.mean(goal_rewards):.2f} on average, others {np.mean(other_rewards):.2f}'
