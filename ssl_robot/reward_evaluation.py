@@ -90,7 +90,3 @@ class TimedPath:
         object.__setattr__(self, 'times_s', times)
         object.__setattr__(self, 'positions', tuple(_position(p, f'TimedPath position {k}')
                                                     for k, p in enumerate(self.positions)))
-
-    def due(self, elapsed_s: float) -> int:
-        """How many positions are due elapsed_s seconds after the episode started."""
-        return sum(t <= elapsed_s for t in self.times_s)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+from pathlib import Path
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
@@ -30,7 +31,8 @@ from std_srvs.srv import Trigger
 
 from ros_harness import Probe, node_process
 from ssl_robot import topics
-from ssl_robot.reward_evaluation import ranking_auc, spearman_rho, straight_path
+from ssl_robot.data.reader import index_bag
+from ssl_robot.reward_evaluation import TimedPath, ranking_auc, spearman_rho, straight_path
 from ssl_robot.ros.convert import stamp_to_ns
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS
 from ssl_robot.sim.config import Pose
@@ -69,6 +71,18 @@ GRASP_IMAGE_SIZE = 64
 within a few minutes: rendering is most of a tick. Measured over 11 grasps, the object embeddings of 64 x 64 frames
 and of 128 x 128 frames resized to 64 (as the nodes resize them) have cosine similarity >= 0.998, the rewards differ
 by under 2 % and rank the grasps alike."""
+
+
+# Imitation: a demonstration of the arm visiting three points above the tray, recorded here; its replay follows the
+# same schedule on the sim clock, the different motion visits three other points.
+DEMO_SEED = 3
+DEMO_PATH = TimedPath((0.0, 1.5, 3.0), ((0.7, 0.15, 0.3), (0.55, -0.1, 0.12), (0.7, -0.1, 0.3)))
+DIFFERENT_PATH = TimedPath((0.0, 1.5, 3.0), ((0.5, -0.15, 0.35), (0.7, 0.15, 0.12), (0.5, 0.1, 0.3)))
+EPISODE_S = 4.5
+IMITATION_REAL_TIME_FACTOR = 0.5
+"""The sim at half speed leaves the embedding node time for most of the three cameras' sets on a loaded machine."""
+SCENE_CAMERAS = [topics.camera_image(name) for name in ('front_left', 'front_right', 'high_side')]
+"""The sim's default rig, which the shipped TCN was trained on, in the embedding node's default order."""
 
 
 class StampedReward(NamedTuple):
@@ -129,6 +143,16 @@ class SimDriver:
                       f'the episode of seed {seed}')
         with self.probe.lock:
             return topics.stamp_from_dict(self.episodes[-1]['stamp'])
+
+    def follow(self, path: TimedPath, seed: int, duration_s: float) -> tuple[int, int]:
+        """A new episode with seed in which the arm follows path on the sim clock; its start and end stamps."""
+        start_ns = self.reset(seed)
+        for at_s, position in zip(path.times_s, path.positions):
+            self.wait_until(start_ns + round(at_s * NS_PER_S))
+            self.move_to(position)
+        end_ns = start_ns + round(duration_s * NS_PER_S)
+        self.wait_until(end_ns)
+        return start_ns, end_ns
 
     def move_to(self, position: Sequence[float]) -> int:
         """Send the gripper (pointing down) towards position; the sim time it was sent at."""
@@ -329,3 +353,39 @@ def test_grasp2vec_reward_is_higher_for_the_goal_object_than_for_others(probe):
         f'only {len(goal_rewards)} goal and {len(other_rewards)} other successful grasps in {MAX_GRASP_ROUNDS} rounds'
     assert np.mean(goal_rewards) > np.mean(other_rewards), \
         f'goal-object grasps score {np.mean(goal_rewards):.2f} on average, others {np.mean(other_rewards):.2f}'
+
+
+def episode_with_seed(bag: Path, seed: int) -> int:
+    """The position of the episode started with seed among the episodes of bag (the reward node's demo_episode)."""
+    seeds = [event['seed'] for event in index_bag(bag, []).episodes]
+    assert seeds.count(seed) == 1, f'{bag} should hold one episode of seed {seed}, has episodes of seeds {seeds}'
+    return seeds.index(seed)
+
+
+def test_imitation_reward_is_higher_when_the_arm_replays_the_demonstration(probe, tmp_path: Path):
+    """A demonstration episode is recorded from the live sim; with it as the reward node's demo and the shipped TCN
+    in the embedding node, the imitation reward is higher over an episode replaying it than over a different motion."""
+    demo_bag = tmp_path / 'demo'
+    rewards = RewardStream(probe, 'imitation')
+    with graph(('sim_node', 'sim', {'real_time_factor': IMITATION_REAL_TIME_FACTOR})) as processes:
+        sim = SimDriver(probe, processes)
+        topics_to_record = f'[{", ".join([*SCENE_CAMERAS, topics.EPISODES])}]'
+        with graph(('recorder_node', 'recorder', {'topics': topics_to_record, 'output': demo_bag})) as recorder:
+            sim.processes = [*processes, *recorder]
+            sim.wait_for(lambda: all(probe.node.count_subscribers(camera) for camera in SCENE_CAMERAS),
+                         'the recorder')
+            sim.follow(DEMO_PATH, DEMO_SEED, EPISODE_S)
+        demo_params = {**SIM_TIME, 'kinds': '[imitation]', 'demo_bag': demo_bag,
+                       'demo_episode': episode_with_seed(demo_bag, DEMO_SEED)}
+        with graph(('embedding_node', 'embedding', SIM_TIME), ('reward_node', 'reward', demo_params)) as learners:
+            sim.processes = [*processes, *learners]
+            sim.wait_for(lambda: probe.node.count_subscribers(topics.EMBEDDINGS) > 0, 'the reward node and its demo')
+            replay = sim.follow(DEMO_PATH, DEMO_SEED, EPISODE_S)
+            different = sim.follow(DIFFERENT_PATH, DEMO_SEED, EPISODE_S)
+            sim.wait_for(lambda: rewards.newest_stamp() >= different[1] - NS_PER_S // 2, 'the last rewards')
+
+    replay_rewards, different_rewards = rewards.between(*replay), rewards.between(*different)
+    print(f'\nimitation: mean reward {np.mean(replay_rewards):.3f} over the replay ({len(replay_rewards)} camera sets), '
+          f'{np.mean(different_rewards):.3f} over the different motion ({len(different_rewards)} sets)')
+    assert len(replay_rewards) >= 10 and len(different_rewards) >= 10, 'too few camera sets scored'
+    assert np.mean(replay_rewards) > np.mean(different_rewards)

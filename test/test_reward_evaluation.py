@@ -76,11 +76,10 @@ def test_straight_path_refuses_bad_input(start, end, steps, message):
         straight_path(start, end, steps)
 
 
-def test_timed_path_says_how_many_positions_are_due():
-    path = TimedPath((0.0, 1.5, 3.0), ((0.7, 0.1, 0.3), (0.5, 0.0, 0.1), [0.6, -0.1, 0.2]))
-    assert [path.due(t) for t in (0.0, 1.49, 1.5, 2.9, 3.0, 60.0)] == [1, 1, 2, 2, 3, 3]
-    assert path.positions[2] == (0.6, -0.1, 0.2)
-    assert TimedPath((0.5,), ((0, 0, 0),)).due(0.4) == 0
+def test_timed_path_holds_float_times_and_positions():
+    path = TimedPath((0, 1.5, 3), ((0.7, 0.1, 0.3), (0.5, 0.0, 0.1), np.array([0.6, -0.1, 0.2])))
+    assert path.times_s == (0.0, 1.5, 3.0) and all(isinstance(t, float) for t in path.times_s)
+    assert path.positions[2] == (0.6, -0.1, 0.2) and isinstance(path.positions[2][0], float)
 
 
 @pytest.mark.parametrize('times, positions, message', [
