@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-from pathlib import Path
-import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped, PoseStamped, Vector3Stamped
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
@@ -32,6 +32,7 @@ from std_srvs.srv import Trigger
 from ros_harness import Probe, node_process
 from ssl_robot import topics
 from ssl_robot.data.reader import index_bag
+from ssl_robot.nodes.reward_node import DIAGNOSTIC_NAME as REWARD_DIAGNOSTICS
 from ssl_robot.reward_evaluation import TimedPath, ranking_auc, spearman_rho, straight_path
 from ssl_robot.ros.convert import stamp_to_ns
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS
@@ -71,7 +72,6 @@ GRASP_IMAGE_SIZE = 64
 within a few minutes: rendering is most of a tick. Measured over 11 grasps, the object embeddings of 64 x 64 frames
 and of 128 x 128 frames resized to 64 (as the nodes resize them) have cosine similarity >= 0.998, the rewards differ
 by under 2 % and rank the grasps alike."""
-
 
 # Imitation: a demonstration of the arm visiting three points above the tray, recorded here; its replay follows the
 # same schedule on the sim clock, the different motion visits three other points.
@@ -233,7 +233,7 @@ class SimGrasps:
 
 
 class LatchedImages:
-    """Every image received on a latched topic, by stamp."""
+    """The stamps of every image received on a latched topic, in order."""
 
     def __init__(self, probe: Probe, topic: str) -> None:
         self.probe = probe
@@ -243,6 +243,26 @@ class LatchedImages:
     def _keep(self, message: Image) -> None:
         with self.probe.lock:
             self.stamps.append(stamp_to_ns(message.header.stamp))
+
+
+class RewardNodeGoals:
+    """Where the reward node's goals come from, as its /diagnostics report them (latent_goal_from, grasp2vec_goal_from:
+    '<source> at <stamp> ns'), so a test knows when a goal it set is the one rewards are computed against."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.values: dict[str, str] = {}
+        self.probe = probe
+        probe.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics, RELIABLE_QOS)
+
+    def _on_diagnostics(self, message: DiagnosticArray) -> None:
+        with self.probe.lock:
+            for status in message.status:
+                if status.name == REWARD_DIAGNOSTICS:
+                    self.values.update({value.key: value.value for value in status.values})
+
+    def stamped(self, key: str, stamp_ns: int) -> bool:
+        """For wait_for conditions: whether the goal of key is the one stamped stamp_ns."""
+        return self.values.get(key, '').endswith(f' at {stamp_ns} ns')
 
 
 @contextlib.contextmanager
@@ -264,6 +284,8 @@ def test_latent_goal_reward_rises_as_the_arm_moves_to_the_goal_pose(probe, metho
     """The goal is the scene with the arm at pose A, made the goal by the goal node (/goal/from_scene); stepping the
     arm from pose B to A, the latent-goal reward of the settled frames at each step rises with progress."""
     rewards = RewardStream(probe, 'latent_goal')
+    goals = LatchedImages(probe, topics.GOAL_LATENT)
+    reward_goals = RewardNodeGoals(probe)
     nodes = [('sim_node', 'sim', {'seed': 0}),
              ('goal_node', 'goal', {**SIM_TIME, 'method': method}),
              ('reward_node', 'reward', {**SIM_TIME, 'kinds': '[latent_goal]', 'vae_method': method})]
@@ -277,9 +299,12 @@ def test_latent_goal_reward_rises_as_the_arm_moves_to_the_goal_pose(probe, metho
         sim.hold(2.0)
         response = call(probe, sim, topics.GOAL_FROM_SCENE_SERVICE)
         assert response.success, response.message
-        goal_ns = int(response.message.split('stamped ')[1].split(' ')[0])
+        # The goal node also imagined a goal when the episode began; the scene goal is the one after the request.
+        sim.wait_for(lambda: goals.stamps and goals.stamps[-1] >= at_a_ns, 'the scene goal on /goal/latent')
+        with probe.lock:
+            goal_ns = goals.stamps[-1]
         assert goal_ns >= at_a_ns + round(SETTLED_AFTER_S * NS_PER_S), f'the goal frame is not of the arm at A: {response.message}'
-        sim.wait_for(lambda: rewards.newest_stamp() > goal_ns, 'latent-goal rewards against the new goal')
+        sim.wait_for(lambda: reward_goals.stamped('latent_goal_from', goal_ns), 'the reward node to take the goal')
 
         sim.move_to(POSE_B)
         sim.hold(2.0)
@@ -292,6 +317,7 @@ def test_latent_goal_reward_rises_as_the_arm_moves_to_the_goal_pose(probe, metho
 
     per_step = [rewards.between(*window) for window in windows]
     assert all(per_step), f'steps without a reward of a settled frame: {[len(r) for r in per_step]}'
+    assert {r.model_id.split(':')[0] for r in rewards.rewards} == {method}
     means = [float(np.mean(r)) for r in per_step]
     rho = spearman_rho(range(len(means)), means)
     print(f'\n{method}: latent-goal reward along B -> A, {len(means)} steps ({[len(r) for r in per_step]} frames): '
@@ -304,6 +330,7 @@ def test_grasp2vec_reward_is_higher_for_the_goal_object_than_for_others(probe):
     over 20 more grasps, about half of the goal object, the reward of goal-object grasps is higher."""
     rewards = RewardStream(probe, 'grasp2vec')
     goal_objects = LatchedImages(probe, topics.GOAL_OBJECT_IMAGE)
+    reward_goals = RewardNodeGoals(probe)
     size = {'image_width': GRASP_IMAGE_SIZE, 'image_height': GRASP_IMAGE_SIZE}
     nodes = [('sim_node', 'sim', {'real_time_factor': 0.0, 'publish_segmentation': False, **size}),
              ('grasp2vec_node', 'grasp2vec', SIM_TIME),
@@ -332,6 +359,8 @@ def test_grasp2vec_reward_is_higher_for_the_goal_object_than_for_others(probe):
             if goal_name is None:
                 goal_name = event['object']['name']
                 goal_ns = topics.stamp_from_dict(event['o'])
+                sim.wait_for(lambda: reward_goals.stamped('grasp2vec_goal_from', goal_ns),
+                             'the reward node to take the goal object')
             else:
                 scored[event['object']['name'] == goal_name].append(event)
         o_stamps = [topics.stamp_from_dict(e['o']) for side in scored.values() for e in side]
@@ -340,6 +369,7 @@ def test_grasp2vec_reward_is_higher_for_the_goal_object_than_for_others(probe):
             assert goal_objects.stamps == [goal_ns], (f'the goal object is not the object of the first successful '
                                                       f'grasp (o at {goal_ns}): goal images at {goal_objects.stamps}')
             reward_of = {r.stamp_ns: r.reward for r in rewards.rewards}
+            assert {r.model_id.split(':')[0] for r in rewards.rewards} == {'grasp2vec'}
 
     goal_rewards, other_rewards = ([reward_of[topics.stamp_from_dict(e['o'])] for e in scored[side]]
                                    for side in (True, False))
@@ -385,6 +415,7 @@ def test_imitation_reward_is_higher_when_the_arm_replays_the_demonstration(probe
             sim.wait_for(lambda: rewards.newest_stamp() >= different[1] - NS_PER_S // 2, 'the last rewards')
 
     replay_rewards, different_rewards = rewards.between(*replay), rewards.between(*different)
+    assert {r.model_id.split(':')[0] for r in rewards.rewards} == {'tcn'}
     print(f'\nimitation: mean reward {np.mean(replay_rewards):.3f} over the replay ({len(replay_rewards)} camera sets), '
           f'{np.mean(different_rewards):.3f} over the different motion ({len(different_rewards)} sets)')
     assert len(replay_rewards) >= 10 and len(different_rewards) >= 10, 'too few camera sets scored'
