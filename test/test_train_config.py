@@ -58,6 +58,7 @@ def test_data_fields_left_null_take_the_models_values():
     ('steps=1.5', 'steps must be an int, got 1.5'),
     ('steps=true', 'steps must be an int, got True'),
     ('device=gpu', "device must be 'auto' or 'cpu' or 'cuda', got 'gpu'"),
+    ('lr_schedule=linear', "lr_schedule must be 'constant' or 'cosine', got 'linear'"),
     ('data.cameras=3', "data.cameras must be a list of strings or 'auto', got 3"),
     ('data.cameras=[/a, 3]', "data.cameras must be a list of strings or 'auto', got ['/a', 3]"),
     ('steps=0', 'TrainConfig.steps must be >= 1, got 0'),

@@ -127,6 +127,17 @@ def test_time_budget_stops_cleanly_with_a_checkpoint(tmp_path):
     assert checkpoint_step(latest_checkpoint(tmp_path / 'checkpoints')) == 1
 
 
+@pytest.mark.parametrize('schedule, factors', [('constant', [1, 1, 1, 1]),
+                                               ('cosine', [1, 0.8535534, 0.5, 0.1464466])])
+def test_learning_rate_follows_the_schedule_and_survives_a_resume(tmp_path, schedule, factors):
+    config = toy_config(steps=4, lr_schedule=schedule)
+    assert train(config, toy_batches(config, signal_at_step=1), tmp_path).step == 2
+    train(config, toy_batches(config), tmp_path)
+    logged = scalars(tmp_path, 'train/lr')
+    assert [step for step, _ in logged] == [1, 2, 3, 4]
+    assert [value for _, value in logged] == pytest.approx([0.05 * factor for factor in factors])
+
+
 def test_resuming_as_another_method_is_refused(tmp_path):
     train(toy_config(steps=2), toy_batches(toy_config()), tmp_path)
     tcn = load_train_config('tcn', TCNConfig)

@@ -96,6 +96,11 @@ class TrainConfig:
     """Examples per batch, per process."""
     lr: float = 3e-4
     """AdamW learning rate."""
+    lr_schedule: Literal['constant', 'cosine'] = 'constant'
+    """'constant': lr throughout. 'cosine': lr decayed along half a cosine from lr at step 0 to 0 at `steps`
+    (SGDR, Loshchilov & Hutter 2017, without restarts), so that the final weights settle rather than being one
+    snapshot of a noisy walk. A function of the step alone, so resuming keeps it; a run stopped early by
+    max_minutes ends before the decay does."""
     weight_decay: float = 0.0
     """AdamW decoupled weight decay."""
     grad_clip: float = 1.0

@@ -8,6 +8,7 @@ with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import math
 import random
 import signal
 import sys
@@ -66,6 +67,13 @@ def _to_device(batch: Batch, device: torch.device) -> Batch:
             for key, value in batch.items()}
 
 
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate of update `step` (0 for the first) under config.lr_schedule."""
+    if config.lr_schedule == 'cosine':
+        return config.lr * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+    return config.lr
+
+
 def train(config: TrainConfig, make_batches: Callable[[DataShard], Iterable[Batch]], out: Path) -> TrainResult:
     """Train config.method's model on make_batches(shard) into run directory out, resuming from its latest
     checkpoint; returns at config.steps, past the time budget or on SIGINT/SIGTERM, each time with a checkpoint."""
@@ -113,12 +121,15 @@ def _train(config: TrainConfig, make_batches: Callable[[DataShard], Iterable[Bat
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip or float('inf'))
+            lr = learning_rate(config, step)
+            for group in optimizer.param_groups:
+                group['lr'] = lr
             optimizer.step()
             step += 1
             progress.update()
 
             if step % config.log_every == 0:
-                scalars = process.mean({'loss': loss.item(), **metrics, 'grad_norm': grad_norm.item()})
+                scalars = process.mean({'loss': loss.item(), **metrics, 'grad_norm': grad_norm.item(), 'lr': lr})
                 if writer is not None:
                     for name, value in scalars.items():
                         writer.add_scalar(f'train/{name}', value, step)
