@@ -116,8 +116,10 @@ class Grasp2VecNode(NodeParameters, Node):
         reload()
         self.create_timer(reload_period_s, reload)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        first = 'the first successful grasp\'s object, then ' if self._goal_from_first_grasp else ''
         self.get_logger().info(f'grasp2vec on s_pre from {self._scene_camera} and o from {self._object_camera} '
-                               f'with {self._model.model_id}')
+                               f'with {self._model.model_id}; goal object: {first}the latest grasped object on '
+                               f'{topics.GOAL_OBJECT_FROM_GRASP_SERVICE}')
 
     def _on_image(self, topic: str, message: Image) -> None:
         try:
