@@ -74,6 +74,7 @@ class GoalNode(NodeParameters, Node):
                       'checkpoint file; empty = the shipped ssl_robot/checkpoints/<method>.safetensors')
         self._declare('seed', -1, 'seed of the goal latents: the same seed draws the same sequence; < 0 = random')
         self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
+        self._declare_torch_threads()
 
         self._camera = self._param('camera')
         method = self._param('method')

@@ -83,6 +83,7 @@ class Grasp2VecNode(NodeParameters, Node):
                       'how far back (in stamp time) frames are kept for the grasp events that will refer to them')
         self._declare('heatmap_opacity', 0.5, 'opacity of the coloured heatmap over s_pre: 0 scene only, 1 heatmap only')
         self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
+        self._declare_torch_threads()
         self._declare('goal_from_first_grasp', True, f'make the object of the first successful grasp the goal object '
                                                      f'on {topics.GOAL_OBJECT_IMAGE}, as a '
                                                      f'{topics.GOAL_OBJECT_FROM_GRASP_SERVICE} request would')
