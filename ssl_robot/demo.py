@@ -96,11 +96,16 @@ class WaypointRewards:
     end_s: float
     rewards: dict[str, np.ndarray]
     """Reward kind -> the rewards of observations stamped within [start_s, end_s)."""
+    score: float | None
+    """The reacher's score of the waypoint: its reward over the settled end of the hold only (None if unscored or the
+    reach did not finish)."""
 
 
 def waypoint_rewards(recording: DemoRecording) -> list[WaypointRewards]:
     """The reward streams cut at the reach's waypoints: each waypoint lasts until the next status event."""
     events = [e for e in recording.reach if 'phase' in e]
+    done = next((e for e in events if e['phase'] == 'done'), {})
+    scores = [step['score'] for step in done.get('survey', []) + done.get('approach', [])]
     spans = []
     for event, following in zip(events, events[1:]):
         if event['phase'] == 'done':
@@ -109,8 +114,9 @@ def waypoint_rewards(recording: DemoRecording) -> list[WaypointRewards]:
         end_s = topics.stamp_from_dict(following['stamp']) / NS_PER_S
         rewards = {kind: stream[(stream[:, 0] >= start_s) & (stream[:, 0] < end_s), 1]
                    for kind, stream in recording.rewards.items()}
+        score = scores[len(spans)] if len(spans) < len(scores) else None
         spans.append(WaypointRewards(event['phase'], event['index'], tuple(event['position']), start_s, end_s,
-                                     rewards))
+                                     rewards, score))
     return spans
 
 
@@ -121,15 +127,18 @@ def format_reward_streams(recording: DemoRecording, waypoints: list[WaypointRewa
     lines = ['reward streams: ' + ', '.join(f'{topics.reward_topic(k)} {len(recording.rewards[k])} messages'
                                             for k in kinds)]
     header = f'{"waypoint":<12} {"position (m)":<22} {"sim s":>12}' + ''.join(
-        f' {k + " mean":>17} {"n":>4}' for k in kinds)
+        f' {k + " mean":>17} {"n":>4}' for k in kinds) + f' {"reacher score":>14}'
     lines.append(header)
     for waypoint in waypoints:
         position = '(' + ', '.join(f'{v:.2f}' for v in waypoint.position) + ')'
         cells = ''.join(
             f' {np.mean(values):>+17.4f} {len(values):>4}' if len(values) else f' {"-":>17} {0:>4}'
             for values in (waypoint.rewards[k] for k in kinds))
+        score = f'{waypoint.score:>+14.4f}' if waypoint.score is not None else f'{"-":>14}'
         lines.append(f'{waypoint.phase + " " + str(waypoint.index):<12} {position:<22} '
-                     f'{waypoint.start_s:>5.1f}-{waypoint.end_s:<6.1f}' + cells)
+                     f'{waypoint.start_s:>5.1f}-{waypoint.end_s:<6.1f}' + cells + ' ' + score)
+    lines.append('mean: over every frame of the waypoint, moving included; reacher score: over its settled end, '
+                 'which the reach compares')
     return '\n'.join(lines)
 
 

@@ -52,6 +52,7 @@ def test_rewards_are_cut_at_the_waypoints_by_observation_stamp():
         assert (waypoint.start_s, waypoint.end_s) == (second, second + 1)
         np.testing.assert_allclose(waypoint.rewards['latent_goal'], -second)
         assert len(waypoint.rewards['latent_goal']) == 10
+    assert [w.score for w in waypoints] == [-1.0, -2.0, -2.0, -1.5, -1.0]   # from the 'done' event, in order
 
 
 def test_reward_table_has_a_row_per_waypoint_and_marks_empty_ones():
@@ -59,10 +60,10 @@ def test_reward_table_has_a_row_per_waypoint_and_marks_empty_ones():
     table = format_reward_streams(recording(rewards), waypoint_rewards(recording(rewards)))
     lines = table.splitlines()
     assert '/reward/grasp2vec 1 messages' in lines[0] and '/reward/latent_goal 1 messages' in lines[0]
-    assert len(lines) == 2 + 5
-    # Columns in kind order (grasp2vec, latent_goal), each a mean and a count.
-    assert lines[2].split()[-4:] == ['-', '0', '-0.5000', '1']      # survey 0: a latent_goal reward, no grasp2vec
-    assert lines[4].split()[-4:] == ['+0.7000', '1', '-', '0']      # approach 0 holds the grasp2vec reward at 3.2 s
+    assert len(lines) == 2 + 5 + 1
+    # Columns in kind order (grasp2vec, latent_goal), each a mean and a count, then the reacher's score.
+    assert lines[2].split()[-5:] == ['-', '0', '-0.5000', '1', '-1.0000']  # survey 0: a latent_goal reward only
+    assert lines[4].split()[-5:] == ['+0.7000', '1', '-', '0', '-2.0000']  # approach 0: the grasp2vec one at 3.2 s
 
 
 def test_approach_summary_gives_the_rise_and_its_rank_correlation_or_the_failure():
@@ -96,6 +97,7 @@ def test_main_job_reaches_toward_an_imagined_goal_and_reports_the_rewards(tmp_pa
     assert 'goal reaching: the latent_goal reward went from' in out
     table = out[out.index('reward streams:'):]
     assert table.count('\nsurvey ') == 9 and table.count('\napproach ') == 6
+    assert '     -\n' not in table, 'a waypoint the reacher did not score'
     assert (tmp_path / 'rewards.png').read_bytes()[:4] == b'\x89PNG'
     shared, seen = (int(v) for v in out.split('all scene cameras: ')[1].split(' ticks')[0].split(' of '))
     assert seen > 0 and shared >= seen - 1   # all but, at most, a tick cut at the recording's edge

@@ -70,6 +70,8 @@ class GoalReacherNode(NodeParameters, Node):
         self._goal_request: Future | None = None
         self._last_goal_request_ns = None
         self._exit_at: float | None = None
+        self._goal_since_ns: int | None = None
+        self._newest_reward_ns: int | None = None
 
         self._ee_target = self.create_publisher(PoseStamped, topics.EE_TARGET, RELIABLE_QOS)
         self._status = self.create_publisher(String, topics.GOAL_REACHING_STATUS, RELIABLE_QOS)
@@ -79,7 +81,9 @@ class GoalReacherNode(NodeParameters, Node):
         self.get_logger().info(f'waiting for {topics.GOAL_SAMPLE_SERVICE} to imagine a goal')
 
     def _on_reward(self, message: Vector3Stamped) -> None:
-        self._script.add_reward(stamp_to_ns(message.header.stamp), message.vector.x)
+        stamp_ns = stamp_to_ns(message.header.stamp)
+        self._newest_reward_ns = max(self._newest_reward_ns or 0, stamp_ns)
+        self._script.add_reward(stamp_ns, message.vector.x)
 
     def _on_control_tick(self) -> None:
         if self._exit_at is not None:
@@ -90,7 +94,10 @@ class GoalReacherNode(NodeParameters, Node):
         if now_ns == 0:  # no /clock yet under use_sim_time
             return
         if self._script.current is None:
-            self._request_goal(now_ns)
+            if self._goal_since_ns is None:
+                self._request_goal(now_ns)
+            else:
+                self._start_when_rewarded(now_ns)
             return
         previous = self._script.current
         waypoint = self._script.update(now_ns)
@@ -108,8 +115,8 @@ class GoalReacherNode(NodeParameters, Node):
             response = self._goal_request.result()
             self._goal_request = None
             if response.success:
-                self.get_logger().info(f'{response.message}; surveying {self._script.survey_size} positions')
-                self._send(self._script.start(now_ns))
+                self.get_logger().info(f'{response.message}; waiting for {self._param("reward_topic")}')
+                self._goal_since_ns = now_ns
                 return
             self.get_logger().warning(f'no goal yet: {response.message}', throttle_duration_sec=5.0)
         retry_ns = int(GOAL_RETRY_PERIOD_S * 1e9)
@@ -117,6 +124,13 @@ class GoalReacherNode(NodeParameters, Node):
                 self._last_goal_request_ns is None or now_ns - self._last_goal_request_ns >= retry_ns):
             self._last_goal_request_ns = now_ns
             self._goal_request = self._goal_client.call_async(Trigger.Request())
+
+    def _start_when_rewarded(self, now_ns: int) -> None:
+        """Survey once the reward node scores frames taken after the goal: before that (still loading its models, or
+        not yet matched with the goal topic) a survey position would go unscored."""
+        if self._newest_reward_ns is not None and self._newest_reward_ns >= self._goal_since_ns:
+            self.get_logger().info(f'rewarded; surveying {self._script.survey_size} positions')
+            self._send(self._script.start(now_ns))
 
     def _send(self, waypoint: Waypoint) -> None:
         message = PoseStamped()
