@@ -160,7 +160,8 @@ def approach_summary(recording: DemoRecording, kind: str = 'latent_goal') -> str
 
 
 def plot_rewards(recording: DemoRecording, waypoints: list[WaypointRewards], path: Path) -> Path:
-    """Rewards over sim time, survey and approach shaded, next to the imagined goal image; PNG written atomically."""
+    """Rewards over sim time from the reach's start, survey and approach shaded, next to the imagined goal image; PNG
+    written atomically."""
     figure = new_figure(11, 4)
     goal_axes, reward_axes = figure.subplots(1, 2, width_ratios=[1, 3])
     if recording.goal_image is not None:
@@ -171,8 +172,11 @@ def plot_rewards(recording: DemoRecording, waypoints: list[WaypointRewards], pat
     for waypoint in waypoints:
         reward_axes.axvspan(waypoint.start_s, waypoint.end_s, color=colours.get(waypoint.phase, 'white'),
                             alpha=0.6 if waypoint.index % 2 else 1.0, linewidth=0)
+    # Rewards before the reach scored the goal drawn at the episode start, not the one reached for.
+    start_s = waypoints[0].start_s if waypoints else -np.inf
     for kind, stream in sorted(recording.rewards.items()):
-        reward_axes.plot(stream[:, 0], stream[:, 1], '.-', markersize=3, linewidth=0.8, label=topics.reward_topic(kind))
+        shown = stream[stream[:, 0] >= start_s]
+        reward_axes.plot(shown[:, 0], shown[:, 1], '.-', markersize=3, linewidth=0.8, label=topics.reward_topic(kind))
     reward_axes.set_xlabel('observation stamp (sim s); grey: survey waypoints, green: approach')
     reward_axes.set_ylabel('reward')
     reward_axes.grid(alpha=0.3)
