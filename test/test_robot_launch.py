@@ -1,0 +1,80 @@
+"""robot.launch.xml brings the learning nodes up on a robot's own camera topics and the system clock.
+
+The sim stands in for the robot: its camera topics are remapped to driver-like names, which only the launch
+arguments tell the learning nodes about, and nobody follows its /clock."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import Vector3Stamped
+from sensor_msgs.msg import Image
+from std_srvs.srv import Trigger
+
+from ros_harness import node_process
+from ssl_robot import topics
+from ssl_robot.ros.convert import image_to_array, stamp_to_ns
+from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+DRIVER_TOPICS = {camera: f'/robot/{camera}/color/image_raw' for camera in ('front_left', 'front_right', 'high_side')}
+OBJECT_TOPIC = '/robot/wrist/color/image_raw'
+
+
+def test_robot_launch_runs_every_learning_node_on_remapped_cameras(probe, tmp_path):
+    received: dict[str, list] = {'embeddings': [], 'reward': [], 'goal': []}
+    camera_stamps: set[int] = set()
+
+    def keep(kind):
+        def on_message(message) -> None:
+            with probe.lock:
+                received[kind].append(message)
+        return on_message
+
+    def on_camera(message: Image) -> None:
+        with probe.lock:
+            camera_stamps.add(stamp_to_ns(message.header.stamp))
+
+    node = probe.node
+    node.create_subscription(Image, topics.EMBEDDINGS, keep('embeddings'), SENSOR_QOS)
+    node.create_subscription(Vector3Stamped, topics.reward_topic('latent_goal'), keep('reward'), RELIABLE_QOS)
+    node.create_subscription(Image, topics.GOAL_LATENT, keep('goal'), LATCHED_QOS)
+    node.create_subscription(Image, DRIVER_TOPICS['front_left'], on_camera, SENSOR_QOS)
+    remaps = [f'{topics.camera_image(camera)}:={topic}' for camera, topic in DRIVER_TOPICS.items()]
+    remaps.append(f'{topics.camera_image(topics.OBJECT_CAMERA)}:={OBJECT_TOPIC}')
+    camera_list = '[' + ', '.join(DRIVER_TOPICS.values()) + ']'
+    launch = [sys.executable, '-m', 'ssl_robot.cli', 'launch', 'robot', f'camera_topics:={camera_list}',
+              f'scene_camera:={DRIVER_TOPICS["front_left"]}', f'object_camera:={OBJECT_TOPIC}', '--duration', '600']
+    ros_args = ['--ros-args'] + [arg for remap in remaps for arg in ('-r', remap)]
+    with node_process('ssl_robot.nodes.sim_node', 'sim', args=ros_args), \
+            open(tmp_path / 'launch.log', 'w') as log:
+        graph = subprocess.Popen(launch, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            probe.wait_for(lambda: len(received['embeddings']) >= 5, 240, '/embeddings from the remapped cameras')
+            sample = node.create_client(Trigger, topics.GOAL_SAMPLE_SERVICE)
+            response = probe.call(sample, Trigger.Request(), timeout=120)
+            assert response.success, response.message
+            probe.wait_for(lambda: len(received['goal']) >= 1 and len(received['reward']) >= 5, 240,
+                           'a goal and latent-goal rewards')
+            assert graph.poll() is None, 'the launch ended early'
+        finally:
+            graph.send_signal(signal.SIGINT)
+            graph.wait(timeout=60)
+    output = (tmp_path / 'launch.log').read_text()
+    assert graph.returncode == 0, output[-3000:]
+    with probe.lock:
+        embeddings, rewards = list(received['embeddings']), list(received['reward'])
+        stamps = set(camera_stamps)
+    rows = image_to_array(embeddings[-1])
+    assert rows.shape[0] == len(DRIVER_TOPICS) + 1 and np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-4)
+    assert embeddings[-1].header.frame_id.startswith('tcn:')
+    # Every output carries the stamp of the camera frames it came from: the robot's stamps, not its own clock's.
+    assert {stamp_to_ns(m.header.stamp) for m in embeddings + rewards} <= stamps
+    assert all(m.header.frame_id.startswith('ccvae:') for m in rewards)
+    for node_name in ('embedding', 'reward', 'grasp2vec', 'goal'):
+        assert f'[{node_name}]' in output
