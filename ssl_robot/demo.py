@@ -28,7 +28,7 @@ from rosbags.typesys import Stores, get_typestore
 from ssl_robot import topics
 from ssl_robot.data.bag_summary import format_summary, summarize_bag
 from ssl_robot.reward_evaluation import spearman_rho
-from ssl_robot.ros.convert import as_rgb, image_to_array
+from ssl_robot.ros.convert import as_rgb, image_to_array, stamp_to_ns
 from ssl_robot.train.report import new_figure, save_figure
 
 NS_PER_S = 1e9
@@ -48,6 +48,15 @@ class DemoRecording:
     goal_image: np.ndarray | None
     """The last imagined goal image (H, W, 3), or None if none was recorded."""
 
+    @property
+    def reach_end(self) -> dict | None:
+        """The reach's 'done' event (every waypoint's score, the failure if any), or None if it did not finish."""
+        return next((event for event in self.reach if event.get('phase') == 'done'), None)
+
+
+def _is_scene_camera(topic: str) -> bool:
+    return topic.startswith('/cameras/') and topic.endswith('/image_raw')
+
 
 def read_recording(bag: Path) -> DemoRecording:
     typestore = get_typestore(Stores.ROS2_KILTED)
@@ -56,28 +65,23 @@ def read_recording(bag: Path) -> DemoRecording:
     reach: list[dict] = []
     goal_image = None
     with Reader(bag) as reader:
-        for connection, _, raw in reader.messages():
+        # Only these connections are read: the rest of the bag (object camera, segmentation, state) goes unused.
+        wanted = [c for c in reader.connections if _is_scene_camera(c.topic) or c.topic.startswith(REWARD_PREFIX)
+                  or c.topic in (topics.GOAL_REACHING_STATUS, topics.GOAL_IMAGE)]
+        for connection, _, raw in reader.messages(connections=wanted):
             topic = connection.topic
-            wanted = (topic.startswith('/cameras/') and topic.endswith('/image_raw'), topic.startswith(REWARD_PREFIX),
-                      topic == topics.GOAL_REACHING_STATUS, topic == topics.GOAL_IMAGE)
-            if not any(wanted):
-                continue
             message = typestore.deserialize_cdr(raw, connection.msgtype)
-            if wanted[0]:
-                camera_stamps[topic].add(_stamp_ns(message.header.stamp))
-            elif wanted[1]:
+            if _is_scene_camera(topic):
+                camera_stamps[topic].add(stamp_to_ns(message.header.stamp))
+            elif topic.startswith(REWARD_PREFIX):
                 rewards[topic.removeprefix(REWARD_PREFIX)].append(
-                    (_stamp_ns(message.header.stamp) / NS_PER_S, message.vector.x))
-            elif wanted[2]:
+                    (stamp_to_ns(message.header.stamp) / NS_PER_S, message.vector.x))
+            elif topic == topics.GOAL_REACHING_STATUS:
                 reach.append(topics.decode_event(message.data, 'goal_reaching'))
             else:
                 goal_image = np.array(as_rgb(image_to_array(message), message.encoding))
     return DemoRecording(dict(camera_stamps), {kind: np.array(sorted(values)) for kind, values in rewards.items()},
                          reach, goal_image)
-
-
-def _stamp_ns(stamp) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 def camera_stamp_agreement(camera_stamps: dict[str, set[int]]) -> tuple[int, int]:
@@ -104,7 +108,7 @@ class WaypointRewards:
 def waypoint_rewards(recording: DemoRecording) -> list[WaypointRewards]:
     """The reward streams cut at the reach's waypoints: each waypoint lasts until the next status event."""
     events = [e for e in recording.reach if 'phase' in e]
-    done = next((e for e in events if e['phase'] == 'done'), {})
+    done = recording.reach_end or {}
     scores = [step['score'] for step in done.get('survey', []) + done.get('approach', [])]
     spans = []
     for event, following in zip(events, events[1:]):
@@ -144,7 +148,7 @@ def format_reward_streams(recording: DemoRecording, waypoints: list[WaypointRewa
 
 def approach_summary(recording: DemoRecording, kind: str = 'latent_goal') -> str:
     """One line on how the reward changed along the approach (or why there was none)."""
-    done = next((e for e in recording.reach if e.get('phase') == 'done'), None)
+    done = recording.reach_end
     if done is None:
         return 'goal reaching: did not finish within the duration'
     if done.get('failure'):
@@ -217,5 +221,5 @@ def run_demo(args: argparse.Namespace) -> int:
     summary = approach_summary(recording)
     print('\n' + summary)
     print(f'reward plot: {plot_rewards(recording, waypoints, out / "rewards.png")}')
-    finished = next((e for e in recording.reach if e.get('phase') == 'done'), None)
+    finished = recording.reach_end
     return 0 if finished is not None and not finished.get('failure') else 1
