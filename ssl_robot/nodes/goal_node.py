@@ -49,10 +49,13 @@ from ssl_robot.ros.diagnostics import diagnostic_array
 from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+from ssl_robot.ros.services import answer_trigger
 
 DIAGNOSTIC_NAME = 'ssl_robot/goal'
 DEFAULT_CAMERA = topics.camera_image('front_left')
 DIAGNOSTICS_PERIOD_S = 1.0
+# Why a goal request can be refused: no model loaded yet (ModelUnavailable), or no frame to draw it from (LookupError).
+GOAL_REFUSALS = (ModelUnavailable, LookupError)
 
 
 class StampedFrame(NamedTuple):
@@ -173,20 +176,11 @@ class GoalNode(NodeParameters, Node):
         self._goals += 1
         return f'goal {self._goals} from {goal.model_id}, stamped {stamp_ns} ns'
 
-    @staticmethod
-    def _serve(publish_goal, response: Trigger.Response) -> Trigger.Response:
-        try:
-            response.message = publish_goal()
-            response.success = True
-        except (ModelUnavailable, LookupError) as error:
-            response.success, response.message = False, str(error)
-        return response
-
     def _on_sample(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        return self._serve(self._imagine_goal, response)
+        return answer_trigger(response, self._imagine_goal, GOAL_REFUSALS)
 
     def _on_from_scene(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        return self._serve(self._scene_as_goal, response)
+        return answer_trigger(response, self._scene_as_goal, GOAL_REFUSALS)
 
     def _publish_diagnostics(self) -> None:
         problems = self._problems.take_recent()

@@ -49,6 +49,7 @@ from ssl_robot.ros.diagnostics import diagnostic_array
 from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+from ssl_robot.ros.services import answer_trigger
 
 DIAGNOSTIC_NAME = 'ssl_robot/grasp2vec'
 DEFAULT_SCENE_CAMERA = topics.camera_image('front_left')
@@ -184,12 +185,7 @@ class Grasp2VecNode(NodeParameters, Node):
         return f'goal object: the object of grasp attempt {grasped.attempt}, o stamped {grasped.o_ns} ns'
 
     def _on_object_from_grasp(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        try:
-            response.message = self._object_as_goal()
-            response.success = True
-        except LookupError as error:
-            response.success, response.message = False, str(error)
-        return response
+        return answer_trigger(response, self._object_as_goal, (LookupError,))
 
     def _publish_diagnostics(self) -> None:
         problems = self._problems.take_recent()
