@@ -33,7 +33,6 @@ GOAL_OBJECT_FROM_GRASP_SERVICE = '/goal/object_from_grasp'
 GOAL_REACHING_STATUS = '/goal_reaching/status'
 
 
-
 def reward_topic(kind: str) -> str:
     return f'/reward/{kind}'
 
