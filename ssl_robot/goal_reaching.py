@@ -91,7 +91,6 @@ class GoalReachingScript:
         self._approach_steps = approach_steps
         self.visited: list[_Scored] = []
         self._plan: list[tuple[str, int, tuple[float, float, float]]] = []
-        self._waiting_since_ns: int | None = None
         self.done = False
         self.failure: str | None = None
         """Why the script ended without an approach (no rewards during the survey), or None."""
@@ -122,9 +121,7 @@ class GoalReachingScript:
         if self._plan:
             return self._next(now_ns)
         if current.phase == SURVEY:
-            if self._waiting_since_ns is None:
-                self._waiting_since_ns = now_ns
-            if now_ns - self._waiting_since_ns < self._decision_delay_ns:
+            if now_ns < current.start_ns + self._hold_ns + self._decision_delay_ns:
                 return None
             return self._plan_approach(now_ns)
         self.done = True
