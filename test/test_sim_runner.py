@@ -142,6 +142,22 @@ def test_motion_mode_completes_episodes_with_distinct_seeds(config):
     assert held_while_pushing and set(held_while_pushing) == {None}
 
 
+def test_motion_episodes_end_where_the_behaviour_ends_and_start_home(config):
+    """No scripted return: the last tick of an episode has the arm away from home, the reset brings it back."""
+    home = np.array(config.home.position)
+    one_tick_of_motion = config.max_tcp_speed_mps / config.tick_rate_hz   # the script moves on the first tick
+    distance_from_home = []
+    with SimRunner(config, mode='motion', seed=2) as runner:
+        while runner.episodes_completed < 3:
+            output = runner.tick(render=False)
+            if any(isinstance(e, EpisodeEvent) for e in output.events):
+                distance_from_home.append([])
+            distance_from_home[-1].append(float(np.linalg.norm(runner.world.arm.tcp_pose()[0] - home)))
+    for episode in distance_from_home[:3]:
+        assert episode[0] <= one_tick_of_motion + 0.005
+        assert episode[-1] > 0.2
+
+
 def test_closed_runner_refuses_to_tick(config):
     runner = SimRunner(config)
     runner.close()

@@ -242,6 +242,11 @@ def grasp_collection_episode(ctx: ScriptContext, attempts: int) -> Script[None]:
 
 
 # ------------------------------------------------------------------------------------------ motion (TCN)
+#
+# A motion episode ends where its behaviour ends, with the arm still in view: the next reset teleports the arm home.
+# A scripted return would retrace the approach, so the episode's last frames would look like its first ones. The
+# time-contrastive losses would then push apart frames that show the same pose, and an imitation demonstration cut
+# from the episode would end with the arm leaving.
 
 def reach(ctx: ScriptContext) -> Script[None]:
     """Visit 3-5 random points above the tray with random wrist yaws, pausing briefly at each."""
@@ -252,7 +257,6 @@ def reach(ctx: ScriptContext) -> Script[None]:
         yield from move_to(ctx, point, top_down(ctx.rng.uniform(-math.pi / 2, math.pi / 2)))
         for _ in range(int(ctx.rng.integers(0, 10))):
             yield
-    yield from go_home(ctx)
 
 
 def push(ctx: ScriptContext, target: int) -> Script[None]:
@@ -272,7 +276,6 @@ def push(ctx: ScriptContext, target: int) -> Script[None]:
     yield from move_to(ctx, start, orientation)
     yield from move_to(ctx, end, orientation)
     yield from move_to(ctx, end + np.array([0.0, 0.0, config.approach_height_m - PUSH_HEIGHT_M]), orientation)
-    yield from go_home(ctx)
 
 
 def grasp_lift_place(ctx: ScriptContext, target: int) -> Script[None]:
@@ -289,7 +292,6 @@ def grasp_lift_place(ctx: ScriptContext, target: int) -> Script[None]:
     yield from actuate_gripper(ctx, closed=False)
     tcp, orientation = ctx.arm.tcp_pose()
     yield from move_to(ctx, (tcp[0], tcp[1], config.tray_floor_z + config.approach_height_m), orientation)
-    yield from go_home(ctx)
 
 
 MOTION_BEHAVIOURS = ('reach', 'push', 'grasp_lift_place')
