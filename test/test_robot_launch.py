@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -60,7 +61,13 @@ def test_robot_launch_runs_every_learning_node_on_remapped_cameras(probe, tmp_pa
         try:
             probe.wait_for(lambda: len(received['embeddings']) >= 5, 240, '/embeddings from the remapped cameras')
             sample = node.create_client(Trigger, topics.GOAL_SAMPLE_SERVICE)
-            response = probe.call(sample, Trigger.Request(), timeout=120)
+            # The goal node subscribes on its own schedule: embeddings arriving do not mean it has a scene frame
+            # yet, and until it has one it answers 'no frame ... yet'. Ask again until it imagines a goal.
+            for _ in range(60):
+                response = probe.call(sample, Trigger.Request(), timeout=120)
+                if response.success or not response.message.startswith('no frame'):
+                    break
+                time.sleep(1.0)
             assert response.success, response.message
             probe.wait_for(lambda: len(received['goal']) >= 1 and len(received['reward']) >= 5, 240,
                            'a goal and latent-goal rewards')
