@@ -104,7 +104,7 @@ def test_embeds_synchronized_cameras_survives_bad_input_and_reloads_the_checkpoi
     checkpoint = write_checkpoint(tmp_path / 'tcn.safetensors', seed=0, step=1)
     expected = MultiViewEmbedder(LoadedModel(checkpoint, 'tcn', device='cpu'), len(CAMERAS))
     rig = CameraRig(probe)
-    params = {'checkpoint': checkpoint, 'reload_check_period_s': 0.5, 'silent_camera_timeout_s': 1.0}
+    params = {'embedding_checkpoint': checkpoint, 'reload_check_period_s': 0.5, 'silent_camera_timeout_s': 1.0}
     with node_process(NODE, 'embedding', params) as node:
         rig.publish_until(lambda: len(rig.embeddings) >= 3, 'the first embeddings', node)
         with probe.lock:
@@ -148,7 +148,7 @@ def test_embeds_synchronized_cameras_survives_bad_input_and_reloads_the_checkpoi
 
 def test_a_checkpoint_of_another_method_stops_the_node_with_one_line(probe, tmp_path: Path):
     checkpoint = write_checkpoint(tmp_path / 'mftcn.safetensors', 'mftcn')
-    with node_process(NODE, 'embedding', {'checkpoint': checkpoint, 'method': 'tcn'}) as node:
+    with node_process(NODE, 'embedding', {'embedding_checkpoint': checkpoint, 'embedding_method': 'tcn'}) as node:
         assert node.wait(timeout=TIMEOUT_S) == 1
     log = ''.join(node.output)
     assert f"embedding_node: {checkpoint} holds a 'mftcn' checkpoint, not 'tcn'" in log, log

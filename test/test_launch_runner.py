@@ -17,6 +17,7 @@ from importlib.metadata import EntryPoint, PackageNotFoundError
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ssl_robot.ros import launch_runner
 from ssl_robot.ros.launch_runner import (DDS_PROFILE_ENV, LaunchError, OutputSink, Supervisor, find_launch_file,
@@ -541,3 +542,18 @@ def test_demo_launch_records_the_idle_sim_graph_and_ends_with_the_goal_reacher(m
     assert {'mode': 'idle'} in nodes['sim'].parameters and {'output': '/tmp/x'} in nodes['recorder'].parameters
     assert [name for name, node in nodes.items() if node.shutdown_on_exit] == ['goal_reacher']
     assert {'use_sim_time': 'true'} in nodes['goal_reacher'].parameters
+
+
+def test_embedding_and_reward_nodes_read_the_embedding_model_from_one_file(monkeypatch):
+    """The reward node embeds its demonstration as the embedding node embeds live frames, so both get
+    config/embedding_model.yaml, after their own files, and neither of those sets what it holds."""
+    monkeypatch.setenv('SSL_ROBOT_SHARE', str(REPOSITORY))
+    config = REPOSITORY / 'config'
+    shared_keys = set(yaml.safe_load((config / 'embedding_model.yaml').read_text())['/**']['ros__parameters'])
+    assert shared_keys == {'embedding_method', 'embedding_checkpoint', 'clip_frame_period_s'}
+    nodes = {node.name: node for node in load_launch_file(REPOSITORY / 'launch' / 'sim.launch.xml', {}).nodes}
+    for name, own_file in (('embedding', 'embedding.yaml'), ('reward', 'reward.yaml')):
+        files = [p for p in nodes[name].parameters if isinstance(p, Path)]
+        assert files == [config / own_file, config / 'embedding_model.yaml'], files
+        own_keys = set(yaml.safe_load((config / own_file).read_text())['/**']['ros__parameters'])
+        assert not own_keys & shared_keys, own_keys & shared_keys

@@ -156,7 +156,7 @@ def test_rewards_carry_their_observations_stamps_and_score_demo_goal_and_grasp(p
                             'grasp2vec', device='cpu')
     demo = embed_demo(demo_bag, 0, LoadedModel(tcn, 'tcn', device='cpu'), CAMERAS)
     rng = np.random.default_rng(0)
-    params = {'demo_bag': demo_bag, 'imitation_checkpoint': tcn, 'vae_checkpoint': ccvae.path,
+    params = {'demo_bag': demo_bag, 'embedding_checkpoint': tcn, 'vae_checkpoint': ccvae.path,
               'grasp2vec_checkpoint': grasp2vec.path, 'latent_goal_scale': 2.0, 'grasp2vec_scale': 0.5}
     with node_process(NODE, 'reward', params) as node:
         graph = RewardGraph(probe, node)

@@ -52,20 +52,16 @@ class EmbeddingNode(NodeParameters, Node):
         super().__init__('embedding')
         self._declare('camera_topics', DEFAULT_CAMERA_TOPICS,
                       'image topics of the K synchronized cameras; their order is the row order of /embeddings')
-        self._declare('checkpoint', '',
-                      'checkpoint file; empty = the shipped ssl_robot/checkpoints/<method>.safetensors')
-        self._declare('method', 'tcn', 'tcn, svtcn or mftcn; a checkpoint of another method is refused')
+        self._declare_embedding_model()
         self._declare('sync_queue_size', 10, 'frames queued per camera while waiting for the others')
         self._declare('sync_max_interval_ms', 10.0, 'largest stamp spread within one synchronized set (ms)')
         self._declare('silent_camera_timeout_s', 2.0, 'a camera without a frame for this long is reported silent')
         self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
-        self._declare('clip_frame_period_s', 0.1, 'mftcn: stamp time between the frames of a clip, as in the training '
-                                                  'bags; sets that come sooner are not embedded; 0 = every set')
         self._declare_torch_threads()
 
         self._camera_topics = list(self._param('camera_topics'))
-        method = self._param('method')
-        checkpoint = self._param('checkpoint') or default_checkpoint(method)
+        method = self._param('embedding_method')
+        checkpoint = self._param('embedding_checkpoint') or default_checkpoint(method)
         self._sync = ApproximateTimeSynchronizer(
             self._camera_topics, queue_size=self._param('sync_queue_size'),
             max_interval_ns=round(self._param('sync_max_interval_ms') * NS_PER_MS))

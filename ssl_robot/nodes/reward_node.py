@@ -3,8 +3,9 @@
 Kinds (parameter `kinds`, any subset of them; reward = <kind>_scale * the formula, ssl_robot.rewards):
 - imitation (TCN, Sermanet et al. 2018): r = -(|e - d|^2 + sqrt(gamma + |e - d|^2)) between the fused row (the last)
   of each /embeddings message and the demo frame it is aligned with. The demo is episode demo_episode of the bag
-  demo_bag, embedded at start by this node from demo_camera_topics with the imitation checkpoint, which must be the
-  one the embedding node runs: an /embeddings message whose model id names other weights is dropped. Alignment
+  demo_bag, embedded at start by this node from demo_camera_topics with the embedding node's model: the same
+  embedding_method, embedding_checkpoint and clip_frame_period_s, which both nodes read from
+  config/embedding_model.yaml. An /embeddings message whose model id names other weights is dropped. Alignment
   (imitation_alignment): 'time_index', the demo frame taken as long after its episode's start as the embedding's
   stamp is after the current episode's start; or 'nearest_neighbour', the nearest demo frame in embedding space
   (within imitation_window frames ahead of the previous match, if > 0).
@@ -132,11 +133,7 @@ class RewardNode(NodeParameters, Node):
         self._declare('demo_episode', 0, 'imitation: the demonstration is this episode of demo_bag (0 = the first)')
         self._declare('demo_camera_topics', DEFAULT_CAMERA_TOPICS,
                       "imitation: the demo's cameras, in the embedding node's camera_topics order")
-        self._declare('imitation_method', 'tcn', f'imitation: method of the checkpoint, one of {EMBEDDING_METHODS}')
-        self._declare('imitation_checkpoint', '', 'imitation: the embedding node\'s checkpoint; empty = the shipped '
-                                                  'ssl_robot/checkpoints/<imitation_method>.safetensors')
-        self._declare('imitation_clip_frame_period_s', 0.1, 'imitation, mftcn: the embedding node\'s '
-                                                            'clip_frame_period_s, applied to the demo\'s frames')
+        self._declare_embedding_model()   # imitation: the demo is embedded as the embedding node embeds frames
         self._declare('imitation_alignment', 'time_index', f'imitation: how a demo frame is chosen, one of '
                                                            f'{list(ALIGNMENTS)}')
         self._declare('imitation_window', 0, 'imitation, nearest_neighbour: frames the match may move ahead per '
@@ -286,7 +283,7 @@ class RewardNode(NodeParameters, Node):
             raise ValueError(f'parameter imitation_window must be 0, or > 0 with imitation_alignment '
                              f'nearest_neighbour, got {window} with {alignment}')
         self._imitation_settings = {'alignment': alignment, 'scale': scale, 'window': window or None}
-        self._load(IMITATION, 'imitation_checkpoint', self._choice('imitation_method', EMBEDDING_METHODS))
+        self._load(IMITATION, 'embedding_checkpoint', self._choice('embedding_method', EMBEDDING_METHODS))
         self._demo: EmbeddedDemo = self._demo_from_bag()
         self._imitation = ImitationReward(self._demo.trajectory, **self._imitation_settings)
         self._imitation_clock = self._new_clock()
@@ -294,7 +291,7 @@ class RewardNode(NodeParameters, Node):
 
     def _demo_from_bag(self) -> EmbeddedDemo:
         demo = embed_demo(self._demo_bag, self._demo_episode, self._models[IMITATION], self._demo_cameras,
-                          clip_frame_period_s=self._param('imitation_clip_frame_period_s'))
+                          clip_frame_period_s=self._param('clip_frame_period_s'))
         self.get_logger().info(f'demo: episode {self._demo_episode} of {self._demo_bag}, {len(demo.trajectory)} '
                                f'frames embedded by {demo.model_id}')
         return demo

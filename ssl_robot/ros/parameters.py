@@ -36,6 +36,15 @@ class NodeParameters:
             raise ValueError(f'parameter {name} must be one of {list(choices)}, got {value!r}')
         return value
 
+    def _declare_embedding_model(self) -> None:
+        """Declare the TCN-family model that the embedding node runs and the reward node embeds its demonstration
+        with. Both read them from config/embedding_model.yaml, so the two cannot disagree."""
+        self._declare('embedding_method', 'tcn', 'tcn, svtcn or mftcn; a checkpoint of another method is refused')
+        self._declare('embedding_checkpoint', '',
+                      'checkpoint file; empty = the shipped ssl_robot/checkpoints/<embedding_method>.safetensors')
+        self._declare('clip_frame_period_s', 0.1, 'mftcn: stamp time between the frames of a clip, as in the training '
+                                                  'bags; sets that come sooner are not embedded; 0 = every set')
+
     def _declare_torch_threads(self) -> None:
         """Declare torch_threads and run this process's models on that many threads (see set_torch_threads)."""
         # Imported here: nodes without a model (sim, recorder) use this mixin too and need not load torch.
