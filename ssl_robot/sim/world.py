@@ -316,6 +316,15 @@ class TrayWorld:
         pybullet.resetBasePositionAndOrientation(body, [0.0, 0.0, PARK_DEPTH_M * (index + 1)], [0.0, 0.0, 0.0, 1.0],
                                                  physicsClientId=self.client)
 
+    def place_object(self, index: int, xy: tuple[float, float]) -> None:
+        """Move object `index` (upright, at rest) so that its footprint's centre is at xy, at its current height."""
+        spawned = self.objects[index]
+        position, orientation = pybullet.getBasePositionAndOrientation(spawned.body, physicsClientId=self.client)
+        offset = self._center(spawned, position, orientation) - np.array(position)
+        target = [xy[0] - offset[0], xy[1] - offset[1], position[2]]
+        pybullet.resetBasePositionAndOrientation(spawned.body, target, orientation, physicsClientId=self.client)
+        pybullet.resetBaseVelocity(spawned.body, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], physicsClientId=self.client)
+
     def object_bounds(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The object's world axis-aligned bounding box (low corner, high corner)."""
         low, high = pybullet.getAABB(self.objects[index].body, physicsClientId=self.client)

@@ -1,0 +1,135 @@
+"""How a TrayGoalEnv turns what the sim shows into observations and goals, one class per mode.
+
+Each observer maps a true state (state mode) or a task camera image (latent, pixel) to a vector, the policy's
+observation and the achieved goal alike, and scores achieved against desired goals with the one reward function
+the reward node uses too: ssl_robot.rewards.latent_distance_reward, -scale * |a - d|.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ssl_robot.models.checkpoint import CheckpointError, load_checkpoint
+from ssl_robot.models.vae import CCVAE
+from ssl_robot.rewards import latent_distance_reward
+from ssl_robot.rl.tasks import WORKSPACE_HALF_EXTENT_M, EnvConfig, state_dim
+
+VAE_METHODS = ('betavae', 'ccvae')
+
+
+class Observer(ABC):
+    """Observations, goals and rewards of one mode."""
+
+    needs_image = True
+    dim: int
+    """Length of an observation / goal vector."""
+    reward_scale = 1.0
+    bound = np.inf
+    """Largest absolute value an observation entry can take (for the observation space)."""
+
+    def start_episode(self, first_image: np.ndarray | None) -> None:
+        """Called with the episode's first task camera image (None in state mode) before anything is encoded."""
+
+    @abstractmethod
+    def encode(self, image: np.ndarray | None, state: np.ndarray) -> np.ndarray:
+        """(dim,) float32 vector of one observation: image (H, W, 3) uint8, state = tasks.state_vector."""
+
+    def reward(self, achieved: np.ndarray, desired: np.ndarray) -> np.ndarray:
+        """Rewards of achieved against desired goals, (N,) for (N, dim) rows or a float64 0-d array for one."""
+        return latent_distance_reward(achieved, desired, scale=self.reward_scale)
+
+    def sample_prior_goals(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """(count, dim) goals imagined from the prior: the goals relabelling draws as 'prior'."""
+        raise ValueError(f'{type(self).__name__} has no goal prior')
+
+
+class StateObserver(Observer):
+    """The oracle: true positions relative to the workspace centre."""
+
+    needs_image = False
+    bound = 1.0
+
+    def __init__(self, config: EnvConfig) -> None:
+        self.task = config.task
+        self.dim = state_dim(config.task)
+
+    def encode(self, image: np.ndarray | None, state: np.ndarray) -> np.ndarray:
+        return state.astype(np.float32)
+
+    def sample_prior_goals(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """Goal states drawn uniformly over the workspace (the oracle's analogue of the VAE prior)."""
+        return rng.uniform(-WORKSPACE_HALF_EXTENT_M, WORKSPACE_HALF_EXTENT_M, (count, self.dim)).astype(np.float32)
+
+
+class PixelObserver(Observer):
+    """The downsampled RGB image in [0, 1]; reward -|x - g| / sqrt(dim), minus the RMS pixel error, which ranks
+    states exactly as the pixel MSE does."""
+
+    bound = 1.0
+
+    def __init__(self, config: EnvConfig) -> None:
+        self.size = config.pixel_size
+        self.dim = 3 * self.size * self.size
+        self.reward_scale = 1.0 / float(np.sqrt(self.dim))
+
+    def encode(self, image: np.ndarray | None, state: np.ndarray) -> np.ndarray:
+        small = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        return (small.astype(np.float32) / 255.0).reshape(-1)
+
+
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1], the VAEs' input."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)[None]
+
+
+def load_task_vae(path: Path, image_size: int) -> torch.nn.Module:
+    """A betavae or ccvae checkpoint that takes image_size RGB images, on the CPU; anything else is refused with
+    a CheckpointError naming the file and what does not fit."""
+    model, header = load_checkpoint(path, device='cpu')
+    if header.method not in VAE_METHODS:
+        raise CheckpointError(f'{path} is a {header.method!r} checkpoint; latent mode needs one of {VAE_METHODS}')
+    config = model.config
+    if config.image_size != image_size or config.channels != 3:
+        raise CheckpointError(f'{path} takes {config.channels}-channel {config.image_size} px images, but the env '
+                              f'renders 3-channel {image_size} px images (EnvConfig.image_size)')
+    return model
+
+
+class LatentObserver(Observer):
+    """The VAE posterior mean: mu(s) for a beta-VAE (RIG), mu(s | s0) for a CC-VAE conditioned on the episode's
+    first image s0 (CC-RIG). Prior goals are z ~ N(0, I), for the CC-VAE under the episode's context."""
+
+    def __init__(self, config: EnvConfig, model: torch.nn.Module) -> None:
+        self.model = model
+        self.dim = model.config.latent_dim
+        self._context: torch.Tensor | None = None
+
+    @property
+    def conditional(self) -> bool:
+        return isinstance(self.model, CCVAE)
+
+    def start_episode(self, first_image: np.ndarray | None) -> None:
+        self._context = image_tensor(first_image)
+
+    def encode(self, image: np.ndarray | None, state: np.ndarray) -> np.ndarray:
+        states = image_tensor(image)
+        with torch.no_grad():
+            latent = self.model.encode(states, self._context) if self.conditional else self.model.encode(states)
+        return latent[0].numpy().astype(np.float32)
+
+    def sample_prior_goals(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        return rng.standard_normal((count, self.dim)).astype(np.float32)
+
+
+def make_observer(config: EnvConfig, vae_path: Path | None) -> Observer:
+    """The observer of config.mode; latent mode loads the VAE at vae_path."""
+    if config.mode == 'state':
+        return StateObserver(config)
+    if config.mode == 'pixel':
+        return PixelObserver(config)
+    return LatentObserver(config, load_task_vae(vae_path, config.image_size))
