@@ -27,7 +27,7 @@ from rclpy.serialization import serialize_message
 
 from ssl_robot import topics
 from ssl_robot.data.bag_writer import BagWriter
-from ssl_robot.ros.sim_messages import sim_topic_specs, tick_messages
+from ssl_robot.ros.sim_messages import ros_type_name, sim_topic_specs, tick_messages
 from ssl_robot.sim.config import load_sim_config
 from ssl_robot.sim.runner import GraspEvent, SimRunner
 
@@ -64,11 +64,6 @@ class CollectReport:
         if self.out_of_time:
             text += '; stopped early: another episode would not have ended within the time budget'
         return text
-
-
-def ros_type_name(message_class: type) -> str:
-    """'sensor_msgs/msg/Image' for sensor_msgs.msg.Image."""
-    return f"{message_class.__module__.split('.')[0]}/msg/{message_class.__name__}"
 
 
 def collect(mode: str, episodes: int, output: Path, *, seed: int = 0, storage: str = 'mcap',
@@ -125,7 +120,9 @@ def collect(mode: str, episodes: int, output: Path, *, seed: int = 0, storage: s
 
 
 def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--mode', choices=MODES, required=True, help='grasp (Grasp2Vec) or motion (TCN/mfTCN)')
+    parser.add_argument('--mode', choices=(*MODES, 'explore'), required=True,
+                        help='grasp (Grasp2Vec), motion (TCN/mfTCN) or explore (random actions in an RL task, '
+                             'task camera only: the images a task VAE is trained on)')
     parser.add_argument('--episodes', type=int, required=True, help='episodes to record')
     parser.add_argument('-o', '--out', type=Path, required=True, help='bag directory to create (must not exist)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the first episode (default 0)')
@@ -139,12 +136,24 @@ def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--image-size', type=int, nargs=2, metavar=('W', 'H'), default=None,
                         help='camera resolution (default: the rig\'s)')
     parser.add_argument('--attempts-per-episode', type=int, default=5, help='grasp mode: attempts per tray reset')
+    parser.add_argument('--task', choices=('reach', 'push'), default='reach', help='explore mode: the RL task')
+    parser.add_argument('--episode-steps', type=int, default=50, help='explore mode: steps per episode')
     parser.add_argument('--max-minutes', type=float, default=None,
                         help='wall-time budget: stop early, after a complete episode, when another would not end '
                              'within it at the slowest pace so far (default: none)')
 
 
 def run_collect(args: argparse.Namespace) -> int:
+    if args.mode == 'explore':
+        from ssl_robot.rl.explore import record_exploration
+        size = args.image_size[0] if args.image_size else 48
+        if args.image_size and args.image_size[0] != args.image_size[1]:
+            raise ValueError(f'explore mode renders square images, got --image-size {args.image_size}')
+        report = record_exploration(args.task, args.episodes, args.out, seed=args.seed, image_size=size,
+                                    episode_steps=args.episode_steps, storage=args.storage,
+                                    max_minutes=args.max_minutes)
+        print(f'wrote {args.out}: {report.summary()}')
+        return 0
     report = collect(args.mode, args.episodes, args.out, seed=args.seed, storage=args.storage,
                      record_every=args.record_every, segmentation=not args.no_segmentation, rig=args.rig,
                      object_set=args.object_set, num_objects=args.num_objects,

@@ -139,16 +139,21 @@ class TrayGoalEnv(gymnasium.Env):
             self.desired_goal = self.observer.sample_prior_goals(1, rng)[0]
         else:
             self.desired_goal = self._render_goal(goal_state, start_hand, puck)
-            first = self._observe()
+            if self.observer.needs_image:
+                first = self._observe()
         self.steps = 0
         self._achieved = first
         return self._observation(first), self._info()
 
     def _render_goal(self, goal: GoalState, start_hand: np.ndarray, start_puck: np.ndarray | None) -> np.ndarray:
-        """The goal vector of a true goal state: the scene is posed as the goal, observed, and put back."""
+        """The goal vector of a true goal state: the scene is posed as the goal, observed, and put back. The
+        oracle's goal is the goal state itself."""
         if (goal.object_xy is None) != (self.config.task != 'push'):
             raise ValueError(f'a {self.config.task} goal state needs object_xy '
                              f'{"set" if self.config.task == "push" else "unset"}, got {goal}')
+        if not self.observer.needs_image:
+            puck = None if goal.object_xy is None else np.array(goal.object_xy)
+            return self.observer.encode(None, state_vector(self.config.task, np.array(goal.hand_xy), puck))
         self._teleport(np.array(goal.hand_xy), None if goal.object_xy is None else np.array(goal.object_xy))
         desired = self._observe()
         self._teleport(start_hand, start_puck)

@@ -30,6 +30,11 @@ class TopicSpec:
     meaning: str
 
 
+def ros_type_name(message_class: type) -> str:
+    """'sensor_msgs/msg/Image' for sensor_msgs.msg.Image."""
+    return f"{message_class.__module__.split('.')[0]}/msg/{message_class.__name__}"
+
+
 def sim_topic_specs(camera_names: list[str], segmentation: bool = True) -> dict[str, TopicSpec]:
     """Every topic the sim publishes, with its type and QoS (the README's topic table lists the same)."""
     specs = {topics.CLOCK: TopicSpec(Clock, RELIABLE_QOS, 'sim time, one message per tick')}

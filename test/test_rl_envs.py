@@ -1,0 +1,113 @@
+"""TrayGoalEnv against the sim's ground truth: actions move the hand as documented, goal images are taken of the
+goal state and the scene is put back, push moves the puck, and exploration bags train the VAEs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ssl_robot.rl.envs import TrayGoalEnv
+from ssl_robot.rl.explore import record_exploration
+from ssl_robot.rl.tasks import (PUCK_HALF_EXTENT_M, WORKSPACE_CENTER_XY, WORKSPACE_HALF_EXTENT_M, EnvConfig,
+                                GoalState, state_vector)
+
+# The arm follows its commanded waypoint with a lag of a few millimetres (position gains 0.3).
+TRACKING_TOLERANCE_M = 0.006
+
+
+@pytest.fixture(scope='module')
+def reach_env():
+    env = TrayGoalEnv(EnvConfig(task='reach', mode='state'))
+    yield env
+    env.close()
+
+
+def test_an_action_moves_the_hand_by_at_most_the_step_per_axis(reach_env):
+    reach_env.reset(seed=3)
+    for action in ([1.0, 0.0], [0.0, -1.0], [0.5, 0.5], [-1.0, 1.0]):
+        before = reach_env.hand_xy()
+        reach_env.step(np.array(action, np.float32))
+        moved = reach_env.hand_xy() - before
+        expected = np.array(action) * reach_env.config.action_step_m
+        np.testing.assert_allclose(moved, expected, atol=TRACKING_TOLERANCE_M)
+
+
+def test_actions_beyond_the_bounds_are_clipped_and_the_hand_stays_in_the_workspace(reach_env):
+    reach_env.reset(seed=4)
+    for _ in range(30):
+        reach_env.step(np.array([5.0, -5.0], np.float32))
+    hand = reach_env.hand_xy()
+    corner = np.array(WORKSPACE_CENTER_XY) + [WORKSPACE_HALF_EXTENT_M, -WORKSPACE_HALF_EXTENT_M]
+    np.testing.assert_allclose(hand, corner, atol=TRACKING_TOLERANCE_M)
+
+
+def test_non_finite_actions_are_refused(reach_env):
+    reach_env.reset(seed=5)
+    with pytest.raises(ValueError, match='action must be 2 finite numbers'):
+        reach_env.step(np.array([np.nan, 0.0]))
+
+
+def test_state_observations_are_the_true_positions_and_the_episode_truncates(reach_env):
+    obs, info = reach_env.reset(seed=6, options={'goal_state': GoalState((0.5, 0.1))})
+    np.testing.assert_allclose(obs['observation'], state_vector('reach', info['hand_xy'], None), atol=1e-6)
+    np.testing.assert_allclose(obs['desired_goal'], [0.5 - 0.6, 0.1], atol=1e-6)
+    for step in range(reach_env.config.episode_steps):
+        obs, reward, terminated, truncated, info = reach_env.step(np.zeros(2, np.float32))
+        assert not terminated
+        assert truncated == (step == reach_env.config.episode_steps - 1)
+    assert reward == pytest.approx(-info['hand_distance'], abs=1e-5)
+
+
+def test_the_goal_image_shows_the_goal_state_and_the_scene_is_put_back():
+    env = TrayGoalEnv(EnvConfig(task='push', mode='pixel', goal_source='state', pixel_size=48))
+    try:
+        goal = GoalState((0.5, -0.1), (0.52, -0.06))
+        obs, info = env.reset(seed=7, options={'goal_state': goal})
+        start_hand, start_puck = info['hand_xy'], info['object_xy']
+        assert np.linalg.norm(start_puck - np.array(goal.object_xy)) > 0.02   # the goal is elsewhere
+        # Driving the scene to the goal state by hand reproduces the goal image.
+        env._teleport(np.array(goal.hand_xy), np.array(goal.object_xy))
+        posed = env._observe()
+        assert np.abs(posed - obs['desired_goal']).mean() < 0.01
+        assert np.abs(obs['observation'] - obs['desired_goal']).mean() > 0.01
+        env._teleport(start_hand, start_puck)
+        assert np.abs(env._observe() - obs['observation']).mean() < 0.01
+    finally:
+        env.close()
+
+
+def test_pushing_into_the_puck_moves_it():
+    env = TrayGoalEnv(EnvConfig(task='push', mode='state'))
+    try:
+        env.reset(seed=8)
+        puck = env.object_xy()
+        assert np.all(np.abs(puck - WORKSPACE_CENTER_XY) <= PUCK_HALF_EXTENT_M + 0.01)
+        env._teleport(puck + [0.0, -0.08], puck)
+        for _ in range(8):
+            env.step(np.array([0.0, 1.0], np.float32))
+        moved = env.object_xy() - puck
+        assert moved[1] > 0.03, moved
+    finally:
+        env.close()
+
+
+def test_latent_mode_refuses_a_vae_of_another_image_size(tmp_path):
+    with pytest.raises(ValueError, match='takes 3-channel 48 px images, but the env renders 3-channel 64 px'):
+        TrayGoalEnv(EnvConfig(task='reach', mode='latent', image_size=64,
+                              vae_checkpoint='ssl_robot/checkpoints/betavae.safetensors'))
+
+
+def test_pixel_mode_needs_true_goal_states():
+    with pytest.raises(ValueError, match='pixel mode has no goal prior'):
+        EnvConfig(mode='pixel', goal_source='prior')
+
+
+def test_an_exploration_bag_trains_a_vae(tmp_path):
+    from ssl_robot.data.datasets import index_recordings
+    from ssl_robot.train.config import DataConfig
+
+    report = record_exploration('reach', 3, tmp_path / 'bag', seed=1, episode_steps=10, progress=lambda _: None)
+    assert (report.episodes, report.frames) == (3, 33)
+    recordings = index_recordings('ccvae', [tmp_path / 'bag'], DataConfig(image_size=48))
+    assert recordings.cameras == ('/cameras/task/image_raw',)
+    assert [len(frames) for frames in recordings.frames] == [11, 11, 11]
