@@ -45,15 +45,21 @@ class TrayGoalEnv(gymnasium.Env):
 
     metadata = {'render_modes': ['rgb_array'], 'render_fps': 10}
 
-    def __init__(self, config: EnvConfig = EnvConfig(), render_mode: str | None = None) -> None:
+    def __init__(self, config: EnvConfig = EnvConfig(), render_mode: str | None = None,
+                 observer: Observer | None = None) -> None:
+        """observer: one to use instead of the one config.mode makes, e.g. a scene-camera VAE's whose images are
+        rendered larger and downsampled (ssl_robot.rl.reward_faithfulness)."""
         if render_mode not in (None, 'rgb_array'):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.config = config
         self.render_mode = render_mode
-        vae_path = None
-        if config.mode == 'latent':
-            vae_path = Path(config.vae_checkpoint) if config.vae_checkpoint else default_vae_checkpoint(config.task)
-        self.observer: Observer = make_observer(config, vae_path)
+        if observer is None:
+            vae_path = None
+            if config.mode == 'latent':
+                vae_path = (Path(config.vae_checkpoint) if config.vae_checkpoint
+                            else default_vae_checkpoint(config.task))
+            observer = make_observer(config, vae_path)
+        self.observer: Observer = observer
         push = config.task == 'push'
         self.sim_config = load_sim_config(rig=config.rig, object_set=PUSH_OBJECT_SET if push else None,
                                           num_objects=1 if push else 0,
@@ -172,6 +178,20 @@ class TrayGoalEnv(gymnasium.Env):
         reward = float(self.observer.reward(self._achieved, self.desired_goal))
         truncated = self.steps >= self.config.episode_steps
         return self._observation(self._achieved), reward, False, truncated, self._info()
+
+    def pose_scene(self, hand_xy: np.ndarray, object_xy: np.ndarray | None = None) -> dict[str, Any]:
+        """Put the hand (and, for push, the puck) at these positions, at rest, without stepping the episode: a
+        probe of what the observer makes of a state (reward faithfulness). Returns the info of the scene as posed;
+        observe() then encodes it."""
+        if (object_xy is None) != (self.config.task != 'push'):
+            raise ValueError(f'a {self.config.task} scene needs object_xy '
+                             f'{"set" if self.config.task == "push" else "unset"}, got {object_xy}')
+        self._teleport(np.asarray(hand_xy, float), None if object_xy is None else np.asarray(object_xy, float))
+        return self._info()
+
+    def observe(self) -> np.ndarray:
+        """The observer's vector of the scene as it is now (the achieved goal it would score)."""
+        return self._observe()
 
     def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
         """Vectorised reward, as HER relabelling calls it: (N, dim) rows -> (N,), or one pair -> a float."""
