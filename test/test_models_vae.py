@@ -97,6 +97,13 @@ def test_ccvae_encoding_depends_on_the_context(ccvae):
     assert not torch.allclose(ccvae.encode(states, images(2, 2)), ccvae.encode(states, images(2, 3)))
 
 
+def test_ccvae_encoding_in_a_kept_context_equals_encoding_with_the_first_frame(ccvae):
+    states, firsts = images(3, 1), images(3, 2)
+    torch.testing.assert_close(ccvae.encode_in_context(states, ccvae.context(firsts)), ccvae.encode(states, firsts))
+    with pytest.raises(ValueError, match=r'context must have shape \(N, 3\)'):
+        ccvae.encode_in_context(states, torch.zeros(3, 4))
+
+
 def test_imagined_goals_decode_prior_samples_under_each_context(ccvae):
     initial = images(2, 4)
     goals = ccvae.imagine_goals(initial, 3, generator=torch.Generator().manual_seed(0))

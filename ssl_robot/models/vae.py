@@ -211,6 +211,16 @@ class CCVAE(_LatentGoalModel):
         return self._posterior(states, self.context_encoder(contexts))[0]
 
     @inference
+    def encode_in_context(self, states: Tensor, context: Tensor) -> Tensor:
+        """(N, C, H, W) states and (N, context_dim) context vectors c = e0(s0) from context() -> (N, latent_dim)
+        means: encode() for a caller that keeps an episode's context instead of encoding s0 at every state."""
+        self._check(states, 'states')
+        if context.dim() != 2 or context.shape[1] != self.config.context_dim:
+            raise ValueError(f'context must have shape (N, {self.config.context_dim}), got {tuple(context.shape)}')
+        check_same_rows({'states': states, 'context': context})
+        return self._posterior(states, context)[0]
+
+    @inference
     def decode(self, latents: Tensor, contexts: Tensor) -> Tensor:
         """(N, latent_dim) latents and (N, C, H, W) initial observations -> (N, C, H, W) mean images in [0, 1]."""
         self._check_latents(latents, 'latents')

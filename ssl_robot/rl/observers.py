@@ -114,12 +114,15 @@ class LatentObserver(Observer):
         return isinstance(self.model, CCVAE)
 
     def start_episode(self, first_image: np.ndarray | None) -> None:
-        self._context = image_tensor(first_image)
+        if self.conditional:
+            self._context = self.model.context(image_tensor(first_image))
 
     def encode(self, image: np.ndarray | None, state: np.ndarray) -> np.ndarray:
         states = image_tensor(image)
-        with torch.no_grad():
-            latent = self.model.encode(states, self._context) if self.conditional else self.model.encode(states)
+        if self.conditional:
+            latent = self.model.encode_in_context(states, self._context)
+        else:
+            latent = self.model.encode(states)
         return latent[0].numpy().astype(np.float32)
 
     def sample_prior_goals(self, count: int, rng: np.random.Generator) -> np.ndarray:
