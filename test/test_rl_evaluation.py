@@ -1,0 +1,173 @@
+"""RL evaluation: the summary statistics against brute force and known values, policies on the sim env (a scripted
+oracle reaches every goal, a random policy few), the rl eval report from fake runs, and eval-reward's rank
+correlations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+from math import comb
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from ssl_robot.rl.evaluation import (EVAL_SEED, RANDOM_COLUMN, EpisodeRecord, EvalResult, RunEvaluation,
+                                     add_eval_arguments, bootstrap_interval, evaluate_policy, pooled_summary,
+                                     random_policy, relabel_label, run_eval, wilson_interval)
+from ssl_robot.rl.report import write_eval_report
+from ssl_robot.rl.tasks import EnvConfig, GoalState
+from ssl_robot.train.report import PNG_SIGNATURE
+
+REACH = EnvConfig(task='reach', mode='state', goal_source='state', episode_steps=30)
+
+
+def episode(final: float, hand: float | None = None, success_m: float = 0.05) -> EpisodeRecord:
+    """A hand-made episode whose task distance falls linearly to final."""
+    return EpisodeRecord(goal=GoalState((0.6, 0.0)), final_hand_distance=final if hand is None else hand,
+                         final_object_distance=None if hand is None else final, success=final < success_m,
+                         start_reward=-0.2, end_reward=-final, distances=np.linspace(0.2, final, 5))
+
+
+def oracle_act(observation: dict[str, np.ndarray]) -> np.ndarray:
+    """Straight to the goal: in state mode the observation and the goal are the true positions, and an action
+    of 1 is a full action_step_m."""
+    return np.clip((observation['desired_goal'] - observation['achieved_goal']) / REACH.action_step_m, -1, 1)
+
+
+# --- statistics ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('successes, trials, expected', [
+    (8, 10, (0.4902, 0.9433)), (0, 10, (0.0, 0.2775)), (10, 10, (0.7225, 1.0)), (25, 50, (0.3664, 0.6336))])
+def test_wilson_interval_matches_known_values(successes, trials, expected):
+    assert wilson_interval(successes, trials) == pytest.approx(expected, abs=5e-5)
+
+
+def test_wilson_interval_refuses_impossible_counts():
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+
+
+def test_bootstrap_interval_of_the_median_matches_the_exact_bootstrap_distribution():
+    # 7 values: the median of a resample is the k-th value when at least 4 of the 7 draws are among the first k,
+    # so its exact CDF is a binomial tail; the percentile interval is where that CDF crosses 2.5 % and 97.5 %.
+    values = np.array([0.01, 0.03, 0.04, 0.08, 0.15, 0.2, 0.4])
+    cdf = [sum(comb(7, j) * (k / 7) ** j * (1 - k / 7) ** (7 - j) for j in range(4, 8)) for k in range(1, 8)]
+    exact_low = values[np.searchsorted(cdf, 0.025)]
+    exact_high = values[np.searchsorted(cdf, 0.975)]
+    assert (exact_low, exact_high) == (0.03, 0.2)
+    assert bootstrap_interval(values[None]) == (exact_low, exact_high)
+    assert bootstrap_interval(values[None]) == bootstrap_interval(values[None]), 'the bootstrap rng is fixed'
+
+
+def test_summary_of_hand_made_episodes():
+    finals = [0.01, 0.02, 0.04, 0.06, 0.3]
+    result = EvalResult('reach', tuple(episode(final) for final in finals))
+    summary = result.summary()
+    assert summary['episodes'] == 5
+    assert summary['final_distance_median'] == pytest.approx(0.04)
+    assert summary['final_distance_mean'] == pytest.approx(np.mean(finals))
+    assert summary['success_rate'] == pytest.approx(3 / 5)
+    assert (summary['success_rate_ci_low'], summary['success_rate_ci_high']) == wilson_interval(3, 5)
+    assert summary['final_distance_median_ci_low'] <= 0.04 <= summary['final_distance_median_ci_high']
+    assert 'hand_final_distance_median' not in summary and 'seeds' not in summary
+    assert all(isinstance(value, float) for value in summary.values())
+
+
+def test_push_summary_has_the_hand_distance_and_seeds_pool_as_mean_of_medians():
+    first = EvalResult('push', tuple(episode(final, hand=0.1) for final in (0.02, 0.04, 0.2)))
+    second = EvalResult('push', tuple(episode(final, hand=0.3) for final in (0.06, 0.08, 0.1)))
+    pooled = pooled_summary([first, second])
+    assert first.summary()['hand_final_distance_median'] == pytest.approx(0.1)
+    assert pooled['seeds'] == 2 and pooled['episodes'] == 3
+    assert pooled['final_distance_median'] == pytest.approx((0.04 + 0.08) / 2)
+    assert pooled['hand_final_distance_median'] == pytest.approx(0.2)
+    assert pooled['success_rate'] == pytest.approx(2 / 6)
+    with pytest.raises(ValueError, match='same'):
+        pooled_summary([first, EvalResult('push', first.episodes[:2])])
+
+
+@pytest.mark.parametrize('prior, future, label', [(0, 0, 'none'), (0, 0.4, 'future'), (0.5, 0.4, 'future + prior')])
+def test_relabel_label(prior, future, label):
+    assert relabel_label(prior, future) == label
+
+
+# --- policies on the env -------------------------------------------------------------------------------------
+
+def test_scripted_oracle_reaches_every_goal_and_the_random_policy_few():
+    oracle = evaluate_policy(oracle_act, REACH, episodes=5, seed=EVAL_SEED)
+    random = evaluate_policy(random_policy(spaces.Box(-1.0, 1.0, (2,), np.float32), seed=0), REACH, episodes=5, seed=EVAL_SEED)
+    assert oracle.summary()['success_rate'] == 1.0
+    assert oracle.summary()['final_distance_median'] < 0.01
+    assert random.summary()['success_rate'] <= 0.4
+    assert [e.goal for e in oracle.episodes] == [e.goal for e in random.episodes], 'one set of held-out goals'
+    first = oracle.episodes[0]
+    assert len(first.distances) == REACH.episode_steps + 1
+    assert first.end_reward > first.start_reward, 'the oracle reward rises as the hand nears the goal'
+
+
+# --- the rl eval report --------------------------------------------------------------------------------------
+
+def fake_evaluation(column: str, seed: int, finals: list[float], relabel: str = 'future + prior',
+                    curve_scale: float | None = 1.0) -> RunEvaluation:
+    curve = None if curve_scale is None else [
+        {'env_steps': steps, 'final_distance_median': curve_scale * (0.2 - steps * 1e-5) + 0.01 * seed}
+        for steps in (1000, 5000, 10000)]
+    return RunEvaluation(column=column, relabel=relabel, env=REACH, seed=seed, run=Path(f'runs/{column}-{seed}'),
+                         result=EvalResult('reach', tuple(episode(final) for final in finals)), curve=curve)
+
+
+def test_eval_report_from_fake_runs(tmp_path):
+    evaluations = [fake_evaluation('oracle (state)', seed, [0.01, 0.02, 0.03 + 0.01 * seed]) for seed in (0, 1, 2)]
+    evaluations += [fake_evaluation('RIG (beta-VAE latent)', 0, [0.04, 0.06, 0.1], relabel='future'),
+                    fake_evaluation('RIG (beta-VAE latent)', 0, [0.03, 0.05, 0.08], curve_scale=0.5),
+                    fake_evaluation(RANDOM_COLUMN, 0, [0.1, 0.15, 0.2], relabel='', curve_scale=None)]
+    files = write_eval_report(tmp_path / 'report', evaluations, eval_seed=EVAL_SEED)
+
+    report = json.loads(files.json.read_text())
+    columns = {column['column']: column for column in report['columns']}
+    assert list(columns) == ['oracle (state), relabel future + prior', 'RIG (beta-VAE latent), relabel future',
+                             'RIG (beta-VAE latent), relabel future + prior', RANDOM_COLUMN]
+    oracle = columns['oracle (state), relabel future + prior']
+    assert oracle['seeds'] == 3 and len(oracle['per_seed']) == 3
+    assert oracle['final_distance_median'] == pytest.approx(0.02)
+    assert report['curves']['oracle (state), relabel future + prior']['env_steps'] == [1000, 5000, 10000]
+    assert report['curves']['oracle (state), relabel future + prior']['min'][0] == pytest.approx(0.19)
+    assert RANDOM_COLUMN not in report['curves']
+
+    markdown = files.markdown.read_text()
+    assert '## Relabelling ablation' in markdown and '## Every seed' in markdown
+    assert '| oracle (state), relabel future + prior | 3 | 3 | 0.020 [' in markdown
+    assert '![curves](curves.png)' in markdown
+    assert (tmp_path / 'report' / 'curves.png').read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_rl_eval_command_on_stand_in_policies(tmp_path, monkeypatch, capsys):
+    """run_eval end to end, with ssl_robot.rl.policy stood in for by scripted state-mode policies."""
+    runs = []
+    for seed in (0, 1):
+        run = tmp_path / f'oracle-{seed}'
+        run.mkdir()
+        (run / 'curve.json').write_text(json.dumps([{'env_steps': 100, 'final_distance_median': 0.1 - seed / 100},
+                                                    {'env_steps': 200, 'final_distance_median': 0.02}]))
+        runs.append(run)
+
+    def load_policy(path: Path):
+        config = types.SimpleNamespace(env=REACH, seed=int(path.parent.name[-1]),
+                                       relabel=types.SimpleNamespace(prior_fraction=0.5, future_fraction=0.4))
+        return types.SimpleNamespace(config=config, act=lambda observation, deterministic: oracle_act(observation))
+
+    monkeypatch.setitem(sys.modules, 'ssl_robot.rl.policy', types.SimpleNamespace(load_policy=load_policy))
+    parser = argparse.ArgumentParser()
+    add_eval_arguments(parser)
+    args = parser.parse_args([*map(str, runs), '--episodes', '3', '--random', '--out', str(tmp_path / 'out')])
+    assert run_eval(args) == 0
+    report = json.loads((tmp_path / 'out' / 'report.json').read_text())
+    by_column = {column['column']: column for column in report['columns']}
+    assert by_column['oracle (state)']['seeds'] == 2 and by_column['oracle (state)']['success_rate'] == 1.0
+    assert by_column[RANDOM_COLUMN]['seeds'] == 2
+    assert report['curves']['oracle (state)']['mean'] == pytest.approx([0.095, 0.02])
+    assert 'report:' in capsys.readouterr().out
