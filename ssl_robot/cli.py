@@ -11,7 +11,8 @@ import argparse
 import importlib
 import sys
 
-# verb -> (module, one-line help). Each module provides add_<verb>_arguments(parser) and run_<verb>(args).
+# verb -> (module, one-line help). Each module provides add_<verb>_arguments(parser) and run_<verb>(args), with
+# a verb's dashes as underscores.
 VERBS = {
     'launch': ('ssl_robot.ros.launch_runner', 'run a launch/*.launch.xml graph without a ROS install'),
     'record': ('ssl_robot.nodes.recorder_node', 'record topics to a rosbag2 bag (MCAP by default)'),
@@ -19,11 +20,17 @@ VERBS = {
     'train': ('ssl_robot.train.cli', 'train a self-supervised model on bags (resumes an existing run directory)'),
     'eval': ('ssl_robot.train.evaluate', 'evaluate a trained run on held-out bags against baselines, as a report'),
     'demo': ('ssl_robot.demo', 'the main job: bring up the sim graph for a bounded time and report it'),
+    'eval-reward': ('ssl_robot.rl.reward_faithfulness',
+                    'how faithfully rewards rank random scenes by their true distance to held-out goals'),
 }
 
 # Bad input (values, files, bags, checkpoints) surfaces as one of these; anything else is a bug and keeps
 # its traceback.
 USER_ERRORS = (ValueError, OSError)
+
+
+def python_name(verb: str) -> str:
+    return verb.replace('-', '_')
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
@@ -34,7 +41,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         sub.set_defaults(module_name=module_name)
         if verb in argv[:1]:
             # Only the chosen verb's module is imported to declare its arguments.
-            getattr(importlib.import_module(module_name), f'add_{verb}_arguments')(sub)
+            getattr(importlib.import_module(module_name), f'add_{python_name(verb)}_arguments')(sub)
     return parser
 
 
@@ -43,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     module = importlib.import_module(args.module_name)
     try:
-        return int(getattr(module, f'run_{args.verb}')(args) or 0)
+        return int(getattr(module, f'run_{python_name(args.verb)}')(args) or 0)
     except KeyboardInterrupt:
         return 130
     except USER_ERRORS as error:

@@ -18,8 +18,10 @@ from gymnasium import spaces
 from ssl_robot.rl.evaluation import (EVAL_SEED, RANDOM_COLUMN, EpisodeRecord, EvalResult, RunEvaluation,
                                      add_eval_arguments, bootstrap_interval, evaluate_policy, pooled_summary,
                                      random_policy, relabel_label, run_eval, wilson_interval)
+from ssl_robot import cli
 from ssl_robot.rl.report import write_eval_report
-from ssl_robot.rl.tasks import EnvConfig, GoalState
+from ssl_robot.rl.reward_faithfulness import default_columns, draw_scenes, evaluate_rewards, rho_summary
+from ssl_robot.rl.tasks import HAND_CLEARANCE_M, EnvConfig, GoalState
 from ssl_robot.train.report import PNG_SIGNATURE
 
 REACH = EnvConfig(task='reach', mode='state', goal_source='state', episode_steps=30)
@@ -171,3 +173,40 @@ def test_rl_eval_command_on_stand_in_policies(tmp_path, monkeypatch, capsys):
     assert by_column[RANDOM_COLUMN]['seeds'] == 2
     assert report['curves']['oracle (state)']['mean'] == pytest.approx([0.095, 0.02])
     assert 'report:' in capsys.readouterr().out
+
+
+# --- eval-reward ---------------------------------------------------------------------------------------------
+
+def test_reward_rhos_of_pixel_are_rank_correlations_and_the_oracle_is_exactly_faithful():
+    rhos = evaluate_rewards(default_columns('reach', [], scene_vaes=False), goals=2, samples=6)
+    assert list(rhos) == ['oracle (state)', 'pixel-MSE (task camera)']
+    assert np.all(rhos['oracle (state)'] == 1.0), 'the oracle reward is minus the true hand distance'
+    pixel = rhos['pixel-MSE (task camera)']
+    assert pixel.shape == (2,) and np.all(np.isfinite(pixel)) and np.all(np.abs(pixel) <= 1)
+    summary = rho_summary(pixel)
+    assert summary['rho_median'] == pytest.approx(np.median(pixel))
+    assert summary['rho_median_ci_low'] <= summary['rho_median'] <= summary['rho_median_ci_high']
+
+
+def test_push_scenes_keep_the_hand_clear_of_the_puck_and_repeat_with_the_seed():
+    hands, pucks = draw_scenes('push', goals=3, samples=5, seed=7)
+    assert hands.shape == pucks.shape == (3, 5, 2)
+    assert np.all(np.linalg.norm(hands - pucks, axis=-1) >= HAND_CLEARANCE_M)
+    again, _ = draw_scenes('push', goals=3, samples=5, seed=7)
+    assert np.array_equal(hands, again)
+    assert draw_scenes('reach', goals=1, samples=3, seed=7)[1] is None
+
+
+def test_eval_reward_command_with_task_and_scene_camera_vaes(tmp_path, capsys):
+    shipped = Path(__file__).resolve().parents[1] / 'ssl_robot' / 'checkpoints' / 'betavae.safetensors'
+    status = cli.main(['eval-reward', '--goals', '2', '--samples', '4', '--vae', str(shipped),
+                       '--out', str(tmp_path / 'out')])
+    assert status == 0
+    report = json.loads((tmp_path / 'out' / 'report.json').read_text())
+    labels = [column['column'] for column in report['columns']]
+    assert labels == ['oracle (state)', 'RL betavae latent (betavae.safetensors)', 'pixel-MSE (task camera)',
+                      'scene beta-VAE (front_left)', 'scene CC-VAE (front_left)']
+    for column in report['columns']:
+        assert len(column['rho_per_goal']) == 2 and all(-1 <= rho <= 1 for rho in column['rho_per_goal'])
+    assert (tmp_path / 'out' / 'rho.png').read_bytes().startswith(PNG_SIGNATURE)
+    assert '| oracle (state) | 1.000 [1.000, 1.000] | 1.000 | 100% [' in capsys.readouterr().out

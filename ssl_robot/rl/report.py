@@ -21,7 +21,8 @@ from matplotlib.figure import Figure
 
 from ssl_robot.atomic import write_atomic
 from ssl_robot.rl.evaluation import COLUMN_LABELS, RANDOM_COLUMN, RunEvaluation, pooled_summary
-from ssl_robot.train.report import ReportFiles, curves_figure, save_figure
+from ssl_robot.rl.reward_faithfulness import FAITHFUL_RHO
+from ssl_robot.train.report import ReportFiles, curves_figure, new_figure, save_figure
 from ssl_robot.train.run_dir import code_version, version_label
 
 RELABEL_ORDER = ('none', 'future', 'prior', 'future + prior')
@@ -175,3 +176,35 @@ def write_eval_report(out_dir: Path, evaluations: Sequence[RunEvaluation], eval_
                'curves': {name: {'env_steps': x.tolist(), 'mean': line.tolist(), 'min': low.tolist(),
                                  'max': high.tolist()} for name, (x, line, low, high) in curves.items()}}
     return write_rl_report(out_dir, f'Goal reaching: {env.task}', body, payload, figures)
+
+
+# --- ssl-robot eval-reward -----------------------------------------------------------------------------------
+
+def write_faithfulness_report(out_dir: Path, task: str, columns: Mapping[str, tuple[np.ndarray, Mapping[str, float]]],
+                              samples: int, seed: int) -> ReportFiles:
+    """The report of `ssl-robot eval-reward`. columns: {label: (rho per goal, rho_summary)}."""
+    goals = len(next(iter(columns.values()))[0])
+    body = [f'Task {task}: Spearman rho of each reward against minus the true {"puck" if task == "push" else "hand"}'
+            f' distance to the goal, over {samples} random scenes around each of {goals} held-out goals (env seeds '
+            f'{seed}...), the same goals and scenes for every column. Median: bootstrap 95 % CI over goals; '
+            f'rho > {FAITHFUL_RHO}: Wilson 95 % CI.', '']
+    body += markdown_table(['reward', 'median rho [95 % CI]', 'mean rho', f'goals with rho > {FAITHFUL_RHO} [95 % CI]'],
+                           [[label, with_interval(summary['rho_median'], summary['rho_median_ci_low'],
+                                                  summary['rho_median_ci_high']),
+                             f'{summary["rho_mean"]:.3f}',
+                             with_interval(summary['faithful_fraction'], summary['faithful_fraction_ci_low'],
+                                           summary['faithful_fraction_ci_high'], percent=True)]
+                            for label, (_, summary) in columns.items()])
+    figure = new_figure(7, 1.2 + 0.5 * len(columns))
+    axes = figure.subplots()
+    labels = list(columns)
+    axes.boxplot([columns[label][0] for label in labels], orientation='horizontal', tick_labels=labels)
+    axes.axvline(FAITHFUL_RHO, color='0.5', linestyle='--', linewidth=1)
+    axes.set_xlabel('Spearman rho(reward, -true distance) per goal')
+    axes.set_xlim(-1.05, 1.05)
+    axes.invert_yaxis()
+    axes.grid(alpha=0.3, axis='x')
+    payload = {'task': task, 'goals': goals, 'samples': samples, 'seed': seed, 'faithful_rho': FAITHFUL_RHO,
+               'columns': [{'column': label, **summary, 'rho_per_goal': rhos.tolist()}
+                           for label, (rhos, summary) in columns.items()]}
+    return write_rl_report(out_dir, f'Reward faithfulness: {task}', body, payload, {'rho': figure})

@@ -1,0 +1,177 @@
+"""`ssl-robot eval-reward`: does a reward rank states by their true distance to the goal, off the straight path?
+
+A policy learns from the reward everywhere it goes, so the reward must order arbitrary states by how far they are
+from the goal, not only the states along a straight path to it. For G held-out goals (true states drawn by the env
+from seeds seed, seed + 1, ..., as `ssl-robot rl eval` draws its goals) and S random scenes per goal (the hand
+anywhere in the workspace; for push the puck anywhere it may start, the hand clear of it), each column's env
+poses every scene, observes it as its observer does and scores it against the goal with the reward a policy in
+that env would get. Per goal: Spearman rho of the rewards against minus the true task distance (the hand's for
+reach, the puck's for push); 1 when the reward orders every scene as the distance does. Every column sees the same
+goals, starts and scenes. The episode's start scene is the CC-VAE's context, as in training.
+
+Columns:
+  oracle (state)             -|state - goal| of the true positions; for reach exactly minus the true distance, rho 1
+  RL VAE latent              each --vae CHECKPOINT (default: the shipped task VAE, if there is one) on the task camera
+  pixel-MSE                  the downsampled task camera image
+  scene beta-VAE / CC-VAE    the shipped scene-camera VAEs (ssl_robot/checkpoints) on the default rig's first camera
+                             (front_left), rendered at the rig's 128 px and area-downsampled to their 48 px as their
+                             training bags were. The task's scene has no clutter objects, unlike those bags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ssl_robot.data.reader import resize_rgb
+from ssl_robot.inference import CHECKPOINTS_DIR
+from ssl_robot.models.checkpoint import read_checkpoint_header
+from ssl_robot.reward_evaluation import spearman_rho
+from ssl_robot.rl.envs import TrayGoalEnv, default_vae_checkpoint
+from ssl_robot.rl.evaluation import EVAL_SEED, bootstrap_interval, wilson_interval
+from ssl_robot.rl.observers import LatentObserver, load_task_vae
+from ssl_robot.rl.tasks import (PUCK_HALF_EXTENT_M, TASKS, EnvConfig, hand_start_away_from, task_distance,
+                                uniform_xy)
+
+FAITHFUL_RHO = 0.8
+"""The issue's bar: a goal's reward is faithful when rho exceeds it."""
+SCENE_RIG, SCENE_IMAGE_SIZE, SCENE_VAE_IMAGE_SIZE = 'default', 128, 48
+"""The rig the shipped scene VAEs' bags were recorded with, at its cameras' size, and the size the VAEs take."""
+SCENE_VAES = {'scene beta-VAE (front_left)': CHECKPOINTS_DIR / 'betavae.safetensors',
+              'scene CC-VAE (front_left)': CHECKPOINTS_DIR / 'ccvae.safetensors'}
+SCENE_STREAM = 1
+"""Second entropy word of the scenes' rng, so that they are not the stream of the env's first reset seed."""
+
+
+class SceneCameraObserver(LatentObserver):
+    """A VAE's latent of a camera rendered larger than the VAE takes, area-downsampled first, as the bags the
+    shipped scene VAEs trained on were (ssl_robot.data.reader.resize_rgb)."""
+
+    def start_episode(self, first_image: np.ndarray | None) -> None:
+        super().start_episode(resize_rgb(first_image, self.model.config.image_size))
+
+    def encode(self, image: np.ndarray | None, state: np.ndarray) -> np.ndarray:
+        return super().encode(resize_rgb(image, self.model.config.image_size), state)
+
+
+@dataclass(frozen=True)
+class RewardColumn:
+    """One reward to judge: the env that observes and scores, and the camera it sees through."""
+
+    label: str
+    config: EnvConfig
+    scene_vae: Path | None = None
+    """A scene-camera VAE observed through SceneCameraObserver instead of the config's own observer."""
+
+    def make_env(self) -> TrayGoalEnv:
+        if self.scene_vae is None:
+            return TrayGoalEnv(self.config)
+        observer = SceneCameraObserver(self.config, load_task_vae(self.scene_vae, SCENE_VAE_IMAGE_SIZE))
+        return TrayGoalEnv(self.config, observer=observer)
+
+
+def default_columns(task: str, vaes: Sequence[Path], scene_vaes: bool = True) -> list[RewardColumn]:
+    """oracle, one column per task-camera VAE, pixel-MSE, and (scene_vaes) the shipped scene-camera VAEs."""
+    base = EnvConfig(task=task, mode='state', goal_source='state')
+    columns = [RewardColumn('oracle (state)', base)]
+    for vae in vaes:
+        header = read_checkpoint_header(vae)
+        columns.append(RewardColumn(f'RL {header.method} latent ({Path(vae).name})', EnvConfig(
+            task=task, mode='latent', goal_source='state', vae_checkpoint=str(vae),
+            image_size=int(header.config['image_size']))))
+    columns.append(RewardColumn('pixel-MSE (task camera)', EnvConfig(task=task, mode='pixel', goal_source='state')))
+    if scene_vaes:
+        scene = EnvConfig(task=task, mode='latent', goal_source='state', rig=SCENE_RIG, image_size=SCENE_IMAGE_SIZE)
+        columns += [RewardColumn(label, scene, scene_vae=path) for label, path in SCENE_VAES.items()]
+    return columns
+
+
+def draw_scenes(task: str, goals: int, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Hand positions (goals, samples, 2), and for push puck positions of the same shape (else None)."""
+    rng = np.random.default_rng([seed, SCENE_STREAM])
+    push = task == 'push'
+    hands = np.empty((goals, samples, 2))
+    pucks = np.empty((goals, samples, 2)) if push else None
+    for index in np.ndindex(goals, samples):
+        puck = uniform_xy(rng, PUCK_HALF_EXTENT_M) if push else None
+        hands[index] = hand_start_away_from(rng, puck)
+        if push:
+            pucks[index] = puck
+    return hands, pucks
+
+
+def reward_rhos(column: RewardColumn, hands: np.ndarray, pucks: np.ndarray | None, seed: int) -> np.ndarray:
+    """(goals,) Spearman rho per goal of the column's reward against minus the true task distance. A reward
+    constant over a goal's scenes ranks nothing: its rho is 0."""
+    env = column.make_env()
+    task = column.config.task
+    rhos = np.empty(len(hands))
+    try:
+        for goal in range(len(hands)):
+            env.reset(seed=seed + goal)
+            rewards, distances = [], []
+            for sample in range(hands.shape[1]):
+                info = env.pose_scene(hands[goal, sample], None if pucks is None else pucks[goal, sample])
+                rewards.append(float(env.observer.reward(env.observe(), env.desired_goal)))
+                distances.append(task_distance(task, info))
+            constant = np.ptp(rewards) == 0
+            rhos[goal] = 0.0 if constant else spearman_rho(-np.array(distances), rewards)
+    finally:
+        env.close()
+    return rhos
+
+
+def rho_summary(rhos: np.ndarray) -> dict[str, float]:
+    """median rho with its bootstrap 95 % CI, mean rho, and the fraction of goals with rho > FAITHFUL_RHO with
+    its Wilson 95 % CI."""
+    faithful = int(np.sum(rhos > FAITHFUL_RHO))
+    median_low, median_high = bootstrap_interval(rhos[None])
+    faithful_low, faithful_high = wilson_interval(faithful, len(rhos))
+    return {'goals': float(len(rhos)), 'rho_median': float(np.median(rhos)), 'rho_median_ci_low': median_low,
+            'rho_median_ci_high': median_high, 'rho_mean': float(np.mean(rhos)),
+            'faithful_fraction': faithful / len(rhos), 'faithful_fraction_ci_low': faithful_low,
+            'faithful_fraction_ci_high': faithful_high}
+
+
+def evaluate_rewards(columns: Sequence[RewardColumn], goals: int, samples: int, seed: int = EVAL_SEED
+                     ) -> dict[str, np.ndarray]:
+    """{column label: (goals,) rho per goal}, every column on the same goals and scenes."""
+    if goals < 1 or samples < 3:
+        raise ValueError(f'need goals >= 1 and samples >= 3 (a rank correlation needs 3), got {goals}, {samples}')
+    tasks = {column.config.task for column in columns}
+    if len(tasks) != 1:
+        raise ValueError(f'the columns must share one task, got {sorted(tasks)}')
+    hands, pucks = draw_scenes(tasks.pop(), goals, samples, seed)
+    return {column.label: reward_rhos(column, hands, pucks, seed) for column in columns}
+
+
+def add_eval_reward_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--task', choices=TASKS, default='reach')
+    parser.add_argument('--vae', type=Path, action='append', default=None, metavar='CHECKPOINT',
+                        help='a betavae or ccvae checkpoint of the task camera; repeat for more columns (default: '
+                             'the shipped ssl_robot/checkpoints/rl_<task>_vae.safetensors, if there is one)')
+    parser.add_argument('--no-scene-vaes', action='store_true',
+                        help='leave out the shipped scene-camera VAEs (betavae, ccvae on front_left)')
+    parser.add_argument('--goals', type=int, default=20, help='held-out goals (default 20)')
+    parser.add_argument('--samples', type=int, default=30, help='random scenes scored per goal (default 30)')
+    parser.add_argument('--seed', type=int, default=EVAL_SEED,
+                        help=f'seed of the first goal; goal i uses seed + i (default {EVAL_SEED}, held out)')
+    parser.add_argument('--out', type=Path, default=None, help='report directory (default: eval-reward-<time>)')
+
+
+def run_eval_reward(args: argparse.Namespace) -> int:
+    from ssl_robot.rl.report import write_faithfulness_report  # matplotlib loads only to write the report
+    default_vae = default_vae_checkpoint(args.task)
+    vaes = args.vae if args.vae is not None else [default_vae] if default_vae.is_file() else []
+    columns = default_columns(args.task, vaes, scene_vaes=not args.no_scene_vaes)
+    rhos = evaluate_rewards(columns, args.goals, args.samples, args.seed)
+    out = args.out or Path(f'eval-reward-{datetime.datetime.now():%Y%m%d-%H%M%S}')
+    files = write_faithfulness_report(out, args.task, {label: (rho, rho_summary(rho)) for label, rho in rhos.items()},
+                                      samples=args.samples, seed=args.seed)
+    print(files.markdown.read_text(), end='')
+    return 0
