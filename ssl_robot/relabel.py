@@ -1,7 +1,8 @@
 """Goal relabeling for goal-conditioned controllers, on batches of transitions held as numpy arrays.
 
-  relabel_latent_goals    RIG (Nair et al. 2018): goals replaced by prior samples z ~ N(0, I) and by latents the
-                          episode went on to achieve (HER's 'future' strategy), rewards recomputed.
+  assign_goal_sources     RIG (Nair et al. 2018): which rows of a replay batch get goals from the prior, which
+                          goals the episode went on to achieve (HER's 'future'), and which keep their own
+                          (ssl_robot.rl.her draws the goals and recomputes the rewards).
   posthoc_grasp_labels    Grasp2Vec (Jang et al. 2018): a successful grasp achieved the goal "this object", so the
                           grasped object's embedding phi_o(o) becomes its goal with reward 1.
   auxiliary_grasp_goals   Grasp2Vec: grasps relabeled with objects grasped in other episodes, goals they did not
@@ -13,17 +14,13 @@ Randomness comes only from the rng argument (a numpy Generator, or an int seed),
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ssl_robot.rewards import float_array, grasp2vec_reward, latent_distance_reward, real_number
-
-RewardFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""(achieved latents (N, D), goals (N, D)) -> rewards (N,)."""
+from ssl_robot.rewards import float_array, grasp2vec_reward, real_number
 
 # Fractions are often written as decimals (0.7 + 0.3); their float sum may exceed 1 by an ulp.
 FRACTION_SUM_TOLERANCE = 1e-9
@@ -95,11 +92,13 @@ class Transitions:
 
 @dataclass(frozen=True)
 class LatentRelabelConfig:
-    """Which share of a batch relabel_latent_goals gives each kind of goal; the rest keep their original goal."""
+    """Which share of a replay batch gets each source of goals (GoalSource); the rest keep the rollout's goal.
+    The defaults are RIG's: 0.1 original, 0.5 prior, 0.4 future."""
 
     prior_fraction: float = 0.5
-    """Goals drawn from the VAE prior N(0, I): goals the policy may never have reached, as at test time."""
-    future_fraction: float = 0.5
+    """Goals imagined from the prior (the VAE prior N(0, I), or the CC-VAE's conditional prior): goals the policy
+    may never have reached, as at test time."""
+    future_fraction: float = 0.4
     """Goals achieved later in the same episode (HER 'future'): goals the transition demonstrably leads towards."""
 
     def __post_init__(self) -> None:
@@ -130,65 +129,15 @@ class GoalSource(IntEnum):
     FUTURE = 2
 
 
-class LatentRelabeling(NamedTuple):
-    transitions: Transitions
-    """The input transitions with goals relabeled and every reward recomputed."""
-    source: np.ndarray
-    """(N,) GoalSource value of each row's goal."""
-    future_row: np.ndarray
-    """(N,) for FUTURE rows, the row whose next_obs_latent became the goal; -1 elsewhere."""
-
-
-def relabel_latent_goals(transitions: Transitions, rng: np.random.Generator | int,
-                         config: LatentRelabelConfig = LatentRelabelConfig(),
-                         reward_fn: RewardFunction = latent_distance_reward) -> LatentRelabeling:
-    """RIG relabeling: config.counts(N) rows, chosen at random, get a goal z ~ N(0, I) and the next ones a future
-    goal; the rest keep theirs. A future goal of row i is next_obs_latent of a row j drawn uniformly among the rows
-    of the same episode with t[j] >= t[i] (row i itself included: its own outcome is a goal it reached), so only
-    futures present in the batch are used: pass whole episodes for HER proper.
-
-    Every row's reward is then reward_fn(next_obs_latent, goal), so the batch's rewards all come from one function;
-    the default is RIG's -|z - g|."""
-    generator = _generator(rng)
-    rows, dim = transitions.obs_latent.shape
-    if transitions.goal.shape[1] != dim:
-        raise ValueError(f'latent relabeling needs goals in the latent space: Transitions.goal has '
-                         f'{transitions.goal.shape[1]} columns, obs_latent {dim}')
+def assign_goal_sources(rows: int, rng: np.random.Generator | int,
+                        config: LatentRelabelConfig = LatentRelabelConfig()) -> np.ndarray:
+    """(rows,) GoalSource of each row of a batch: exactly config.counts(rows) PRIOR and FUTURE rows, at random
+    places, and ORIGINAL for the rest."""
     prior_count, future_count = config.counts(rows)
-    shuffled = generator.permutation(rows)
-    prior_rows = shuffled[:prior_count]
-    future_rows = shuffled[prior_count:prior_count + future_count]
-
-    goal = transitions.goal.copy()
-    goal[prior_rows] = generator.standard_normal((prior_count, dim))
-    future_row = np.full(rows, -1, dtype=np.int64)
-    future_row[future_rows] = _sample_future_rows(transitions.episode, transitions.t, future_rows, generator)
-    goal[future_rows] = transitions.next_obs_latent[future_row[future_rows]]
     source = np.full(rows, GoalSource.ORIGINAL, dtype=np.int64)
-    source[prior_rows] = GoalSource.PRIOR
-    source[future_rows] = GoalSource.FUTURE
-
-    reward = float_array(reward_fn(transitions.next_obs_latent, goal), 'reward_fn(next_obs_latent, goal)', (rows,))
-    return LatentRelabeling(transitions.with_goals(goal, reward), source, future_row)
-
-
-def _sample_future_rows(episode: np.ndarray, t: np.ndarray, rows: np.ndarray,
-                        generator: np.random.Generator) -> np.ndarray:
-    """For each of rows, a row drawn uniformly among those of its episode with t at least its t."""
-    order = np.lexsort((t, episode))
-    sorted_episode, sorted_t = episode[order], t[order]
-    positions = np.arange(len(order))
-    same_episode = np.r_[False, sorted_episode[1:] == sorted_episode[:-1]]
-    # The future of a sorted position starts at the first position of its (episode, t) tie block, since rows of
-    # equal t are each other's futures, and ends where its episode ends.
-    tie_start = np.maximum.accumulate(np.where(same_episode & np.r_[False, sorted_t[1:] == sorted_t[:-1]],
-                                               0, positions))
-    episode_starts = np.flatnonzero(~same_episode)
-    episode_end = np.r_[episode_starts[1:], len(order)][np.cumsum(~same_episode) - 1]
-    rank = np.empty_like(order)
-    rank[order] = positions
-    picked = generator.integers(tie_start[rank[rows]], episode_end[rank[rows]])
-    return order[picked]
+    source[:prior_count] = GoalSource.PRIOR
+    source[prior_count:prior_count + future_count] = GoalSource.FUTURE
+    return _generator(rng).permutation(source)
 
 
 def _grasp_outcomes(transitions: Transitions, grasped_embeddings: Any,

@@ -1,19 +1,18 @@
-"""ssl_robot.relabel: RIG latent relabeling, Grasp2Vec posthoc labels and auxiliary goals."""
+"""ssl_robot.relabel: RIG goal sources, Grasp2Vec posthoc labels and auxiliary goals."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ssl_robot.relabel import (GoalSource, LatentRelabelConfig, Transitions, auxiliary_grasp_goals,
-                               posthoc_grasp_labels, relabel_latent_goals)
+from ssl_robot.relabel import (GoalSource, LatentRelabelConfig, Transitions, assign_goal_sources,
+                               auxiliary_grasp_goals, posthoc_grasp_labels)
 
 LATENT_DIM = 3
 
 
 def episodes_batch(lengths: list[int], seed: int = 0, shuffle: bool = True) -> Transitions:
-    """Whole episodes of the given lengths, rows shuffled so that nothing may rely on their order. Every
-    next_obs_latent row is distinct, so a goal copied from one names the row it came from."""
+    """Whole episodes of the given lengths, rows shuffled so that nothing may rely on their order."""
     rng = np.random.default_rng(seed)
     episode = np.repeat(np.arange(len(lengths)), lengths)
     t = np.concatenate([np.arange(length) for length in lengths])
@@ -23,12 +22,6 @@ def episodes_batch(lengths: list[int], seed: int = 0, shuffle: bool = True) -> T
                        next_obs_latent=rng.normal(size=(rows, LATENT_DIM)),
                        action=rng.normal(size=(rows, 2)), reward=np.zeros(rows),
                        goal=np.full((rows, LATENT_DIM), 7.0), episode=episode, t=t).take(order)
-
-
-def row_of(latent: np.ndarray, batch: Transitions) -> int:
-    matches = np.flatnonzero((batch.next_obs_latent == latent).all(axis=1))
-    assert len(matches) == 1
-    return int(matches[0])
 
 
 # Transitions
@@ -63,7 +56,11 @@ def test_transitions_refuse_bad_fields(field, value, message):
         Transitions(**fields)
 
 
-# RIG latent relabeling
+# RIG goal sources
+
+
+def test_relabel_defaults_are_rigs_fractions():
+    assert LatentRelabelConfig().counts(10) == (5, 4)  # 0.5 prior, 0.4 future, 0.1 original
 
 
 @pytest.mark.parametrize(('prior', 'future', 'rows', 'counts'), [
@@ -85,107 +82,27 @@ def test_relabel_config_refuses_bad_fractions(kwargs, message):
         LatentRelabelConfig(**kwargs)
 
 
-def test_relabel_fractions_are_exact_and_fixed_by_the_seed():
-    batch = episodes_batch([6, 4, 7, 3])
+@pytest.mark.parametrize('rows', [0, 1, 7, 256, 10_001])
+def test_goal_sources_have_exact_counts(rows):
     config = LatentRelabelConfig(prior_fraction=0.3, future_fraction=0.45)
-    first = relabel_latent_goals(batch, 11, config)
-    assert np.bincount(first.source, minlength=3).tolist() == [5, 6, 9]  # 20 rows: 6 prior, round(15) - 6 future
-    again = relabel_latent_goals(batch, np.random.default_rng(11), config)
-    np.testing.assert_array_equal(first.source, again.source)
-    np.testing.assert_array_equal(first.transitions.goal, again.transitions.goal)
-    other = relabel_latent_goals(batch, 12, config)
-    assert not np.array_equal(first.transitions.goal, other.transitions.goal)
+    source = assign_goal_sources(rows, 0, config)
+    prior, future = config.counts(rows)
+    assert source.shape == (rows,)
+    assert np.bincount(source, minlength=3).tolist() == [rows - prior - future, prior, future]
 
 
-def test_original_rows_keep_their_goal_and_others_get_new_ones():
-    batch = episodes_batch([5, 5])
-    relabeled = relabel_latent_goals(batch, 3, LatentRelabelConfig(0.25, 0.25))
-    original = relabeled.source == GoalSource.ORIGINAL
-    assert original.sum() == 5
-    np.testing.assert_array_equal(relabeled.transitions.goal[original], batch.goal[original])
-    assert (relabeled.transitions.goal[~original] != 7.0).all()
-    np.testing.assert_array_equal(relabeled.future_row[relabeled.source != GoalSource.FUTURE], -1)
+def test_goal_sources_are_at_random_places_fixed_by_the_seed():
+    first, again, other = (assign_goal_sources(1000, seed) for seed in (3, 3, 4))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    # Each place is about as likely to be a prior row as any other: no block of the batch is favoured.
+    prior_share = np.mean([assign_goal_sources(20, seed) == GoalSource.PRIOR for seed in range(2000)], axis=0)
+    np.testing.assert_allclose(prior_share, 0.5, atol=0.05)
 
 
-def test_future_goals_are_achieved_later_in_the_same_episode():
-    batch = episodes_batch([8, 1, 5, 12], seed=4)
-    for seed in range(20):
-        relabeled = relabel_latent_goals(batch, seed, LatentRelabelConfig(0.0, 1.0))
-        for row, goal in enumerate(relabeled.transitions.goal):
-            source = row_of(goal, batch)
-            assert batch.episode[source] == batch.episode[row]
-            assert batch.t[source] >= batch.t[row]
-            assert relabeled.future_row[row] == source
-
-
-def test_future_goals_reach_every_later_step_and_the_last_step_its_own_outcome():
-    batch = episodes_batch([6], shuffle=False)
-    reached_from_start = set()
-    for seed in range(200):
-        relabeled = relabel_latent_goals(batch, seed, LatentRelabelConfig(0.0, 1.0))
-        reached_from_start.add(int(batch.t[row_of(relabeled.transitions.goal[0], batch)]))
-        np.testing.assert_array_equal(relabeled.transitions.goal[5], batch.next_obs_latent[5])
-    assert reached_from_start == set(range(6))
-
-
-def test_rows_of_the_same_step_are_each_others_futures():
-    # A replay batch may hold a step twice: both copies are futures of either.
-    batch = episodes_batch([3], shuffle=False).take(np.array([0, 2, 2]))
-    batch = Transitions(batch.obs_latent, batch.next_obs_latent + np.arange(3)[:, None], batch.action, batch.reward,
-                        batch.goal, batch.episode, batch.t)
-    sources = [relabel_latent_goals(batch, seed, LatentRelabelConfig(0.0, 1.0)).future_row for seed in range(50)]
-    assert {int(rows[1]) for rows in sources} == {int(rows[2]) for rows in sources} == {1, 2}
-
-
-def test_prior_goals_follow_the_standard_normal():
-    rows = 20_000
-    batch = Transitions(np.zeros((rows, LATENT_DIM)), np.zeros((rows, LATENT_DIM)), np.zeros((rows, 1)),
-                        np.zeros(rows), np.zeros((rows, LATENT_DIM)), np.zeros(rows, dtype=int), np.arange(rows))
-    goals = relabel_latent_goals(batch, 0, LatentRelabelConfig(1.0, 0.0)).transitions.goal
-    np.testing.assert_allclose(goals.mean(axis=0), 0.0, atol=0.05)
-    np.testing.assert_allclose(np.cov(goals.T), np.eye(LATENT_DIM), atol=0.05)
-
-
-def test_rewards_are_recomputed_for_every_row():
-    batch = episodes_batch([4, 4])
-    relabeling = relabel_latent_goals(batch, 5, LatentRelabelConfig(0.25, 0.5))
-    relabeled = relabeling.transitions
-    expected = -np.linalg.norm(batch.next_obs_latent - relabeled.goal, axis=1)
-    np.testing.assert_allclose(relabeled.reward, expected)
-    # Rows that kept their goal were rewarded 0 in the input: their reward is recomputed too.
-    assert (relabeled.reward[relabeling.source == GoalSource.ORIGINAL] < 0).all()
-
-
-def test_a_given_reward_function_scores_achieved_latents_against_goals():
-    batch = episodes_batch([4, 4])
-    calls = []
-
-    def first_coordinate_gap(achieved: np.ndarray, goals: np.ndarray) -> np.ndarray:
-        calls.append(achieved)
-        return goals[:, 0] - achieved[:, 0]
-
-    relabeled = relabel_latent_goals(batch, 5, reward_fn=first_coordinate_gap).transitions
-    np.testing.assert_array_equal(calls[0], batch.next_obs_latent)
-    np.testing.assert_allclose(relabeled.reward, relabeled.goal[:, 0] - batch.next_obs_latent[:, 0])
-
-
-def test_relabel_refuses_bad_reward_functions_goals_and_seeds():
-    batch = episodes_batch([3, 3])
-    with pytest.raises(ValueError, match=r'reward_fn\(next_obs_latent, goal\) must have shape \(6,\), got \(6, 1\)'):
-        relabel_latent_goals(batch, 0, reward_fn=lambda achieved, goals: achieved[:, :1])
-    with pytest.raises(ValueError, match='must be finite'):
-        relabel_latent_goals(batch, 0, reward_fn=lambda achieved, goals: np.full(len(goals), np.nan))
-    wide_goals = batch.with_goals(np.zeros((6, LATENT_DIM + 1)), batch.reward)
-    with pytest.raises(ValueError, match='Transitions.goal has 4 columns, obs_latent 3'):
-        relabel_latent_goals(wide_goals, 0)
+def test_goal_sources_refuse_bad_seeds():
     with pytest.raises(ValueError, match='rng must be a numpy Generator or a seed int >= 0, got 1.5'):
-        relabel_latent_goals(batch, 1.5)
-
-
-def test_relabel_of_an_empty_batch_is_empty():
-    empty = episodes_batch([2]).take(np.array([], dtype=int))
-    relabeled = relabel_latent_goals(empty, 0)
-    assert len(relabeled.transitions) == 0 and relabeled.source.shape == (0,)
+        assign_goal_sources(4, 1.5)
 
 
 # Grasp2Vec
