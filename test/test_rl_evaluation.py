@@ -101,7 +101,8 @@ def test_relabel_label(prior, future, label):
 
 def test_scripted_oracle_reaches_every_goal_and_the_random_policy_few():
     oracle = evaluate_policy(oracle_act, REACH, episodes=5, seed=EVAL_SEED)
-    random = evaluate_policy(random_policy(spaces.Box(-1.0, 1.0, (2,), np.float32), seed=0), REACH, episodes=5, seed=EVAL_SEED)
+    action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    random = evaluate_policy(random_policy(action_space, seed=0), REACH, episodes=5, seed=EVAL_SEED)
     assert oracle.summary()['success_rate'] == 1.0
     assert oracle.summary()['final_distance_median'] < 0.01
     assert random.summary()['success_rate'] <= 0.4
@@ -174,6 +175,11 @@ def test_rl_eval_command_on_stand_in_policies(tmp_path, monkeypatch, capsys):
     assert report['curves']['oracle (state)']['mean'] == pytest.approx([0.095, 0.02])
     assert 'report:' in capsys.readouterr().out
 
+    again = tmp_path / 'again-0'
+    again.mkdir()
+    with pytest.raises(ValueError, match='must differ in seed'):
+        run_eval(parser.parse_args([str(runs[0]), str(again)]))
+
 
 # --- eval-reward ---------------------------------------------------------------------------------------------
 
@@ -197,6 +203,7 @@ def test_push_scenes_keep_the_hand_clear_of_the_puck_and_repeat_with_the_seed():
     assert draw_scenes('reach', goals=1, samples=3, seed=7)[1] is None
 
 
+@pytest.mark.slow
 def test_eval_reward_command_with_task_and_scene_camera_vaes(tmp_path, capsys):
     shipped = Path(__file__).resolve().parents[1] / 'ssl_robot' / 'checkpoints' / 'betavae.safetensors'
     status = cli.main(['eval-reward', '--goals', '2', '--samples', '4', '--vae', str(shipped),

@@ -23,12 +23,17 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from gymnasium import spaces
 
 from ssl_robot.rl.envs import default_vae_checkpoint, make_env
 from ssl_robot.rl.tasks import EnvConfig, GoalState, task_distance
+
+if TYPE_CHECKING:
+    from ssl_robot.rl.config import RLConfig
+    from ssl_robot.rl.policy import GoalPolicy
 
 EVAL_SEED = 1_000_000
 """First seed of the held-out goals: far above the training seeds (small ints + env rank)."""
@@ -231,15 +236,35 @@ def read_curve(run: Path) -> list[dict[str, float]] | None:
     return curve
 
 
-def evaluate_run(run: Path, episodes: int, seed: int) -> RunEvaluation:
-    """Evaluate RUN/policy.safetensors on the held-out goals, in the env its config trained in."""
+def load_runs(runs: Sequence[Path]) -> list[tuple[Path, GoalPolicy]]:
+    """(run, GoalPolicy) of each RUN/policy.safetensors, refused before any evaluation when they mix tasks or
+    when two runs of one column share a training seed, which pooling over seeds would count twice."""
     from ssl_robot.rl.policy import load_policy  # SB3 and torch load only when a policy is evaluated
-    policy = load_policy(run / POLICY_FILE)
+    loaded = [(run, load_policy(run / POLICY_FILE)) for run in runs]
+    tasks = sorted({policy.config.env.task for _, policy in loaded})
+    if len(tasks) > 1:
+        raise ValueError(f'one report compares policies of one task; the runs are of {tasks}')
+    seen: dict[tuple[str, str, int], Path] = {}
+    for run, policy in loaded:
+        key = (column_label(policy.config.env), _relabel_of(policy.config), policy.config.seed)
+        if key in seen:
+            raise ValueError(f'{seen[key]} and {run} are both {key[0]} (relabel {key[1]}) with training seed '
+                             f'{key[2]}: runs pooled in a column must differ in seed')
+        seen[key] = run
+    return loaded
+
+
+def _relabel_of(config: RLConfig) -> str:
+    return relabel_label(config.relabel.prior_fraction, config.relabel.future_fraction)
+
+
+def evaluate_run(run: Path, policy: GoalPolicy, episodes: int, seed: int) -> RunEvaluation:
+    """Evaluate a run's policy on the held-out goals, in the env its config
+    trained in."""
     config = policy.config
     result = evaluate_policy(lambda observation: policy.act(observation, deterministic=True), config.env,
                              episodes, seed)
-    return RunEvaluation(column=column_label(config.env),
-                         relabel=relabel_label(config.relabel.prior_fraction, config.relabel.future_fraction),
+    return RunEvaluation(column=column_label(config.env), relabel=_relabel_of(config),
                          env=dataclasses.replace(config.env, goal_source='state'), seed=config.seed, run=run,
                          result=result, curve=read_curve(run))
 
@@ -278,13 +303,10 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ValueError(f'--episodes must be >= 1, got {args.episodes}')
     evaluations = []
-    for run in args.runs:
-        evaluation = evaluate_run(run, args.episodes, args.seed)
+    for run, policy in load_runs(args.runs):
+        evaluation = evaluate_run(run, policy, args.episodes, args.seed)
         print(f'{run}: {evaluation.column}, seed {evaluation.seed}: {_summary_line(evaluation.result)}', flush=True)
         evaluations.append(evaluation)
-    tasks = sorted({evaluation.env.task for evaluation in evaluations})
-    if len(tasks) > 1:
-        raise ValueError(f'one report compares policies of one task; the runs are of {tasks}')
     if args.random:
         for seed in sorted({evaluation.seed for evaluation in evaluations}):
             evaluation = evaluate_random(evaluations[0].env, args.episodes, args.seed, seed)

@@ -10,7 +10,8 @@ reach, the puck's for push); 1 when the reward orders every scene as the distanc
 goals, starts and scenes. The episode's start scene is the CC-VAE's context, as in training.
 
 Columns:
-  oracle (state)             -|state - goal| of the true positions; for reach exactly minus the true distance, rho 1
+  oracle (state)             -|state - goal| of the true positions: for reach exactly minus the true distance
+                             (rho 1); for push the hand's distance to its goal position counts too
   RL VAE latent              each --vae CHECKPOINT (default: the shipped task VAE, if there is one) on the task camera
   pixel-MSE                  the downsampled task camera image
   scene beta-VAE / CC-VAE    the shipped scene-camera VAEs (ssl_robot/checkpoints) on the default rig's first camera
