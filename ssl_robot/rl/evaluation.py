@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from gymnasium import spaces
 
+from ssl_robot.models.checkpoint import read_checkpoint_header
 from ssl_robot.rl.envs import default_vae_checkpoint, make_env
 from ssl_robot.rl.tasks import EnvConfig, GoalState, task_distance
 
@@ -111,31 +112,6 @@ class EpisodeRecord:
         return float(self.distances[-1])
 
 
-def pooled_summary(results: Sequence[EvalResult]) -> dict[str, float]:
-    """The figures of one column over its training seeds' results (see the module docstring); one result gives
-    its own summary. Every result must come from the same goals (the same seed and episodes)."""
-    counts = {len(result.episodes) for result in results}
-    if len(counts) != 1 or 0 in counts:
-        raise ValueError(f'results to pool must hold one same, non-zero number of episodes, got {sorted(counts)}')
-    finals = np.array([[episode.final_distance for episode in result.episodes] for result in results])
-    successes = sum(episode.success for result in results for episode in result.episodes)
-    trials = sum(len(result.episodes) for result in results)
-    median_low, median_high = bootstrap_interval(finals)
-    success_low, success_high = wilson_interval(successes, trials)
-    summary = {'seeds': float(len(results)), 'episodes': float(counts.pop()),
-               'final_distance_median': mean_of_medians(finals),
-               'final_distance_median_ci_low': median_low, 'final_distance_median_ci_high': median_high,
-               'final_distance_mean': float(np.mean(finals)),
-               'success_rate': successes / trials, 'success_rate_ci_low': success_low,
-               'success_rate_ci_high': success_high,
-               'start_reward_mean': float(np.mean([e.start_reward for r in results for e in r.episodes])),
-               'end_reward_mean': float(np.mean([e.end_reward for r in results for e in r.episodes]))}
-    if results[0].task == 'push':
-        summary['hand_final_distance_median'] = mean_of_medians(
-            np.array([[episode.final_hand_distance for episode in result.episodes] for result in results]))
-    return summary
-
-
 @dataclass(frozen=True)
 class EvalResult:
     """The episodes of one policy on held-out goals."""
@@ -150,6 +126,35 @@ class EvalResult:
         summary = pooled_summary([self])
         del summary['seeds']
         return summary
+
+
+def pooled_summary(results: Sequence[EvalResult]) -> dict[str, float]:
+    """The figures of one column over its training seeds' results (see the module docstring); one result gives
+    its own summary. Every result must come from the same goals (the same seed and episodes)."""
+    counts = {len(result.episodes) for result in results}
+    if len(counts) != 1 or 0 in counts:
+        raise ValueError(f'results to pool must hold one same, non-zero number of episodes, got {sorted(counts)}')
+    finals = _per_seed(results, 'final_distance')
+    successes = sum(episode.success for result in results for episode in result.episodes)
+    trials = sum(len(result.episodes) for result in results)
+    median_low, median_high = bootstrap_interval(finals)
+    success_low, success_high = wilson_interval(successes, trials)
+    summary = {'seeds': float(len(results)), 'episodes': float(counts.pop()),
+               'final_distance_median': mean_of_medians(finals),
+               'final_distance_median_ci_low': median_low, 'final_distance_median_ci_high': median_high,
+               'final_distance_mean': float(np.mean(finals)),
+               'success_rate': successes / trials, 'success_rate_ci_low': success_low,
+               'success_rate_ci_high': success_high,
+               'start_reward_mean': float(np.mean(_per_seed(results, 'start_reward'))),
+               'end_reward_mean': float(np.mean(_per_seed(results, 'end_reward')))}
+    if results[0].task == 'push':
+        summary['hand_final_distance_median'] = mean_of_medians(_per_seed(results, 'final_hand_distance'))
+    return summary
+
+
+def _per_seed(results: Sequence[EvalResult], name: str) -> np.ndarray:
+    """(seeds, episodes) array of one EpisodeRecord figure."""
+    return np.array([[getattr(episode, name) for episode in result.episodes] for result in results], dtype=float)
 
 
 def evaluate_policy(act: Act, env_config: EnvConfig, episodes: int, seed: int = EVAL_SEED) -> EvalResult:
@@ -193,7 +198,6 @@ def column_label(env_config: EnvConfig) -> str:
     """The report column of a policy trained in env_config: its mode, and in latent mode its VAE's method."""
     if env_config.mode != 'latent':
         return COLUMN_LABELS[env_config.mode]
-    from ssl_robot.models.checkpoint import read_checkpoint_header
     vae = Path(env_config.vae_checkpoint) if env_config.vae_checkpoint else default_vae_checkpoint(env_config.task)
     return COLUMN_LABELS[read_checkpoint_header(vae).method]
 
@@ -259,8 +263,7 @@ def _relabel_of(config: RLConfig) -> str:
 
 
 def evaluate_run(run: Path, policy: GoalPolicy, episodes: int, seed: int) -> RunEvaluation:
-    """Evaluate a run's policy on the held-out goals, in the env its config
-    trained in."""
+    """Evaluate a run's policy on the held-out goals, in the env its config trained in."""
     config = policy.config
     result = evaluate_policy(lambda observation: policy.act(observation, deterministic=True), config.env,
                              episodes, seed)
@@ -272,13 +275,13 @@ def evaluate_run(run: Path, policy: GoalPolicy, episodes: int, seed: int) -> Run
 def evaluate_random(env_config: EnvConfig, episodes: int, seed: int, action_seed: int) -> RunEvaluation:
     """The random policy on the same goals. It ignores observations, so it runs in state mode: the starts and
     goals an env draws from a seed do not depend on the mode, and nothing needs rendering."""
-    state_config = dataclasses.replace(env_config, mode='state', vae_checkpoint='')
+    state_config = dataclasses.replace(env_config, mode='state', vae_checkpoint='', goal_source='state')
     probe = make_env(state_config)
     action_space = probe.action_space
     probe.close()
     result = evaluate_policy(random_policy(action_space, action_seed), state_config, episodes, seed)
-    return RunEvaluation(column=RANDOM_COLUMN, relabel='', env=dataclasses.replace(state_config, goal_source='state'),
-                         seed=action_seed, run=None, result=result, curve=None)
+    return RunEvaluation(column=RANDOM_COLUMN, relabel='', env=state_config, seed=action_seed, run=None,
+                         result=result, curve=None)
 
 
 # --- command line --------------------------------------------------------------------------------------------
