@@ -22,6 +22,7 @@ VERBS = {
     'demo': ('ssl_robot.demo', 'the main job: bring up the sim graph for a bounded time and report it'),
     'eval-reward': ('ssl_robot.rl.reward_faithfulness',
                     'how faithfully rewards rank random scenes by their true distance to held-out goals'),
+    'rl': ('ssl_robot.rl.cli', 'train or evaluate goal-conditioned policies in the tray sim (SAC + RIG relabelling)'),
 }
 
 # Bad input (values, files, bags, checkpoints) surfaces as one of these; anything else is a bug and keeps

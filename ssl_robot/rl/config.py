@@ -63,8 +63,8 @@ class RLConfig:
     """Hidden layer widths of the actor and of each critic."""
     train_freq: int = 1
     """Vec env steps (each n_envs env steps) between rounds of updates."""
-    gradient_steps: int = 1
-    """Updates per round; -1: as many as env steps were collected."""
+    gradient_steps: int = -1
+    """Updates per round; -1: as many as env steps were collected (one update per env step, whatever n_envs)."""
     relabel: LatentRelabelConfig = field(default_factory=LatentRelabelConfig)
     """Shares of each batch whose goals come from the prior and from the episode's future (the rest keep the
     rollout's goal); RIG's 0.5 / 0.4 by default. Pixel mode has no prior: set prior_fraction 0."""

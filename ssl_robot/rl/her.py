@@ -30,7 +30,7 @@ from ssl_robot.rl.envs import default_vae_checkpoint
 from ssl_robot.rl.observers import Observer, make_observer
 from ssl_robot.rl.tasks import EnvConfig
 
-# Replay buffer arrays with one row per stored step, and the bookkeeping scalars a resume restores.
+# The replay buffer's arrays with one row per stored step (besides the observations), as a resume restores them.
 ROW_ARRAYS = ('actions', 'rewards', 'dones', 'timeouts', 'ep_start', 'ep_length')
 GOAL_KEYS = ('observation', 'achieved_goal', 'desired_goal')
 
@@ -66,7 +66,8 @@ class RigHerReplayBuffer(HerReplayBuffer):
                 raise ValueError(f'relabel.prior_fraction is {relabel.prior_fraction}, but {err}: set it to 0'
                                  ) from None
 
-    def sample(self, batch_size: int, env: VecNormalize | None = None) -> DictReplayBufferSamples:  # type: ignore[override]
+    def sample(self, batch_size: int,  # type: ignore[override]
+               env: VecNormalize | None = None) -> DictReplayBufferSamples:
         rows, envs = self.sample_transitions(batch_size)
         goals, _, _ = self.relabelled_goals(rows, envs)
         obs = {key: self.observations[key][rows, envs] for key in GOAL_KEYS}

@@ -1,0 +1,43 @@
+"""`ssl-robot rl train ENV --config FILE [--set key.sub=value ...] --out RUN_DIR` and `ssl-robot rl eval RUN ...`.
+
+Running the same train command again on the same RUN_DIR continues it. eval is ssl_robot.rl.evaluation's.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ssl_robot.rl import evaluation
+from ssl_robot.rl.config import ENV_TASKS, config_to_yaml, load_rl_config
+
+
+def add_rl_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest='rl_action', required=True, metavar='ACTION')
+    train = actions.add_parser('train', help='train a goal-conditioned policy (resumes an existing RUN_DIR)',
+                               description='train a goal-conditioned policy with SAC/TD3 and RIG relabelling')
+    # Any name is taken here so that an unknown one gets load_rl_config's one-line error listing the known ones.
+    train.add_argument('env', metavar='ENV', help=f'the task env: {", ".join(ENV_TASKS)}')
+    train.add_argument('--config', type=Path, metavar='FILE', help='YAML file of RLConfig settings (config/rl/)')
+    train.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                       help='override a setting after --config, e.g. --set total_steps=5000 --set env.mode=state '
+                            '(value read as YAML; repeatable)')
+    train.add_argument('--out', type=Path, metavar='RUN_DIR',
+                       help='run directory: config, policy, learning curve, TensorBoard logs, resume state')
+    train.add_argument('--print-config', action='store_true', help='print the resolved config as YAML and exit')
+    evaluation.add_eval_arguments(actions.add_parser(
+        'eval', help='evaluate trained runs on held-out goals, as a report',
+        description='evaluate trained runs on held-out goals: markdown, JSON and PNG report'))
+
+
+def run_rl(args: argparse.Namespace) -> int:
+    if args.rl_action == 'eval':
+        return evaluation.run_eval(args)
+    config = load_rl_config(args.env, args.config, args.overrides)
+    if args.print_config:
+        print(config_to_yaml(config), end='')
+        return 0
+    if args.out is None:
+        raise ValueError('rl train needs --out RUN_DIR')
+    from ssl_robot.rl.training import train  # SB3 loads only when training
+    return train(config, args.out).exit_code
