@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from ssl_robot.data.reader import rgb_to_tensor
-from ssl_robot.frame_buffer import StampedFrames  # noqa: F401  (re-exported: the nodes' frame buffers)
 from ssl_robot.problem_log import ProblemLog
 from ssl_robot.inference import LoadedModel, default_checkpoint, preprocess, require_known_method
 from ssl_robot.models.checkpoint import CheckpointError

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 # Events are decoded by ssl_robot.events, the one decoder of event messages from outside (bounded, finite, checked).
-from ssl_robot.events import EventError, decode_event  # noqa: F401  (re-exported)
+from ssl_robot.events import decode_event  # noqa: F401  (re-exported for the bag readers and tests)
 from ssl_robot.events import stamp_ns as _stamp_ns
 
 CLOCK = '/clock'

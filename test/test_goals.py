@@ -1,5 +1,5 @@
 """ssl_robot.goals: grasp embeddings and heatmap colouring, goal sampling, and the bookkeeping the goal and Grasp2Vec
-nodes share (model loading that may wait for its file, frames by stamp, problems by kind). No ROS."""
+nodes share (model loading that may wait for its file, problems by kind). No ROS."""
 
 from __future__ import annotations
 
