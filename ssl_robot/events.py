@@ -109,9 +109,10 @@ def _field(event: dict[str, Any], field: str, kind: type, default: Any = ...) ->
     if field not in event and default is not ...:
         return default
     value = event.get(field)
-    valid = _is_int(value) and abs(value) <= INT64_MAX if kind is int else isinstance(value, kind)
+    valid = _is_int(value) and -INT64_MAX - 1 <= value <= INT64_MAX if kind is int else isinstance(value, kind)
     if not valid:
-        raise EventError(f'{event.get("kind")} event field {field!r} is not a {kind.__name__}: {str(value)[:40]}')
+        expected = 'an int64' if kind is int else f'a {kind.__name__}'
+        raise EventError(f'{event.get("kind")} event field {field!r} is not {expected}: {str(value)[:40]}')
     return value
 
 

@@ -1,6 +1,6 @@
 """What the Grasp2Vec and goal nodes compute, without ROS: grasp embeddings and the localisation heatmap drawn over
 the scene, goal images imagined by a β-VAE or CC-VAE or taken from the scene itself, and the bookkeeping both nodes share (a checkpoint that may
-not be loadable yet, frames looked up by stamp, problems reported per kind). No rclpy: tested without a graph.
+not be loadable yet, problems reported per kind; their frame buffers are in frame_buffer.py). No rclpy: tested without a graph.
 
 Frames are (H, W, 3) uint8 RGB arrays of any size, resized to the model's image_size as training resized them
 (inference.preprocess).

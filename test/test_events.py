@@ -71,8 +71,8 @@ def test_a_hostile_episode_event_is_one_event_error_naming_the_problem(name):
     ({'success': 1}, "field 'success' is not a bool"),
     ({'s_pre': None}, "field 's_pre' is not a {sec, nanosec} stamp"),
     ({'o': {'sec': -3, 'nanosec': 0}}, "field 'o' {sec: -3, nanosec: 0} is outside"),
-    ({'attempt': 'three'}, "field 'attempt' is not a int"),
-    ({'attempt': 2**70}, "field 'attempt' is not a int"),
+    ({'attempt': 'three'}, "field 'attempt' is not an int64"),
+    ({'attempt': 2**70}, "field 'attempt' is not an int64"),
 ])
 def test_a_grasp_event_with_a_field_of_the_wrong_type_or_range_is_refused(fields, problem):
     event = json.loads(grasp_text())
