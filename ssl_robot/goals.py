@@ -1,6 +1,6 @@
 """What the Grasp2Vec and goal nodes compute, without ROS: grasp embeddings and the localisation heatmap drawn over
 the scene, goal images imagined by a β-VAE or CC-VAE or taken from the scene itself, and the bookkeeping both nodes share (a checkpoint that may
-not be loadable yet, frames looked up by stamp, problems reported per kind). No rclpy: tested without a graph.
+not be loadable yet, problems reported per kind; their frame buffers are in frame_buffer.py). No rclpy: tested without a graph.
 
 Frames are (H, W, 3) uint8 RGB arrays of any size, resized to the model's image_size as training resized them
 (inference.preprocess).
@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -30,8 +29,6 @@ GOAL_METHODS = ('ccvae', 'betavae')
 """Methods that imagine goal images: the CC-VAE from the current scene as context, the β-VAE from the prior alone."""
 HEATMAP_COLORMAP = cv2.COLORMAP_JET
 """Blue (object unlikely there) to red (likely there), the colouring RViz and Foxglove users read heatmaps in."""
-
-Item = TypeVar('Item')
 
 
 class ModelUnavailable(RuntimeError):
@@ -91,41 +88,6 @@ class ModelLoader:
     @property
     def model_id(self) -> str:
         return self.loaded.model_id if self.loaded is not None else 'none'
-
-
-class StampedFrames(Generic[Item]):
-    """The frames of one camera from the last span_ns of its stamps, looked up by exact stamp.
-
-    An event names the frames it refers to by their stamps (the sim stamps them identically across topics), and
-    arrives after them, so the frames must be kept until then. A frame older than the newest one starts a new
-    timeline (a simulator reset, a looping bag) and empties the buffer, so a lookup never finds a frame of another
-    run that happens to carry the same stamp. A frame with the newest stamp again replaces it.
-    """
-
-    def __init__(self, span_ns: int) -> None:
-        if span_ns <= 0:
-            raise ValueError(f'span_ns must be > 0, got {span_ns}')
-        self.span_ns = span_ns
-        self._frames: dict[int, Item] = {}  # insertion order is stamp order
-        self._newest_ns: int | None = None
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def add(self, stamp_ns: int, frame: Item) -> None:
-        if self._newest_ns is not None and stamp_ns < self._newest_ns:
-            self._frames.clear()
-        self._frames[stamp_ns] = frame
-        self._newest_ns = stamp_ns
-        while (oldest_ns := next(iter(self._frames))) < stamp_ns - self.span_ns:
-            del self._frames[oldest_ns]
-
-    def get(self, stamp_ns: int) -> Item | None:
-        return self._frames.get(stamp_ns)
-
-    def stamp_range(self) -> tuple[int, int] | None:
-        """(oldest, newest) stamp held, None when empty: what a lookup that found nothing could have found."""
-        return (next(iter(self._frames)), self._newest_ns) if self._frames else None
 
 
 def colour_heatmap(heat: np.ndarray, height: int, width: int) -> np.ndarray:

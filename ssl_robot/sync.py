@@ -52,6 +52,18 @@ class Drop:
     """A DropReason value."""
 
 
+@dataclass(frozen=True)
+class ClockJump:
+    """Time ran backwards: the synchronizer started a new timeline and flushed its queues."""
+    name: str
+    """The input whose item jumped back."""
+    from_ns: int
+    """The newest stamp of the old timeline."""
+    to_ns: int
+    flushed: int
+    """Queued items dropped (each also a CLOCK_JUMP Drop)."""
+
+
 @dataclass
 class _Input:
     stamps: list[int]
@@ -102,6 +114,7 @@ class ApproximateTimeSynchronizer:
         self._abandoned_timeline_end_ns: int | None = None
         self._watch_start_ns: int | None = None
         self._drops: list[Drop] = []
+        self._clock_jumps: list[ClockJump] = []
         self._drop_counts = {reason.value: 0 for reason in DropReason}
 
     @property
@@ -113,6 +126,12 @@ class ApproximateTimeSynchronizer:
         """The drops since the previous call."""
         drops, self._drops = self._drops, []
         return drops
+
+    def drain_clock_jumps(self) -> list[ClockJump]:
+        """The timelines started since the previous call: a consumer warns about them, since a flush loses every
+        queued item, and a jump that is not a simulator reset or a bag loop is a clock gone wrong."""
+        jumps, self._clock_jumps = self._clock_jumps, []
+        return jumps
 
     def silent_inputs(self, now_ns: int, timeout_ns: int) -> list[str]:
         """Inputs that delivered nothing during the last timeout_ns before now_ns (same clock as the stamps).
@@ -134,7 +153,7 @@ class ApproximateTimeSynchronizer:
             self._drop(name, stamp_ns, DropReason.UNKNOWN_INPUT)
             return []
         if self._newest_ns is not None and stamp_ns < self._newest_ns - self.clock_jump_ns:
-            self._start_new_timeline(stamp_ns)
+            self._start_new_timeline(name, stamp_ns)
         elif self._is_old_timeline_leftover(stamp_ns):
             self._drop(name, stamp_ns, DropReason.CLOCK_JUMP)
             return []
@@ -208,12 +227,15 @@ class ApproximateTimeSynchronizer:
         return SyncedSet(stamp_ns=max(chosen.values()), items={name: items[name] for name in self.names},
                          stamps={name: chosen[name] for name in self.names})
 
-    def _start_new_timeline(self, stamp_ns: int) -> None:
+    def _start_new_timeline(self, jumped: str, stamp_ns: int) -> None:
+        flushed = 0
         for name, queue in self._inputs.items():
             for stamp in queue.pop_until(self._newest_ns):
                 self._drop(name, stamp, DropReason.CLOCK_JUMP)
+                flushed += 1
             queue.last_emitted_ns = None
             queue.last_received_ns = None
+        self._clock_jumps.append(ClockJump(jumped, self._newest_ns, stamp_ns, flushed))
         self._abandoned_timeline_end_ns = self._newest_ns + self.clock_jump_ns
         self._newest_ns = None
         self._watch_start_ns = stamp_ns

@@ -43,6 +43,7 @@ class CameraRig:
         self.published: dict[int, list[np.ndarray]] = {}
         self.embeddings: dict[int, tuple[str, np.ndarray]] = {}
         self.diagnostics: list[str] = []
+        self.values: list[dict[str, str]] = []
         probe.node.create_subscription(Image, EMBEDDINGS, self._on_embeddings, SENSOR_QOS)
         probe.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics, RELIABLE_QOS)
 
@@ -54,6 +55,8 @@ class CameraRig:
     def _on_diagnostics(self, message: DiagnosticArray) -> None:
         with self.probe.lock:
             self.diagnostics += [status.message for status in message.status if status.name == DIAGNOSTIC_NAME]
+            self.values += [{value.key: value.value for value in status.values} for status in message.status
+                            if status.name == DIAGNOSTIC_NAME]
 
     def image(self, topic: str, stamp_ns: int, pixels: np.ndarray) -> Image:
         return array_to_image(pixels, 'rgb8', ns_to_stamp(stamp_ns), topic)
@@ -127,8 +130,11 @@ def test_embeds_synchronized_cameras_survives_bad_input_and_reloads_the_checkpoi
             rig.publishers[CAMERAS[1]].publish(rig.image(CAMERAS[1], older, rig.published[stamp_ns][1]))
         rig.publish_until_reported(node, ('stamp_backwards', CAMERAS[1]), 'the backwards stamp', publish_backwards)
 
-        rig.publish_until(lambda: rig.diagnosed('silent_camera', f'no frame from {[CAMERAS[2]]}'),
-                          f'{CAMERAS[2]} alone reported silent', node, cameras=CAMERAS[:2])
+        rig.publish_until(lambda: rig.diagnosed('silent_camera', f'no frame from {CAMERAS[2]} for'),
+                          f'{CAMERAS[2]} reported silent', node, cameras=CAMERAS[:2])
+        with probe.lock:
+            silent = [message for message in rig.diagnostics if 'silent_camera' in message]
+        assert not any(camera in message for message in silent for camera in CAMERAS[:2]), silent
 
         old_id = expected.model.model_id
         checkpoint.write_bytes(b'half-copied checkpoint')
@@ -153,3 +159,53 @@ def test_a_checkpoint_of_another_method_stops_the_node_with_one_line(probe, tmp_
     log = ''.join(node.output)
     assert f"embedding_node: {checkpoint} holds a 'mftcn' checkpoint, not 'tcn'" in log, log
     assert 'Traceback' not in log, log
+
+
+def test_negative_stamps_are_counted_and_dropped_and_the_node_embeds_the_next_sets(probe, tmp_path: Path):
+    rig = CameraRig(probe)
+    params = {'embedding_checkpoint': write_checkpoint(tmp_path / 'tcn.safetensors')}
+    with node_process(NODE, 'embedding', params) as node:
+        rig.publish_until(lambda: len(rig.embeddings) >= 1, 'the first embeddings', node)
+
+        def publish_negative_set(stamp_ns: int) -> None:  # a whole set, which the node would republish the stamp of
+            for topic, pixels in zip(CAMERAS, rig.published[stamp_ns]):
+                bad = rig.image(topic, stamp_ns, pixels)
+                bad.header.stamp.sec = -1 - bad.header.stamp.sec
+                rig.publishers[topic].publish(bad)
+        rig.publish_until_reported(node, ('bad_stamp', 'is not a time since the epoch'), 'the negative stamps',
+                                   publish_negative_set)
+        rig.publish_until(lambda: any(all(int(values.get(f'received_{topic}', '0')) > 5
+                                          and f'receive_hz_{topic}' in values for topic in CAMERAS)
+                                      and 'published_hz' in values for values in rig.values),
+                          'receive and embedding rates on /diagnostics', node)
+        assert node.poll() is None
+    assert 'Traceback' not in ''.join(node.output)
+
+
+def test_a_camera_with_far_off_stamps_is_not_silent_and_its_clock_jumps_are_warned_about(probe, tmp_path: Path):
+    rig = CameraRig(probe)
+    params = {'embedding_checkpoint': write_checkpoint(tmp_path / 'tcn.safetensors'), 'silent_camera_timeout_s': 1.0}
+    with node_process(NODE, 'embedding', params) as node:
+        rig.publish_until(lambda: len(rig.embeddings) >= 1, 'the first embeddings', node)
+        with probe.lock:
+            seen = len(rig.diagnostics)
+
+        def publish_far_off(stamp_ns: int) -> None:  # the third camera's clock is 1000 s ahead of the others'
+            far_ns = stamp_ns + 1000 * 1_000_000_000
+            rig.publishers[CAMERAS[2]].publish(rig.image(CAMERAS[2], far_ns, rig.published[stamp_ns][2]))
+        rig.publish_until(lambda: rig.diagnosed('clock_jump', 'jumped back', 'flushed')
+                          and len(rig.diagnostics) >= seen + 4, 'clock jumps warned about', node,
+                          cameras=CAMERAS[:2], also=publish_far_off)
+        with probe.lock:
+            assert not [message for message in rig.diagnostics if 'silent_camera' in message], rig.diagnostics
+    assert 'Traceback' not in ''.join(node.output)
+
+
+def test_diagnostics_go_on_on_the_wall_clock_when_sim_time_stops(probe, tmp_path: Path):
+    """With use_sim_time and no /clock (the sim died), the node still reports its cameras silent."""
+    rig = CameraRig(probe)
+    params = {'embedding_checkpoint': write_checkpoint(tmp_path / 'tcn.safetensors'), 'silent_camera_timeout_s': 1.0,
+              'use_sim_time': 'true'}
+    with node_process(NODE, 'embedding', params) as node:
+        probe.wait_for(lambda: rig.diagnosed('silent_camera', *CAMERAS), TIMEOUT_S, 'silent cameras on /diagnostics')
+        assert node.poll() is None

@@ -218,3 +218,29 @@ def test_the_scene_becomes_the_goal_encoded_under_the_context_of_its_episode(pro
             time.sleep(0.1)
         second_goal = assert_scene_goal(scene_made_goal(node, goal_scene), model, later_scene)
         assert not np.allclose(first_goal, second_goal, atol=1e-4), 'the context of the new episode changed nothing'
+
+
+def test_a_hostile_latched_episode_event_and_a_negative_stamp_leave_the_node_answering(probe, tmp_path: Path):
+    """/sim/episode is latched: a hostile one killed the node at every start. Latched before the node starts here."""
+    client = probe.node.create_client(Trigger, GOAL_SAMPLE_SERVICE)
+    camera = probe.node.create_publisher(Image, DEFAULT_CAMERA, SENSOR_QOS)
+    episodes = probe.node.create_publisher(String, topics.EPISODES, LATCHED_QOS)
+    episodes.publish(String(data='[' * 100_000))
+    stamps = itertools.count(100 * 1_000_000_000, FRAME_PERIOD_NS)
+    frame = camera_frames(3, views=1, shape=(24, 32))[0]
+
+    def publish_frames() -> None:
+        negative = array_to_image(frame, 'rgb8', ns_to_stamp(0), 'front_left_optical_frame')
+        negative.header.stamp.sec = -5
+        camera.publish(negative)  # dropped: a goal drawn from it would carry its stamp
+        camera.publish(array_to_image(frame, 'rgb8', ns_to_stamp(next(stamps)), 'front_left_optical_frame'))
+
+    checkpoint = write_checkpoint(tmp_path / 'ccvae.safetensors', 'ccvae', TINY_CCVAE)
+    with node_process(NODE, 'goal', {'checkpoint': checkpoint}) as node:
+        sample_until(probe, client, node, lambda r: r.success, 'a goal after the hostile input', before=publish_frames)
+        episodes.publish(String(data='{"kind": "episode", "stamp": {"sec": Infinity, "nanosec": 0}}'))
+        episodes.publish(String(data='{"kind": "episode", "stamp": {"sec": 1e400, "nanosec": 0}}'))
+        sample_until(probe, client, node, lambda r: r.success, 'a goal after more hostile events', before=publish_frames)
+        assert node.poll() is None
+    log = ''.join(node.output)
+    assert 'bad_event' in log and 'bad_stamp' in log and 'Traceback' not in log, log[-3000:]

@@ -1,5 +1,5 @@
 """ssl_robot.goals: grasp embeddings and heatmap colouring, goal sampling, and the bookkeeping the goal and Grasp2Vec
-nodes share (model loading that may wait for its file, frames by stamp, problems by kind). No ROS."""
+nodes share (model loading that may wait for its file, problems by kind). No ROS."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ssl_robot.data.reader import rgb_to_tensor
-from ssl_robot.goals import (GoalSampler, ModelLoader, ModelUnavailable, StampedFrames, colour_heatmap,
+from ssl_robot.goals import (GoalSampler, ModelLoader, ModelUnavailable, colour_heatmap,
                              embed_grasp, heatmap_overlay, needs_context, scene_goal)
 from ssl_robot.problem_log import ProblemLog
 from ssl_robot.inference import LoadedModel, preprocess
@@ -27,21 +27,6 @@ def write_model(tmp_path, method: str, seed: int = 0, step: int = 1):
 
 def model_input(frame: np.ndarray, size: int = 16) -> torch.Tensor:
     return rgb_to_tensor(preprocess([frame], size))
-
-
-def test_stamped_frames_finds_exact_stamps_within_the_span_and_starts_over_when_time_goes_back():
-    frames = StampedFrames[str](span_ns=100)
-    assert frames.get(0) is None and frames.stamp_range() is None
-    for stamp in (0, 50, 100, 150):
-        frames.add(stamp, f'frame {stamp}')
-    assert frames.get(50) == 'frame 50' and frames.get(51) is None
-    assert frames.get(0) is None and len(frames) == 3 and frames.stamp_range() == (50, 150)  # 0 is > 100 ns old
-    frames.add(150, 'frame 150 again')
-    assert frames.get(150) == 'frame 150 again' and len(frames) == 3
-    frames.add(120, 'new timeline')
-    assert len(frames) == 1 and frames.get(50) is None and frames.get(120) == 'new timeline'
-    with pytest.raises(ValueError, match='span_ns must be > 0, got 0'):
-        StampedFrames(0)
 
 
 def test_colour_heatmap_runs_blue_to_red_at_the_requested_size():

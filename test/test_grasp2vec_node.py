@@ -227,3 +227,23 @@ def test_without_goal_from_first_grasp_only_a_request_sets_the_goal_object(probe
             assert not goals.images
         assert probe.call(client, Trigger.Request(), timeout=TIMEOUT_S).success
         probe.wait_for(lambda: len(goals.images) == 1, TIMEOUT_S, 'the requested goal object')
+
+
+@pytest.mark.parametrize('text, problem', [
+    ('[' * 100_000, 'nests 100000 deep'),
+    ('{"kind": "grasp", "stamp": {"sec": Infinity, "nanosec": 0}}', 'non-finite number Infinity'),
+    ('{"kind": "grasp", "stamp": {"sec": 1, "nanosec": 0}, "attempt": 1e400}', 'overflows a float'),
+    ('{"kind": "grasp", "stamp": {"sec": 1, "nanosec": 0}, "success": true, "s_pre": {"sec": -4, "nanosec": 0}, '
+     '"o": null, "s_post": {"sec": 1, "nanosec": 0}}', "'s_pre' {sec: -4, nanosec: 0} is outside"),
+])
+def test_a_hostile_grasp_event_is_reported_and_the_next_grasp_is_embedded(probe, tmp_path: Path, text, problem):
+    checkpoint = write_checkpoint(tmp_path / 'grasp2vec.safetensors', 'grasp2vec', TINY_GRASP2VEC)
+    rig = GraspRig(probe)
+    attempts: list[tuple[int, int | None]] = []
+    with node_process(NODE, 'grasp2vec', {'checkpoint': checkpoint}) as node:
+        rig.repeat_until(lambda: rig.diagnosed('bad_event', problem), f'a diagnostics entry on {problem}', node,
+                         lambda: rig.events.publish(String(data=text)))
+        rig.repeat_until(lambda: any(o in rig.received[GRASP2VEC_OBJECT_EMBEDDING] for _, o in attempts),
+                         'a grasp embedded after the hostile event', node,
+                         lambda: attempts.append(rig.attempt(success=True)))
+    assert 'Traceback' not in ''.join(node.output)

@@ -72,7 +72,7 @@ def test_a_pickle_is_never_unpickled(tmp_path):
                                               r'torch .pt are refused'):
         load_checkpoint(path)
     torch.save(trained_tcn().state_dict(), path)
-    with pytest.raises(CheckpointError, match='not a safetensors checkpoint'):
+    with pytest.raises(CheckpointError, match=r'not a safetensors checkpoint but a pickle \(zip\); pickled files'):
         load_checkpoint(path)
     assert not (tmp_path / 'pwned').exists()
 
@@ -108,3 +108,27 @@ def test_saving_replaces_an_existing_checkpoint_whole(tmp_path):
     with pytest.raises(ValueError, match='step must be an int >= 0, got -1'):
         save_checkpoint(path, trained_tcn(), step=-1, code_version='v')
     assert read_checkpoint_header(path).step == 2
+
+
+@pytest.mark.parametrize('content, problem', [
+    (b'', 'truncated to 0 bytes, fewer than its 8-byte header length'),
+    (b'\x05\x00', 'truncated to 2 bytes'),
+    (bytes(range(200, 256)) * 3, r'header length \d+ exceeds the file size \(168 bytes\)'),
+    ((10**6).to_bytes(8, 'little') + b'{"a"', r'header length 1000000 exceeds the file size \(12 bytes\); truncated\?'),
+    ((4).to_bytes(8, 'little') + b'nope', 'not a safetensors checkpoint, or is corrupt or truncated'),
+])
+def test_random_or_truncated_bytes_are_not_called_pickled(tmp_path, content, problem):
+    path = tmp_path / 'model.safetensors'
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=problem) as raised:
+        load_checkpoint(path)
+    assert 'pickle' not in str(raised.value)
+
+
+def test_a_truncated_checkpoint_is_named_truncated(tmp_path):
+    path = save_checkpoint(tmp_path / 'tcn.safetensors', trained_tcn(), step=1, code_version='v')
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match='tcn.safetensors is not a safetensors checkpoint, or is corrupt or '
+                                              'truncated') as raised:
+        load_checkpoint(path)
+    assert 'pickle' not in str(raised.value)

@@ -1,4 +1,4 @@
-"""reward_node: its pure helpers, then the node as its own process, fed synthetic embeddings, scene and object images,
+"""reward_node as its own process, fed synthetic embeddings, scene and object images,
 goals and events by this test process, which checks the rewards and diagnostics it gets back.
 
 The ROS test runs only inside a loopback-only network namespace (conftest), with its own domain id.
@@ -22,10 +22,10 @@ from ssl_robot import topics
 from ssl_robot.data.reader import rgb_to_tensor
 from ssl_robot.demo_trajectory import embed_demo
 from ssl_robot.inference import LoadedModel, preprocess
-from ssl_robot.nodes.reward_node import DIAGNOSTIC_NAME, REWARD_TOPICS, event_stamp, float_values
+from ssl_robot.nodes.reward_node import DIAGNOSTIC_NAME, REWARD_TOPICS
 from ssl_robot.topics import GOAL_LATENT, GOAL_OBJECT_IMAGE
 from ssl_robot.rewards import DEFAULT_GAMMA
-from ssl_robot.ros.convert import ImageFormatError, array_to_image, ns_to_stamp, stamp_to_ns
+from ssl_robot.ros.convert import array_to_image, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 from test_demo_trajectory import CAMERAS, write_demo_bag
 from test_inference import write_checkpoint
@@ -38,30 +38,6 @@ OBJECT_CAMERA = topics.camera_image(topics.OBJECT_CAMERA)
 S = 1_000_000_000
 PERIOD_NS = S // 10
 TIMEOUT_S = 90.0
-
-
-# --- pure helpers -------------------------------------------------------------------------------------------------
-
-def test_event_stamp_reads_a_stamp_field_and_names_a_missing_or_malformed_one():
-    text = topics.encode_event('grasp', 7 * S, o=topics.stamp_dict(5 * S + 3), s_pre=None)
-    event = topics.decode_event(text, 'grasp')
-    assert event_stamp(event, 'o') == 5 * S + 3
-    assert event_stamp(event, 'stamp') == 7 * S
-    assert event_stamp(event, 's_pre') is None
-    with pytest.raises(ValueError, match="grasp event has no 's_post' field"):
-        event_stamp(event, 's_post')
-    with pytest.raises(ValueError, match="grasp event field 'o' is not a stamp: 12"):
-        event_stamp({**event, 'o': 12}, 'o')
-
-
-def test_float_values_take_finite_32fc1_only():
-    values = np.arange(6, dtype=np.float32).reshape(2, 3)
-    np.testing.assert_array_equal(float_values(array_to_image(values, '32FC1', ns_to_stamp(0), 'm')), values)
-    values[1, 2] = np.inf
-    with pytest.raises(ImageFormatError, match='1 of its 6 values are NaN or infinite'):
-        float_values(array_to_image(values, '32FC1', ns_to_stamp(0), 'm'))
-    with pytest.raises(ImageFormatError, match="encoding is 'mono8', not 32FC1"):
-        float_values(array_to_image(np.zeros((2, 3), np.uint8), 'mono8', ns_to_stamp(0), 'm'))
 
 
 # --- the node -----------------------------------------------------------------------------------------------------
@@ -266,3 +242,47 @@ def test_a_missing_demo_bag_stops_the_node_with_one_line(probe):
         assert node.wait(timeout=TIMEOUT_S) == 1
     log = ''.join(node.output)
     assert 'reward_node: parameter demo_bag is empty' in log and 'Traceback' not in log, log
+
+
+HOSTILE_EVENTS = ['{"kind": "episode", "stamp": {"sec": Infinity, "nanosec": 0}}', '[' * 100_000,
+                  '{"kind": "grasp", "stamp": {"sec": 1e400, "nanosec": 0}, "o": {"sec": NaN, "nanosec": 0}}',
+                  '{"kind": "episode", "stamp": {"sec": -7, "nanosec": 0}}']
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_hostile_events_stamps_and_goals_are_counted_and_the_node_keeps_scoring(probe, tmp_path):
+    ccvae = LoadedModel(write_checkpoint(tmp_path / 'ccvae.safetensors', 'ccvae', TINY_CCVAE), 'ccvae', device='cpu')
+    grasp2vec = write_checkpoint(tmp_path / 'grasp2vec.safetensors', 'grasp2vec', TINY_GRASP2VEC)
+    params = {'kinds': "['latent_goal', 'grasp2vec']", 'vae_checkpoint': ccvae.path, 'grasp2vec_checkpoint': grasp2vec}
+    rng = np.random.default_rng(1)
+    with node_process(NODE, 'reward', params) as node:
+        graph = RewardGraph(probe, node)
+        probe.wait_for(lambda: graph.grasp_events.get_subscription_count() > 0
+                       and graph.episodes.get_subscription_count() > 0, TIMEOUT_S, 'the node to subscribe')
+        for text in HOSTILE_EVENTS:  # each of these killed the node; /sim/episode is latched: it died again at start
+            graph.episodes.publish(String(data=text))
+            graph.grasp_events.publish(String(data=text))
+        graph.until(lambda: graph.counted('bad_event'), 'the hostile events counted')
+        goal = rng.normal(size=(1, TINY_CCVAE['latent_dim'])).astype(np.float32)
+        graph.goal_latent.publish(array_to_image(goal * 0 + 3e38, '32FC1', ns_to_stamp(5 * S), 'absurd'))
+        graph.until(lambda: graph.diagnosed('bad_goal', 'beyond'), 'the absurd goal refused')
+        graph.goal_latent.publish(array_to_image(goal, '32FC1', ns_to_stamp(5 * S), 'goal-vae'))
+        graph.until(lambda: graph.reported('latent_goal_from', 'goal-vae at 5000000000 ns'), 'the goal latent')
+
+        # A scene frame with a negative stamp, which the node would republish on its reward, then good frames.
+        scene = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+        negative = array_to_image(scene, 'rgb8', ns_to_stamp(0), CAMERAS[0])
+        negative.header.stamp.sec = -3
+        graph.until(lambda: graph.counted('bad_stamp'), 'the negative stamp counted',
+                    lambda: graph.scene.publish(negative))
+        good_stamps = iter(range(10 * S, 1000 * S, PERIOD_NS))
+        graph.until(lambda: len(graph.rewards['latent_goal']) >= 2, 'latent goal rewards after the bad stamp',
+                    lambda: graph.scene.publish(array_to_image(scene, 'rgb8', ns_to_stamp(next(good_stamps)),
+                                                               CAMERAS[0])))
+        graph.until(lambda: any(int(values.get(f'received_{CAMERAS[0]}', '0')) > 2
+                                and 'receive_hz_' + CAMERAS[0] in values and 'latent_goal_hz' in values
+                                for _, values in graph.diagnostics), 'receive and reward rates on /diagnostics')
+        assert node.poll() is None
+    log = ''.join(node.output)
+    assert 'Traceback' not in log, log[-3000:]

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from ssl_robot.sync import ApproximateTimeSynchronizer, Drop, DropReason
+from ssl_robot.sync import ApproximateTimeSynchronizer, ClockJump, Drop, DropReason
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -118,6 +118,13 @@ def test_backward_clock_jump_flushes_queues_and_resumes_on_the_new_timeline():
     assert reasons(sync) == [('left', 10 * S + 33 * MS, DropReason.CLOCK_JUMP),
                              ('right', 10 * S + 33 * MS, DropReason.CLOCK_JUMP)]
     assert sync.drop_counts[DropReason.CLOCK_JUMP] == 2
+    # The flush itself is reported once, for the consumer to warn about, whatever it dropped.
+    assert sync.drain_clock_jumps() == [ClockJump('left', 10 * S + 33 * MS, 5 * MS, flushed=1)]
+    assert sync.drain_clock_jumps() == []
+    sync.add('right', 20 * S, 'R')
+    sync.add('right', 21 * S, 'R')
+    sync.add('left', 1 * MS, 'back again')
+    assert sync.drain_clock_jumps() == [ClockJump('left', 21 * S, 1 * MS, flushed=2)]
 
 
 def test_backward_step_within_clock_jump_is_only_reordering():

@@ -287,3 +287,29 @@ def test_train_reads_real_bags_through_ssl_robot_data(tmp_path, method, settings
                             *[f'--set={setting}' for setting in tiny])
     assert run_train(args) == 0
     assert checkpoint_step(latest_checkpoint(tmp_path / 'run' / 'checkpoints')) == 3
+
+
+@pytest.mark.parametrize('damage, named', [
+    (lambda checkpoint: (checkpoint / 'train_state.json').write_text(''), 'train_state.json is not a training state'),
+    (lambda checkpoint: (checkpoint / 'train_state.json').write_text('{"step": 3}'),
+     'train_state.json is not a training state: it lacks an integer step or the optimizer state'),
+    (lambda checkpoint: (checkpoint / 'optimizer.safetensors').write_bytes(os.urandom(64)),
+     'optimizer.safetensors is not a safetensors checkpoint: header length'),
+    (lambda checkpoint: (checkpoint / 'optimizer.safetensors').write_bytes(
+        (checkpoint / 'optimizer.safetensors').read_bytes()[:-20]), 'optimizer.safetensors is not a safetensors '
+                                                                     'checkpoint, or is corrupt or truncated'),
+])
+def test_resuming_from_a_corrupt_checkpoint_ends_with_one_line_naming_the_file(tmp_path, monkeypatch, capsys, damage,
+                                                                                named):
+    from ssl_robot import cli
+    monkeypatch.setattr('ssl_robot.train.cli._data_module_make_dataset', lambda: make_toy_dataset)
+    argv = ['train', 'toy', '--bag', str(tmp_path), '--out', str(tmp_path / 'run'), '--set', 'steps=3',
+            '--set', 'device=cpu', '--set', 'num_workers=0']
+    assert cli.main(argv) == 0
+    damage(latest_checkpoint(tmp_path / 'run' / 'checkpoints'))
+    capsys.readouterr()
+    argv[argv.index('steps=3')] = 'steps=5'
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert named in err and 'cannot be resumed from' in err and 'Traceback' not in err, err
+    assert err.count('ssl-robot train: error:') == 1

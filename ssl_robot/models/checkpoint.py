@@ -55,6 +55,34 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, step: int, code_v
     return path
 
 
+ZIP_MAGIC = b'PK\x03\x04'
+"""torch.save's default format: a zip archive whose data.pkl is a pickle."""
+PICKLE_PROTOCOLS = range(2, 6)
+"""A pickle of protocol 2 to 5 starts with 0x80 and the protocol number (torch's legacy format too)."""
+
+
+def not_safetensors(path: Path, error: Exception) -> str:
+    """Why safetensors could not read the file at path (which raised error), from its first bytes: pickled (refused),
+    truncated, or something else. A safetensors file starts with the length of its JSON header (8 bytes, little
+    endian), then that header."""
+    try:
+        size = path.stat().st_size
+        with open(path, 'rb') as file:
+            head = file.read(9)
+    except OSError as unreadable:
+        return f'{path} cannot be read: {unreadable}'
+    if head.startswith(ZIP_MAGIC) or (head[:1] == b'\x80' and head[1:2] and head[1] in PICKLE_PROTOCOLS):
+        return (f'{path} is not a safetensors checkpoint but a pickle{" (zip)" if head.startswith(ZIP_MAGIC) else ""}; '
+                f'pickled files such as torch .pt are refused, since unpickling would run code from the file')
+    if size < 8:
+        return f'{path} is not a safetensors checkpoint: truncated to {size} bytes, fewer than its 8-byte header length'
+    header_length = int.from_bytes(head[:8], 'little')
+    if header_length > size - 8:
+        return (f'{path} is not a safetensors checkpoint: header length {header_length} exceeds the file size '
+                f'({size} bytes){"; truncated?" if head[8:9] == b"{" else ""}')
+    return f'{path} is not a safetensors checkpoint, or is corrupt or truncated: {error}'
+
+
 def read_checkpoint_header(path: str | os.PathLike) -> CheckpointHeader:
     """The header of a checkpoint, without loading its weights."""
     path = Path(path)
@@ -64,8 +92,7 @@ def read_checkpoint_header(path: str | os.PathLike) -> CheckpointHeader:
         with safetensors.safe_open(path, framework='pt') as file:
             metadata = file.metadata() or {}
     except (safetensors.SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f'{path} is not a safetensors checkpoint ({error}); pickled files such as torch .pt '
-                              f'are refused, since unpickling would run code from the file') from None
+        raise CheckpointError(not_safetensors(path, error)) from None
     missing = [key for key in HEADER_KEYS if key not in metadata]
     if missing:
         raise CheckpointError(f'{path} is a safetensors file but not an ssl_robot checkpoint: its header lacks '
@@ -90,7 +117,10 @@ def load_weights(path: str | os.PathLike, model: nn.Module) -> CheckpointHeader:
     path = Path(path)
     header = read_checkpoint_header(path)
     _check_method(path, header, method_of(model))
-    tensors = safetensors.torch.load_file(path, device='cpu')
+    try:
+        tensors = safetensors.torch.load_file(path, device='cpu')
+    except (safetensors.SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(not_safetensors(path, error)) from None
     expected = model.state_dict()
     problems = []
     missing = sorted(set(expected) - set(tensors))

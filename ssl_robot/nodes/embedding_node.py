@@ -12,26 +12,32 @@ because it is a standard interface that carries both a header and a 2-D float ar
 has no header, and this single ament_python package cannot define a message of its own.
 
 Bad input never stops the node. An image with an unusable layout (wrong encoding, size or step, empty data, NaN
-in a float image), a stamp older than the camera's previous one, a camera falling silent, or a checkpoint file
-that changed into something unloadable is dropped or ignored, logged with a warning rate-limited per kind, and
-reported on /diagnostics (status 'ssl_robot/embedding'). A changed checkpoint file is loaded without a restart.
+in a float image) or an unusable stamp (negative sec, nanosec >= 1e9: bad_stamp), a stamp older than the camera's
+previous one, a camera falling silent, time jumping back (the synchronizer flushes its queues: clock_jump), or a
+checkpoint file that changed into something unloadable is dropped or ignored, logged with a warning rate-limited per
+kind, and reported on /diagnostics (status 'ssl_robot/embedding'). A changed checkpoint file is loaded without a
+restart. Diagnostics and checkpoint checks run on the wall clock, so they go on when /clock stops; a camera is silent
+when no frame of it has arrived for silent_camera_timeout_s of wall time, whatever the other cameras' stamps say.
+Diagnostics values received_<topic> and receive_hz_<topic> (frames received per camera) beside published_hz (sets
+embedded per second) show input lost to overload.
 """
 
 from __future__ import annotations
 
 import functools
-import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from ssl_robot import topics
+from ssl_robot.input_monitor import InputMonitor
 from ssl_robot.inference import LoadedModel, MultiViewEmbedder, default_checkpoint
 from ssl_robot.models.checkpoint import CheckpointError
 from ssl_robot.problem_log import ProblemLog
-from ssl_robot.ros.convert import ImageFormatError, array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
-from ssl_robot.ros.diagnostics import diagnostic_array
+from ssl_robot.ros.convert import MessageError, array_to_image, ns_to_stamp
+from ssl_robot.ros.decoders import rgb_frame
+from ssl_robot.ros.diagnostics import diagnostic_array, wall_timer
 from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
@@ -41,7 +47,7 @@ DIAGNOSTIC_NAME = 'ssl_robot/embedding'
 DEFAULT_CAMERA_TOPICS = [topics.camera_image(camera) for camera in ('front_left', 'front_right', 'high_side')]
 WARN_PERIOD_S = 1.0
 DIAGNOSTICS_PERIOD_S = 1.0
-NS_PER_MS, NS_PER_S = 1_000_000, 1_000_000_000
+NS_PER_MS = 1_000_000
 
 
 class EmbeddingNode(NodeParameters, Node):
@@ -65,16 +71,13 @@ class EmbeddingNode(NodeParameters, Node):
         self._sync = ApproximateTimeSynchronizer(
             self._camera_topics, queue_size=self._param('sync_queue_size'),
             max_interval_ns=round(self._param('sync_max_interval_ms') * NS_PER_MS))
-        self._silent_timeout_ns = round(self._positive('silent_camera_timeout_s') * NS_PER_S)
+        self._silent_timeout_s = self._positive('silent_camera_timeout_s')
         reload_period_s = self._positive('reload_check_period_s')
         self._model = LoadedModel(checkpoint, method)
         self._embedder = MultiViewEmbedder(self._model, len(self._camera_topics), self._param('clip_frame_period_s'))
 
         self._last_stamp_ns: dict[str, int] = {}
-        # Silence is judged on the stamps' clock (sim time for the sim), advanced by wall time since the newest
-        # stamp arrived, so it works whether or not the node's own clock follows /clock.
-        self._newest_stamp: tuple[int, float] | None = None
-        self._started_wall = time.monotonic()
+        self._inputs = InputMonitor(self._camera_topics)
         self._problems = ProblemLog(self.get_logger().warning, WARN_PERIOD_S)
         self._published = 0
 
@@ -82,17 +85,17 @@ class EmbeddingNode(NodeParameters, Node):
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         for topic in self._camera_topics:
             self.create_subscription(Image, topic, functools.partial(self._on_image, topic), SENSOR_QOS)
-        self.create_timer(reload_period_s, self._reload_checkpoint)
-        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        wall_timer(self, reload_period_s, self._reload_checkpoint)
+        wall_timer(self, DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self.get_logger().info(f'embedding {len(self._camera_topics)} cameras {self._camera_topics} with '
                                f'{self._model.model_id} on {self._model.device}')
 
     def _on_image(self, topic: str, message: Image) -> None:
-        stamp_ns = stamp_to_ns(message.header.stamp)
+        self._inputs.arrived(topic)
         try:
-            rgb = as_rgb(image_to_array(message, reject_nan=True), message.encoding)
-        except ImageFormatError as error:
-            self._problems.report('bad_image', f'{topic}: {error}; dropped')
+            stamp_ns, rgb, _ = rgb_frame(message)
+        except MessageError as error:
+            self._problems.report(error.kind, f'{topic}: {error}; dropped')
             return
         previous_ns = self._last_stamp_ns.get(topic)
         # A jump back further than the synchronizer's clock_jump_ns is a new timeline (a simulator reset, a looping
@@ -102,9 +105,6 @@ class EmbeddingNode(NodeParameters, Node):
                                             f'{previous_ns} ns; dropped')
             return
         self._last_stamp_ns[topic] = stamp_ns
-        if (self._newest_stamp is None or stamp_ns >= self._newest_stamp[0]
-                or stamp_ns < self._newest_stamp[0] - self._sync.clock_jump_ns):
-            self._newest_stamp = (stamp_ns, time.monotonic())
         for synced in self._sync.add(topic, stamp_ns, rgb):
             self._publish(synced)
 
@@ -125,25 +125,22 @@ class EmbeddingNode(NodeParameters, Node):
             self._problems.report('checkpoint', f'{error}; still using {previous}')
 
     def _check_silent_cameras(self) -> None:
-        if self._newest_stamp is None:
-            waited_s = time.monotonic() - self._started_wall
-            if waited_s * NS_PER_S > self._silent_timeout_ns:
-                self._problems.report('silent_camera', f'no frame from any of {self._camera_topics} in {waited_s:.0f} s')
-            return
-        stamp_ns, wall = self._newest_stamp
-        now_ns = stamp_ns + round((time.monotonic() - wall) * NS_PER_S)
-        silent = self._sync.silent_inputs(now_ns, self._silent_timeout_ns)
+        silent = self._inputs.silent(self._silent_timeout_s)
         if silent:
-            self._problems.report('silent_camera', f'no frame from {silent} for more than '
-                                          f'{self._silent_timeout_ns / NS_PER_S:g} s; no embeddings without them')
+            waited = ', '.join(f'{topic} for {seconds:.0f} s' for topic, seconds in silent.items())
+            self._problems.report('silent_camera', f'no frame from {waited} (wall time); no embeddings without them')
 
     def _publish_diagnostics(self) -> None:
         self._check_silent_cameras()
         for drop in self._sync.drain_drops():
             # Counted, not warned: the synchronizer drops frames in normal operation too.
             self._problems.counts[f'sync_{drop.reason}'] += 1
+        for jump in self._sync.drain_clock_jumps():
+            self._problems.report('clock_jump', f'{jump.name}: stamps jumped back from {jump.from_ns} to {jump.to_ns} '
+                                                f'ns; the synchronizer started over and flushed {jump.flushed} frames')
         values = {'model_id': self._model.model_id, 'cameras': ','.join(self._camera_topics),
-                  'published': str(self._published), **self._problems.count_values()}
+                  'published': str(self._published), **self._inputs.rate_values({'published': self._published}),
+                  **self._problems.count_values()}
         self._diagnostics.publish(diagnostic_array(DIAGNOSTIC_NAME, self._model.device.type,
                                                    self._problems.take_recent(), values,
                                                    ns_to_stamp(self.get_clock().now().nanoseconds)))

@@ -21,9 +21,9 @@ model's image size, a scene goal at the camera's). Both carry the stamp of the f
 frame of an imagined goal, the goal frame of a scene goal; a β-VAE imagined goal: the newest frame's, or the node
 clock's before any frame) and the model id as frame_id.
 
-Bad input never stops the node: an unusable image, an episode event that cannot be read and a checkpoint that is
-missing or unloadable are dropped or ignored, warned about (rate-limited per kind) and reported on /diagnostics
-(status 'ssl_robot/goal'). The checkpoint is loaded at start if it can be, else as soon as it can be; a changed
+Bad input never stops the node: an unusable image or stamp, an episode event that cannot be read (ssl_robot.events)
+and a checkpoint that is missing or unloadable are dropped or ignored, warned about (rate-limited per kind) and
+reported on /diagnostics (status 'ssl_robot/goal'), which runs on the wall clock so it goes on when /clock stops. The checkpoint is loaded at start if it can be, else as soon as it can be; a changed
 checkpoint file is loaded without a restart.
 """
 
@@ -42,10 +42,12 @@ from std_srvs.srv import Trigger
 
 from ssl_robot import topics
 from ssl_robot.demo_trajectory import EpisodeClock, StampRejected
+from ssl_robot.events import EventError, decode_episode_event
 from ssl_robot.goals import Goal, GoalSampler, ModelLoader, ModelUnavailable, needs_context, scene_goal
 from ssl_robot.problem_log import ProblemLog
-from ssl_robot.ros.convert import ImageFormatError, array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
-from ssl_robot.ros.diagnostics import diagnostic_array
+from ssl_robot.ros.convert import MessageError, array_to_image, ns_to_stamp
+from ssl_robot.ros.decoders import rgb_frame
+from ssl_robot.ros.diagnostics import diagnostic_array, wall_timer
 from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
@@ -106,19 +108,19 @@ class GoalNode(NodeParameters, Node):
         self.create_service(Trigger, topics.GOAL_FROM_SCENE_SERVICE, self._on_from_scene)
         reload = functools.partial(self._model.refresh_reporting, self._problems, self.get_logger().info)
         reload()
-        self.create_timer(reload_period_s, reload)
-        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        wall_timer(self, reload_period_s, reload)
+        wall_timer(self, DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         context = f'in the scene of {self._camera}' if self._needs_context else 'from the prior'
         self.get_logger().info(f'{method} goals {context} with {self._model.model_id}; {topics.GOAL_SAMPLE_SERVICE} '
                                f'draws one, {topics.GOAL_FROM_SCENE_SERVICE} makes the scene the goal')
 
     def _on_image(self, message: Image) -> None:
         try:
-            rgb = as_rgb(image_to_array(message), message.encoding)
-        except ImageFormatError as error:
-            self._problems.report('bad_image', f'{self._camera}: {error}; dropped')
+            stamp_ns, rgb, _ = rgb_frame(message)
+        except MessageError as error:
+            self._problems.report(error.kind, f'{self._camera}: {error}; dropped')
             return
-        self._newest = StampedFrame(stamp_to_ns(message.header.stamp), rgb)
+        self._newest = StampedFrame(stamp_ns, rgb)
         try:
             first = self._episode.observe(self._newest.stamp_ns).first
         except StampRejected:
@@ -135,9 +137,9 @@ class GoalNode(NodeParameters, Node):
 
     def _on_episode(self, message: String) -> None:
         try:
-            start_ns = topics.stamp_from_dict(topics.decode_event(message.data, 'episode')['stamp'])
-        except (ValueError, KeyError, TypeError) as error:
-            self._problems.report('bad_event', f'{error!r} in {message.data[:120]!r}; dropped')
+            start_ns = decode_episode_event(message.data).stamp_ns
+        except EventError as error:
+            self._problems.report('bad_event', f'{error} in {message.data[:120]!r}; dropped')
             return
         if self._episode.start_episode(start_ns):
             self._goal_due = True

@@ -21,9 +21,11 @@ It is published on /goal/object_image (rgb8 as the object camera sent it, stampe
 latched (reliable, transient local), which the reward node takes as the goal g of r = phi_o(g) . phi_o(o). This
 node holds the object camera's frames and reads every grasp event already, so no other node need keep them.
 
-Bad input never stops the node. An unusable image, an event that is not a grasp event, an event whose frames are no
-longer (or never were) in the buffers, and a checkpoint that is missing or unloadable are dropped or ignored, warned
-about (rate-limited per kind) and reported on /diagnostics (status 'ssl_robot/grasp2vec'). Without a loadable
+Bad input never stops the node. An unusable image or stamp, an event that is not a well-formed grasp event
+(ssl_robot.events), an event whose frames are no longer (or never were) in the buffers, and a checkpoint that is
+missing or unloadable are dropped or ignored, warned about (rate-limited per kind) and reported on /diagnostics
+(status 'ssl_robot/grasp2vec'), which runs on the wall clock so it goes on when /clock stops. Each camera's frames are
+kept frame_buffer_s of stamp time but at most frame_buffer_max_mb, oldest evicted first. Without a loadable
 checkpoint the node keeps running and loads it as soon as it can; a changed checkpoint file is loaded without a
 restart.
 """
@@ -42,10 +44,13 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from ssl_robot import topics
-from ssl_robot.goals import ModelLoader, ModelUnavailable, StampedFrames, embed_grasp
+from ssl_robot.events import EventError, decode_grasp_event
+from ssl_robot.frame_buffer import BYTES_PER_MB, StampedFrames
+from ssl_robot.goals import ModelLoader, ModelUnavailable, embed_grasp
 from ssl_robot.problem_log import ProblemLog
-from ssl_robot.ros.convert import ImageFormatError, array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
-from ssl_robot.ros.diagnostics import diagnostic_array
+from ssl_robot.ros.convert import MessageError, array_to_image, ns_to_stamp
+from ssl_robot.ros.decoders import rgb_frame
+from ssl_robot.ros.diagnostics import diagnostic_array, wall_timer
 from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
@@ -82,6 +87,8 @@ class Grasp2VecNode(NodeParameters, Node):
                       'Grasp2Vec checkpoint file; empty = the shipped ssl_robot/checkpoints/grasp2vec.safetensors')
         self._declare('frame_buffer_s', 30.0,
                       'how far back (in stamp time) frames are kept for the grasp events that will refer to them')
+        self._declare('frame_buffer_max_mb', 256.0, 'most memory (MiB) the frames of each camera may take; past it the '
+                                                    'oldest go first, so large images are kept less than frame_buffer_s')
         self._declare('heatmap_opacity', 0.5, 'opacity of the coloured heatmap over s_pre: 0 scene only, 1 heatmap only')
         self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
         self._declare_torch_threads()
@@ -92,12 +99,13 @@ class Grasp2VecNode(NodeParameters, Node):
         self._scene_camera = self._param('scene_camera')
         self._object_camera = self._param('object_camera')
         buffer_ns = round(self._positive('frame_buffer_s') * NS_PER_S)
+        buffer_bytes = round(self._positive('frame_buffer_max_mb') * BYTES_PER_MB)
         self._opacity = self._param('heatmap_opacity')
         if not 0.0 <= self._opacity <= 1.0:
             raise ValueError(f'parameter heatmap_opacity must be in [0, 1], got {self._opacity}')
         reload_period_s = self._positive('reload_check_period_s')
-        self._frames = {self._scene_camera: StampedFrames[Frame](buffer_ns),
-                        self._object_camera: StampedFrames[Frame](buffer_ns)}
+        self._frames = {self._scene_camera: StampedFrames[Frame](buffer_ns, buffer_bytes),
+                        self._object_camera: StampedFrames[Frame](buffer_ns, buffer_bytes)}
         self._problems = ProblemLog(self.get_logger().warning)
         self._model = ModelLoader(self._param('checkpoint'), 'grasp2vec')
         self._grasps = 0
@@ -116,8 +124,8 @@ class Grasp2VecNode(NodeParameters, Node):
         self.create_service(Trigger, topics.GOAL_OBJECT_FROM_GRASP_SERVICE, self._on_object_from_grasp)
         reload = functools.partial(self._model.refresh_reporting, self._problems, self.get_logger().info)
         reload()
-        self.create_timer(reload_period_s, reload)
-        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        wall_timer(self, reload_period_s, reload)
+        wall_timer(self, DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         first = 'the first successful grasp\'s object, then ' if self._goal_from_first_grasp else ''
         self.get_logger().info(f'grasp2vec on s_pre from {self._scene_camera} and o from {self._object_camera} '
                                f'with {self._model.model_id}; goal object: {first}the latest grasped object on '
@@ -125,11 +133,11 @@ class Grasp2VecNode(NodeParameters, Node):
 
     def _on_image(self, topic: str, message: Image) -> None:
         try:
-            rgb = as_rgb(image_to_array(message), message.encoding)
-        except ImageFormatError as error:
-            self._problems.report('bad_image', f'{topic}: {error}; dropped')
+            stamp_ns, rgb, frame_id = rgb_frame(message)
+        except MessageError as error:
+            self._problems.report(error.kind, f'{topic}: {error}; dropped')
             return
-        self._frames[topic].add(stamp_to_ns(message.header.stamp), Frame(rgb, message.header.frame_id))
+        self._frames[topic].add(stamp_ns, Frame(rgb, frame_id))
 
     def _missing_frame(self, role: str, topic: str, stamp_ns: int) -> str:
         held = self._frames[topic].stamp_range()
@@ -138,13 +146,11 @@ class Grasp2VecNode(NodeParameters, Node):
 
     def _on_grasp_event(self, message: String) -> None:
         try:
-            event = topics.decode_event(message.data, 'grasp')
-            s_pre_ns = topics.stamp_from_dict(event['s_pre'])
-            o_ns = None if event['o'] is None else topics.stamp_from_dict(event['o'])
-            attempt = int(event['attempt'])
-        except (ValueError, KeyError, TypeError) as error:
-            self._problems.report('bad_event', f'{error!r} in {message.data[:120]!r}; dropped')
+            event = decode_grasp_event(message.data)
+        except EventError as error:
+            self._problems.report('bad_event', f'{error} in {message.data[:120]!r}; dropped')
             return
+        s_pre_ns, o_ns, attempt = event.s_pre_ns, event.o_ns, event.attempt
         wanted = {'s_pre': (self._scene_camera, s_pre_ns)}
         if o_ns is not None:
             wanted['o'] = (self._object_camera, o_ns)

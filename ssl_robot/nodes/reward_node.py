@@ -14,8 +14,8 @@ Kinds (parameter `kinds`, any subset of them; reward = <kind>_scale * the formul
   frame, the first image of latent_goal_camera this node received in the episode.
 - grasp2vec (Jang et al. 2018): r = phi_o(g) . phi_o(o) (their cosine with grasp2vec_normalize) when a
   /sim/grasp_events message names the stamp of the object image o a grasp brought to the object camera; g is the
-  goal object image. Object images are kept object_image_buffer_s seconds, since the event arrives at s_post, after
-  the object has been dropped. A failed grasp (o null) brings no image and gets no reward.
+  goal object image. Object images are kept object_image_buffer_s seconds (at most frame_buffer_max_mb), since the
+  event arrives at s_post, after the object has been dropped. A failed grasp (o null) brings no image and gets no reward.
 
 Output, per kind: geometry_msgs/Vector3Stamped on /reward/<kind>, reliable. vector.x = the reward (scaled);
 vector.y = the unscaled quantity it is made of: imitation |e - d| to the aligned demo frame, latent_goal
@@ -36,15 +36,17 @@ Episodes start at the stamp of the latest /sim/episode event, or at the first ob
 new one restarts the imitation alignment and the CC-VAE context (demo_trajectory.EpisodeClock).
 
 Bad input never stops the node. An embedding of the wrong shape or encoding, with NaN, or from other weights; an
-image with an unusable layout; a stamp older than its stream's previous one; a malformed event or goal; a grasp whose
-o image never arrived; a checkpoint file that changed into something unloadable: each is dropped, logged with a
-warning rate-limited per kind of problem, and reported on /diagnostics (status 'ssl_robot/reward'). Without a goal no
-latent_goal or grasp2vec reward is published, and /diagnostics says so. Checkpoints load at start and are reloaded
+image with an unusable layout; a stamp that is negative (bad_stamp) or older than its stream's previous one; a
+malformed event (ssl_robot.events) or goal (beyond ros.decoders.MAX_GOAL_LATENT_ABS, say); a grasp whose o image never
+arrived; a checkpoint file that changed into something unloadable: each is dropped, logged with a warning rate-limited
+per kind, and reported on /diagnostics (status 'ssl_robot/reward', on the wall clock: it goes on when /clock stops,
+with received_<topic>, receive_hz_<topic> per input and <kind>_hz per reward). No goal, no reward of its kind. Checkpoints load at start and are reloaded
 when their files change; a new imitation checkpoint re-embeds the demo.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -61,15 +63,19 @@ from torch import Tensor, nn
 from ssl_robot import topics
 from ssl_robot.data.reader import rgb_to_tensor
 from ssl_robot.demo_trajectory import EmbeddedDemo, EpisodeClock, EpisodeTime, StampRejected, embed_demo
-from ssl_robot.goals import GOAL_METHODS, StampedFrames
+from ssl_robot.events import EventError, decode_episode_event, decode_grasp_event
+from ssl_robot.frame_buffer import BYTES_PER_MB, StampedFrames
+from ssl_robot.goals import GOAL_METHODS
+from ssl_robot.input_monitor import InputMonitor
 from ssl_robot.problem_log import ProblemLog
 from ssl_robot.inference import EMBEDDING_METHODS, LoadedModel, default_checkpoint, preprocess
 from ssl_robot.models.checkpoint import CheckpointError
 from ssl_robot.models.vae import CCVAE
 from ssl_robot.nodes.embedding_node import DEFAULT_CAMERA_TOPICS
 from ssl_robot.rewards import ALIGNMENTS, Grasp2VecReward, ImitationReward, LatentGoalReward
-from ssl_robot.ros.convert import ImageFormatError, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
-from ssl_robot.ros.diagnostics import diagnostic_array
+from ssl_robot.ros.convert import ImageFormatError, MessageError, ns_to_stamp, stamp_to_ns
+from ssl_robot.ros.decoders import RgbFrame, float_values, goal_latent, rgb_frame
+from ssl_robot.ros.diagnostics import diagnostic_array, wall_timer
 from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
@@ -81,29 +87,6 @@ DIAGNOSTIC_NAME = 'ssl_robot/reward'
 DIAGNOSTICS_PERIOD_S = 1.0
 MAX_PENDING_GRASPS = 16
 NS_PER_S = 1_000_000_000
-
-
-def event_stamp(event: dict, field: str) -> int | None:
-    """The stamp in field of a decoded event (None if the field is null); ValueError naming a missing or bad one."""
-    if field not in event:
-        raise ValueError(f'{event.get("kind")} event has no {field!r} field')
-    if event[field] is None:
-        return None
-    try:
-        return topics.stamp_from_dict(event[field])
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f'{event.get("kind")} event field {field!r} is not a stamp: {event[field]!r}') from None
-
-
-def float_values(message: Image) -> np.ndarray:
-    """The values of a 32FC1 image; ImageFormatError for another encoding, or for NaN or infinite values."""
-    if message.encoding != '32FC1':
-        raise ImageFormatError(f'encoding is {message.encoding!r}, not 32FC1')
-    values = image_to_array(message)
-    bad = int(np.count_nonzero(~np.isfinite(values)))
-    if bad:
-        raise ImageFormatError(f'{bad} of its {values.size} values are NaN or infinite')
-    return values
 
 
 def model_input(model: LoadedModel, frames: Sequence[np.ndarray]) -> tuple[nn.Module, str, Tensor]:
@@ -152,6 +135,8 @@ class RewardNode(NodeParameters, Node):
                       'grasp2vec: image topic of the object camera')
         self._declare('object_image_buffer_s', 10.0, 'grasp2vec: object images are kept this long (stamp time) for '
                                                      'the grasp event that names one')
+        self._declare('frame_buffer_max_mb', 256.0, 'grasp2vec: most memory (MiB) the object images may take; past it '
+                                                    'the oldest go first')
         self._declare('reload_check_period_s', 2.0, 'how often the checkpoint files are checked for a new version')
         self._declare_torch_threads()
 
@@ -162,6 +147,7 @@ class RewardNode(NodeParameters, Node):
         self._models: dict[str, LoadedModel] = {}
         self._clocks: list[EpisodeClock] = []
         self._episode_start_ns: int | None = None
+        self._input_topics: list[str] = []  # subscribed by _subscribe_input; counted by self._inputs
         self._reward_publishers = {kind: self.create_publisher(Vector3Stamped, REWARD_TOPICS[kind], RELIABLE_QOS)
                             for kind in self._kinds}
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
@@ -171,9 +157,10 @@ class RewardNode(NodeParameters, Node):
             self._start_latent_goal(scales[LATENT_GOAL])
         if GRASP2VEC in self._kinds:
             self._start_grasp2vec(scales[GRASP2VEC])
+        self._inputs = InputMonitor(self._input_topics)
         self.create_subscription(String, topics.EPISODES, self._on_episode, LATCHED_QOS)
-        self.create_timer(self._positive('reload_check_period_s'), self._reload_models)
-        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        wall_timer(self, self._positive('reload_check_period_s'), self._reload_models)
+        wall_timer(self, DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self.get_logger().info('rewards ' + ', '.join(f'{kind} from {model.model_id}'
                                                       for kind, model in self._models.items()))
 
@@ -190,6 +177,15 @@ class RewardNode(NodeParameters, Node):
         model = LoadedModel(self._param(checkpoint_parameter) or default_checkpoint(method), method)
         self._models[kind] = model
         return model
+
+    def _subscribe_input(self, topic: str, callback) -> None:
+        """Subscribe to an input (sensor QoS) whose messages are counted against the rewards published."""
+        self._input_topics.append(topic)
+        self.create_subscription(Image, topic, functools.partial(self._on_input, topic, callback), SENSOR_QOS)
+
+    def _on_input(self, topic: str, callback, message: Image) -> None:
+        self._inputs.arrived(topic)
+        callback(message)
 
     def _new_clock(self) -> EpisodeClock:
         clock = EpisodeClock()
@@ -220,6 +216,7 @@ class RewardNode(NodeParameters, Node):
         if GRASP2VEC in self._kinds:
             values['grasp2vec_goal_from'] = self._grasp2vec_goal_from
             values['pending_grasps'] = str(len(self._pending_grasps))
+        values.update(self._inputs.rate_values(self._published))
         values.update(self._problems.count_values())
         devices = ','.join(sorted({model.device.type for model in self._models.values()}))
         self._diagnostics.publish(diagnostic_array(DIAGNOSTIC_NAME, devices, recent, values,
@@ -237,22 +234,20 @@ class RewardNode(NodeParameters, Node):
 
     def _on_episode(self, message: String) -> None:
         try:
-            stamp_ns = event_stamp(topics.decode_event(message.data, 'episode'), 'stamp')
-            if stamp_ns is None:
-                raise ValueError('episode event has a null stamp')
-        except ValueError as error:
+            stamp_ns = decode_episode_event(message.data).stamp_ns
+        except EventError as error:
             self._problems.report('bad_event', f'{topics.EPISODES}: {error}; ignored')
             return
         self._episode_start_ns = stamp_ns
         for clock in self._clocks:
             clock.start_episode(stamp_ns)
 
-    def _image(self, topic: str, message: Image) -> np.ndarray | None:
-        """The RGB pixels of an image message, or None after reporting why they are unusable."""
+    def _image(self, topic: str, message: Image) -> RgbFrame | None:
+        """The stamp and RGB pixels of an image message, or None after reporting why they are unusable."""
         try:
-            return as_rgb(image_to_array(message, reject_nan=True), message.encoding)
-        except ImageFormatError as error:
-            self._problems.report('bad_image', f'{topic}: {error}; dropped')
+            return rgb_frame(message)
+        except MessageError as error:
+            self._problems.report(error.kind, f'{topic}: {error}; dropped')
             return None
 
     def _reload_models(self) -> None:
@@ -287,7 +282,7 @@ class RewardNode(NodeParameters, Node):
         self._demo: EmbeddedDemo = self._demo_from_bag()
         self._imitation = ImitationReward(self._demo.trajectory, **self._imitation_settings)
         self._imitation_clock = self._new_clock()
-        self.create_subscription(Image, topics.EMBEDDINGS, self._on_embeddings, SENSOR_QOS)
+        self._subscribe_input(topics.EMBEDDINGS, self._on_embeddings)
 
     def _demo_from_bag(self) -> EmbeddedDemo:
         demo = embed_demo(self._demo_bag, self._demo_episode, self._models[IMITATION], self._demo_cameras,
@@ -308,15 +303,16 @@ class RewardNode(NodeParameters, Node):
         self._imitation = ImitationReward(self._demo.trajectory, **self._imitation_settings)
 
     def _on_embeddings(self, message: Image) -> None:
-        stamp_ns = stamp_to_ns(message.header.stamp)
         rows = len(self._demo_cameras) + 1
         try:
+            stamp_ns = stamp_to_ns(message.header.stamp)
             embeddings = float_values(message)
             if embeddings.shape != (rows, self._demo.trajectory.dim):
                 raise ImageFormatError(f'shape is {embeddings.shape}, expected ({rows}, {self._demo.trajectory.dim}):'
                                        f' {len(self._demo_cameras)} cameras and their fusion, as the demo')
-        except ImageFormatError as error:
-            self._problems.report('bad_embedding', f'{topics.EMBEDDINGS}: {error}; dropped')
+        except MessageError as error:
+            kind = 'bad_embedding' if isinstance(error, ImageFormatError) else error.kind
+            self._problems.report(kind, f'{topics.EMBEDDINGS}: {error}; dropped')
             return
         if not self._demo.matches(message.header.frame_id):
             self._problems.report('model_mismatch', f'{topics.EMBEDDINGS} from {message.header.frame_id!r}, but the '
@@ -339,31 +335,25 @@ class RewardNode(NodeParameters, Node):
         self._scene_camera = self._param('latent_goal_camera')
         self._scene_clock = self._new_clock()
         self._first_scene: np.ndarray | None = None
-        self.create_subscription(Image, self._scene_camera, self._on_scene_image, SENSOR_QOS)
+        self._subscribe_input(self._scene_camera, self._on_scene_image)
         self.create_subscription(Image, topics.GOAL_LATENT, self._on_goal_latent, LATCHED_QOS)
 
     def _on_goal_latent(self, message: Image) -> None:
-        latent_dim = self._vae.config.latent_dim
         try:
-            values = float_values(message)
-            if values.shape[0] != 1:
-                raise ImageFormatError(f'height is {values.shape[0]}, not 1: a goal is one latent')
-            goal = values[0]
-            if len(goal) != latent_dim:
-                raise ImageFormatError(f'the goal has {len(goal)} values, but {self._vae.model_id} has latent_dim '
-                                       f'{latent_dim}')
-        except ImageFormatError as error:
-            self._problems.report('bad_goal', f'{topics.GOAL_LATENT}: {error}; the goal stays {self._latent_goal_from}')
+            goal = goal_latent(message, self._vae.config.latent_dim)
+        except MessageError as error:
+            self._problems.report(error.kind, f'{topics.GOAL_LATENT} for {self._vae.model_id}: {error}; the goal '
+                                              f'stays {self._latent_goal_from}')
             return
         self._latent_goal.set_goal(goal)
         self._latent_goal_from = (f'{message.header.frame_id or "an unnamed model"} at '
                                   f'{stamp_to_ns(message.header.stamp)} ns')
 
     def _on_scene_image(self, message: Image) -> None:
-        stamp_ns = stamp_to_ns(message.header.stamp)
-        scene = self._image(self._scene_camera, message)
-        if scene is None:
+        frame = self._image(self._scene_camera, message)
+        if frame is None:
             return
+        stamp_ns, scene = frame.stamp_ns, frame.rgb
         episode_time = self._episode_time(self._scene_clock, self._scene_camera, stamp_ns)
         if episode_time is None:
             return
@@ -398,28 +388,29 @@ class RewardNode(NodeParameters, Node):
         self._grasp2vec_goal_from = goal_file or 'none'
         self._object_camera = self._param('object_camera_topic')
         buffer_ns = round(self._positive('object_image_buffer_s') * NS_PER_S)
-        self._object_images: StampedFrames[np.ndarray] = StampedFrames(buffer_ns)
+        buffer_bytes = round(self._positive('frame_buffer_max_mb') * BYTES_PER_MB)
+        self._object_images: StampedFrames[np.ndarray] = StampedFrames(buffer_ns, buffer_bytes)
         self._pending_grasps: deque[int] = deque()
-        self.create_subscription(Image, self._object_camera, self._on_object_image, SENSOR_QOS)
+        self._subscribe_input(self._object_camera, self._on_object_image)
         self.create_subscription(String, topics.GRASP_EVENTS, self._on_grasp_event, RELIABLE_QOS)
         self.create_subscription(Image, topics.GOAL_OBJECT_IMAGE, self._on_goal_object_image, LATCHED_QOS)
 
     def _on_goal_object_image(self, message: Image) -> None:
         goal = self._image(topics.GOAL_OBJECT_IMAGE, message)
         if goal is not None:
-            self._goal_object = np.array(goal)
-            self._grasp2vec_goal_from = f'{topics.GOAL_OBJECT_IMAGE} at {stamp_to_ns(message.header.stamp)} ns'
+            self._goal_object = np.array(goal.rgb)
+            self._grasp2vec_goal_from = f'{topics.GOAL_OBJECT_IMAGE} at {goal.stamp_ns} ns'
 
     def _on_object_image(self, message: Image) -> None:
         image = self._image(self._object_camera, message)
         if image is not None:
-            self._object_images.add(stamp_to_ns(message.header.stamp), np.array(image))
+            self._object_images.add(image.stamp_ns, np.array(image.rgb))
             self._score_grasps()
 
     def _on_grasp_event(self, message: String) -> None:
         try:
-            object_ns = event_stamp(topics.decode_event(message.data, 'grasp'), 'o')
-        except ValueError as error:
+            object_ns = decode_grasp_event(message.data).o_ns
+        except EventError as error:
             self._problems.report('bad_event', f'{topics.GRASP_EVENTS}: {error}; ignored')
             return
         if object_ns is None:

@@ -22,8 +22,20 @@ NS_PER_S = 1_000_000_000
 _INT32_MAX = 2**31 - 1
 
 
-class ImageFormatError(ValueError):
+class MessageError(ValueError):
+    """A message (or an array meant for one) that cannot be used; `kind` names the problem for /diagnostics."""
+    kind = 'bad_message'
+
+
+class ImageFormatError(MessageError):
     """An Image message (or an array meant for one) whose layout does not match its encoding."""
+    kind = 'bad_image'
+
+
+class StampError(MessageError):
+    """A builtin_interfaces/Time that is not a time since the epoch (negative sec, nanosec of 1e9 or more), or a
+    stamp in ns that Time cannot hold: republishing it would fail."""
+    kind = 'bad_stamp'
 
 
 @dataclass(frozen=True)
@@ -145,12 +157,18 @@ def camera_info(K: np.ndarray, width: int, height: int, stamp: Time, frame_id: s
 
 
 def stamp_to_ns(stamp: Time) -> int:
-    return stamp.sec * NS_PER_S + stamp.nanosec
+    """Nanoseconds of a stamp from outside; StampError for one ns_to_stamp could not turn back into a Time (sec < 0,
+    nanosec >= 1e9: a Time message's fields are int32 and uint32, so both can arrive)."""
+    sec, nanosec = int(stamp.sec), int(stamp.nanosec)
+    if not (0 <= sec <= _INT32_MAX and 0 <= nanosec < NS_PER_S):
+        raise StampError(f'stamp {{sec: {sec}, nanosec: {nanosec}}} is not a time since the epoch (sec 0 to '
+                         f'{_INT32_MAX}, nanosec 0 to {NS_PER_S - 1})')
+    return sec * NS_PER_S + nanosec
 
 
 def ns_to_stamp(stamp_ns: int) -> Time:
     if not 0 <= stamp_ns <= _INT32_MAX * NS_PER_S + NS_PER_S - 1:
-        raise ValueError(f'stamp {stamp_ns} ns is outside the range of builtin_interfaces/Time '
+        raise StampError(f'stamp {stamp_ns} ns is outside the range of builtin_interfaces/Time '
                          f'(0 to {_INT32_MAX} s)')
     sec, nanosec = divmod(int(stamp_ns), NS_PER_S)
     return Time(sec=sec, nanosec=nanosec)

@@ -20,12 +20,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import safetensors
 import safetensors.torch
 import torch
 from torch import Tensor, nn
 
-from ssl_robot.models.checkpoint import load_weights, save_checkpoint
+from ssl_robot.models.checkpoint import load_weights, not_safetensors, save_checkpoint
 from ssl_robot.atomic import fsync_dir, write_atomic
+from ssl_robot.train.errors import TrainError
 
 LATEST = 'latest'
 MODEL_FILE = 'model.safetensors'
@@ -69,8 +71,26 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return link.resolve() if link.is_symlink() else None
 
 
+def _unusable(checkpoint: Path, problem: str) -> TrainError:
+    return TrainError(f'{problem}; the checkpoint {checkpoint} cannot be resumed from (delete it, and point '
+                      f'{checkpoint.parent / LATEST} at an older one, to resume from that)')
+
+
+def read_train_state(checkpoint: Path) -> dict[str, Any]:
+    """The train_state.json of a checkpoint directory; TrainError naming the file if it is not a training state."""
+    path = Path(checkpoint) / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+        if not (isinstance(state, dict) and isinstance(state.get('step'), int) and isinstance(state.get('optimizer'),
+                                                                                              dict)):
+            raise ValueError('it lacks an integer step or the optimizer state')
+    except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError are ValueErrors
+        raise _unusable(Path(checkpoint), f'{path} is not a training state: {error}') from None
+    return state
+
+
 def checkpoint_step(checkpoint: Path) -> int:
-    return json.loads((checkpoint / STATE_FILE).read_text())['step']
+    return read_train_state(checkpoint)['step']
 
 
 def save_training_checkpoint(directory: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -126,7 +146,15 @@ def load_training_checkpoint(checkpoint: Path, model: nn.Module, optimizer: torc
     """Restore model and optimizer from a checkpoint directory; returns its step."""
     checkpoint = Path(checkpoint)
     load_weights(checkpoint / MODEL_FILE, model)
-    state = json.loads((checkpoint / STATE_FILE).read_text())
-    optimizer_tensors = safetensors.torch.load_file(checkpoint / OPTIMIZER_FILE, device='cpu')
-    optimizer.load_state_dict(optimizer_state_from_tensors(optimizer_tensors, state['optimizer']))
+    state = read_train_state(checkpoint)
+    optimizer_file = checkpoint / OPTIMIZER_FILE
+    try:
+        optimizer_tensors = safetensors.torch.load_file(optimizer_file, device='cpu')
+    except (safetensors.SafetensorError, OSError, ValueError) as error:
+        raise _unusable(checkpoint, not_safetensors(optimizer_file, error)) from None
+    try:
+        optimizer.load_state_dict(optimizer_state_from_tensors(optimizer_tensors, state['optimizer']))
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise _unusable(checkpoint, f'{optimizer_file} and {STATE_FILE} do not hold a state of this optimizer: '
+                                    f'{error!r}') from None
     return state['step']

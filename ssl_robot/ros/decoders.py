@@ -1,0 +1,68 @@
+"""Decoders of the messages the learning nodes take from outside: camera images, float arrays (embeddings), goal
+latents. Pure (no rclpy node): each returns a valid value or raises convert.MessageError (a ValueError) whose `kind`
+names the problem for /diagnostics (bad_image, bad_stamp, ...), never anything else, so a node reports one exception
+type and keeps running. Stamps are checked by convert.stamp_to_ns: a stamp a node could not publish again is refused
+here, where the message comes in, not where an output would carry it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from sensor_msgs.msg import Image
+
+from ssl_robot.ros.convert import ImageFormatError, MessageError, as_rgb, image_to_array, stamp_to_ns
+
+MAX_GOAL_LATENT_ABS = 1e3
+"""The largest |z| component a goal latent may have. A VAE's posterior means and its prior samples z ~ N(0, I) lie
+within a few units of 0 (a prior sample beyond 10 has probability ~1e-23 per component); a goal a thousand units out
+is not in the model's latent space, and its distances would swamp every reward (3e38 squared is infinite in float32)."""
+
+
+class GoalLatentError(MessageError):
+    """A /goal/latent message that is not one finite latent of the model's size within MAX_GOAL_LATENT_ABS."""
+    kind = 'bad_goal'
+
+
+class RgbFrame(NamedTuple):
+    stamp_ns: int
+    rgb: np.ndarray
+    """(H, W, 3) uint8 RGB pixels, read-only, viewing the message's buffer (copy to keep them past the callback)."""
+    frame_id: str
+
+
+def rgb_frame(message: Image) -> RgbFrame:
+    """The stamp and RGB pixels of a colour or mono8 camera image; MessageError if either is unusable."""
+    stamp_ns = stamp_to_ns(message.header.stamp)
+    return RgbFrame(stamp_ns, as_rgb(image_to_array(message, reject_nan=True), message.encoding),
+                    message.header.frame_id)
+
+
+def float_values(message: Image) -> np.ndarray:
+    """The values of a 32FC1 image; ImageFormatError for another encoding, or for NaN or infinite values."""
+    if message.encoding != '32FC1':
+        raise ImageFormatError(f'encoding is {message.encoding!r}, not 32FC1')
+    values = image_to_array(message)
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    if bad:
+        raise ImageFormatError(f'{bad} of its {values.size} values are NaN or infinite')
+    return values
+
+
+def goal_latent(message: Image, latent_dim: int) -> np.ndarray:
+    """The goal latent of a /goal/latent message (32FC1, 1 x latent_dim); GoalLatentError if it is not a usable one
+    (MessageError with kind bad_stamp for a bad stamp)."""
+    stamp_to_ns(message.header.stamp)
+    try:
+        values = float_values(message)
+    except ImageFormatError as error:
+        raise GoalLatentError(str(error)) from None
+    if values.shape != (1, latent_dim):
+        raise GoalLatentError(f'shape is {values.shape}, not (1, {latent_dim}): a goal is one latent of the '
+                              f"model's latent_dim")
+    largest = float(np.abs(values).max())
+    if largest > MAX_GOAL_LATENT_ABS:
+        raise GoalLatentError(f'a component is {largest:g}, beyond the +-{MAX_GOAL_LATENT_ABS:g} of any latent the '
+                              f'model makes')
+    return values[0]
