@@ -9,7 +9,8 @@ import pytest
 
 from ssl_robot.relabel import GoalSource, LatentRelabelConfig
 from ssl_robot.rl.envs import make_env
-from ssl_robot.rl.her import RigHerReplayBuffer, env_observer
+from ssl_robot.rl.her import RigHerReplayBuffer
+from ssl_robot.rl.observers import make_observer
 from ssl_robot.rl.observers import StateObserver
 from ssl_robot.rl.policy import env_spaces
 from ssl_robot.rl.config import RLConfig
@@ -116,7 +117,7 @@ def test_the_seed_fixes_the_batches():
 
 def test_a_pixel_observer_has_no_prior_to_relabel_with():
     observation_space, action_space = env_spaces(RLConfig(env=EnvConfig(mode='state')))
-    pixel = env_observer(EnvConfig(mode='pixel', goal_source='state'))
+    pixel = make_observer(EnvConfig(mode='pixel', goal_source='state'))
     with pytest.raises(ValueError, match='relabel.prior_fraction is 0.5, but PixelObserver has no goal prior'):
         RigHerReplayBuffer(100, observation_space, action_space, observer=pixel)
     with pytest.raises(ValueError, match='pixel mode has no prior'):

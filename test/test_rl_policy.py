@@ -13,7 +13,7 @@ import torch
 from ssl_robot.cli import main
 from ssl_robot.models.checkpoint import CheckpointError
 from ssl_robot.rl.config import RLConfig
-from ssl_robot.rl.her import env_observer
+from ssl_robot.rl.observers import make_observer
 from ssl_robot.rl.policy import load_policy, save_policy
 from ssl_robot.rl.tasks import EnvConfig
 from ssl_robot.rl.training import make_learner, make_vec_env
@@ -25,7 +25,7 @@ CONFIG = RLConfig(env=EnvConfig(task='reach', mode='state'), n_envs=1, vec_env='
 @pytest.fixture(scope='module')
 def learner(tmp_path_factory):
     env = make_vec_env(CONFIG)
-    model = make_learner(CONFIG, env, env_observer(CONFIG.env), tmp_path_factory.mktemp('run'), seed=3)
+    model = make_learner(CONFIG, env, make_observer(CONFIG.env), tmp_path_factory.mktemp('run'), seed=3)
     model.learn(60)  # a few updates, so that the weights are not the initial ones
     yield model
     env.close()

@@ -13,14 +13,12 @@ is_success when the goal is a true state) for evaluation only; the policy never 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from ssl_robot.inference import CHECKPOINTS_DIR
 from ssl_robot.rl.observers import Observer, make_observer
 from ssl_robot.rl.tasks import (HAND_HEIGHT_M, PUCK_HALF_EXTENT_M, PUSH_OBJECT_SET, EnvConfig, GoalState,
                                 hand_start_away_from, sample_goal_state, state_vector, task_distance,
@@ -33,11 +31,6 @@ from ssl_robot.sim.world import TrayWorld
 SETTLE_TICKS = 2
 # Seeds of the sim's object spawns are drawn below this bound (TrayWorld.reset takes any non-negative int).
 SCENE_SEED_BOUND = 2**31
-
-
-def default_vae_checkpoint(task: str) -> Path:
-    """The shipped VAE of a task's camera images."""
-    return CHECKPOINTS_DIR / f'rl_{task}_vae.safetensors'
 
 
 class TrayGoalEnv(gymnasium.Env):
@@ -53,13 +46,7 @@ class TrayGoalEnv(gymnasium.Env):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.config = config
         self.render_mode = render_mode
-        if observer is None:
-            vae_path = None
-            if config.mode == 'latent':
-                vae_path = (Path(config.vae_checkpoint) if config.vae_checkpoint
-                            else default_vae_checkpoint(config.task))
-            observer = make_observer(config, vae_path)
-        self.observer: Observer = observer
+        self.observer: Observer = observer if observer is not None else make_observer(config)
         push = config.task == 'push'
         self.sim_config = load_sim_config(rig=config.rig, object_set=PUSH_OBJECT_SET if push else None,
                                           num_objects=1 if push else 0,

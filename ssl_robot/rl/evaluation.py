@@ -29,7 +29,8 @@ import numpy as np
 from gymnasium import spaces
 
 from ssl_robot.models.checkpoint import read_checkpoint_header
-from ssl_robot.rl.envs import default_vae_checkpoint, make_env
+from ssl_robot.rl.envs import make_env
+from ssl_robot.rl.observers import vae_checkpoint_path
 from ssl_robot.rl.tasks import EnvConfig, GoalState, task_distance
 
 if TYPE_CHECKING:
@@ -198,8 +199,7 @@ def column_label(env_config: EnvConfig) -> str:
     """The report column of a policy trained in env_config: its mode, and in latent mode its VAE's method."""
     if env_config.mode != 'latent':
         return COLUMN_LABELS[env_config.mode]
-    vae = Path(env_config.vae_checkpoint) if env_config.vae_checkpoint else default_vae_checkpoint(env_config.task)
-    return COLUMN_LABELS[read_checkpoint_header(vae).method]
+    return COLUMN_LABELS[read_checkpoint_header(vae_checkpoint_path(env_config)).method]
 
 
 def relabel_label(prior_fraction: float, future_fraction: float) -> str:

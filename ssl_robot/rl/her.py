@@ -16,7 +16,6 @@ relabelling costs no round trip to the env processes.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,21 +25,11 @@ from stable_baselines3.common.type_aliases import DictReplayBufferSamples
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from ssl_robot.relabel import GoalSource, LatentRelabelConfig, assign_goal_sources
-from ssl_robot.rl.envs import default_vae_checkpoint
-from ssl_robot.rl.observers import Observer, make_observer
-from ssl_robot.rl.tasks import EnvConfig
+from ssl_robot.rl.observers import Observer
 
 # The replay buffer's arrays with one row per stored step (besides the observations), as a resume restores them.
 ROW_ARRAYS = ('actions', 'rewards', 'dones', 'timeouts', 'ep_start', 'ep_length')
 GOAL_KEYS = ('observation', 'achieved_goal', 'desired_goal')
-
-
-def env_observer(config: EnvConfig) -> Observer:
-    """The observer an env of config makes, built here without the sim: its reward, prior and vector size."""
-    vae_path = None
-    if config.mode == 'latent':
-        vae_path = Path(config.vae_checkpoint) if config.vae_checkpoint else default_vae_checkpoint(config.task)
-    return make_observer(config, vae_path)
 
 
 class RigHerReplayBuffer(HerReplayBuffer):

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from ssl_robot.inference import CHECKPOINTS_DIR
 from ssl_robot.models.checkpoint import CheckpointError, load_checkpoint
 from ssl_robot.models.vae import CCVAE
 from ssl_robot.rewards import latent_distance_reward
@@ -129,10 +130,21 @@ class LatentObserver(Observer):
         return rng.standard_normal((count, self.dim)).astype(np.float32)
 
 
-def make_observer(config: EnvConfig, vae_path: Path | None) -> Observer:
-    """The observer of config.mode; latent mode loads the VAE at vae_path."""
+def default_vae_checkpoint(task: str) -> Path:
+    """The shipped VAE of a task's camera images."""
+    return CHECKPOINTS_DIR / f'rl_{task}_vae.safetensors'
+
+
+def vae_checkpoint_path(config: EnvConfig) -> Path:
+    """The VAE a latent-mode config encodes with: its vae_checkpoint, or the task's shipped one."""
+    return Path(config.vae_checkpoint) if config.vae_checkpoint else default_vae_checkpoint(config.task)
+
+
+def make_observer(config: EnvConfig) -> Observer:
+    """The observer of config.mode, built without the sim (so the learner's process can score relabelled goals);
+    latent mode loads its VAE."""
     if config.mode == 'state':
         return StateObserver(config)
     if config.mode == 'pixel':
         return PixelObserver(config)
-    return LatentObserver(config, load_task_vae(vae_path, config.image_size))
+    return LatentObserver(config, load_task_vae(vae_checkpoint_path(config), config.image_size))

@@ -38,8 +38,8 @@ from tqdm import tqdm
 from ssl_robot.atomic import write_atomic
 from ssl_robot.rl.config import RLConfig, config_to_yaml
 from ssl_robot.rl.envs import TrayGoalEnv, make_env
-from ssl_robot.rl.her import RigHerReplayBuffer, env_observer
-from ssl_robot.rl.observers import Observer
+from ssl_robot.rl.her import RigHerReplayBuffer
+from ssl_robot.rl.observers import Observer, make_observer
 from ssl_robot.rl.policy import ALGORITHMS, policy_kwargs, save_policy
 from ssl_robot.rl.tasks import EnvConfig
 from ssl_robot.train.checkpoint import optimizer_state_from_tensors, optimizer_state_to_tensors
@@ -81,7 +81,7 @@ def make_vec_env(config: RLConfig) -> VecEnv:
 
 def make_learner(config: RLConfig, env: VecEnv, observer: Observer, run: Path, seed: int) -> OffPolicyAlgorithm:
     """The SB3 learner of config over env, with the RIG relabelling buffer scoring and imagining goals through
-    observer (env_observer(config.env)), logging to RUN/tb."""
+    observer (make_observer(config.env)), logging to RUN/tb."""
     extra = {}
     if config.algo == 'td3':
         extra['action_noise'] = NormalActionNoise(np.zeros(2), np.full(2, TD3_ACTION_NOISE))
@@ -216,7 +216,7 @@ def train(config: RLConfig, out: Path) -> TrainResult:
         # A resumed run draws new episodes and batches rather than replaying those of its start.
         seed = derived_seed(config.seed, step) if step else config.seed
         # Made first, so that a VAE checkpoint that does not fit is refused here rather than in an env process.
-        observer = env_observer(config.env)
+        observer = make_observer(config.env)
         env = make_vec_env(config)
         try:
             model = make_learner(config, env, observer, run, seed)
