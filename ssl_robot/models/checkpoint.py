@@ -61,7 +61,7 @@ PICKLE_PROTOCOLS = range(2, 6)
 """A pickle of protocol 2 to 5 starts with 0x80 and the protocol number (torch's legacy format too)."""
 
 
-def not_safetensors(path: Path, error: Exception) -> str:
+def not_safetensors(path: Path, error: Exception, what: str = 'checkpoint') -> str:
     """Why safetensors could not read the file at path (which raised error), from its first bytes: pickled (refused),
     truncated, or something else. A safetensors file starts with the length of its JSON header (8 bytes, little
     endian), then that header."""
@@ -72,27 +72,56 @@ def not_safetensors(path: Path, error: Exception) -> str:
     except OSError as unreadable:
         return f'{path} cannot be read: {unreadable}'
     if head.startswith(ZIP_MAGIC) or (head[:1] == b'\x80' and head[1:2] and head[1] in PICKLE_PROTOCOLS):
-        return (f'{path} is not a safetensors checkpoint but a pickle{" (zip)" if head.startswith(ZIP_MAGIC) else ""}; '
+        return (f'{path} is not a safetensors {what} but a pickle{" (zip)" if head.startswith(ZIP_MAGIC) else ""}; '
                 f'pickled files such as torch .pt are refused, since unpickling would run code from the file')
     if size < 8:
-        return f'{path} is not a safetensors checkpoint: truncated to {size} bytes, fewer than its 8-byte header length'
+        return f'{path} is not a safetensors {what}: truncated to {size} bytes, fewer than its 8-byte header length'
     header_length = int.from_bytes(head[:8], 'little')
     if header_length > size - 8:
-        return (f'{path} is not a safetensors checkpoint: header length {header_length} exceeds the file size '
+        return (f'{path} is not a safetensors {what}: header length {header_length} exceeds the file size '
                 f'({size} bytes){"; truncated?" if head[8:9] == b"{" else ""}')
-    return f'{path} is not a safetensors checkpoint, or is corrupt or truncated: {error}'
+    return f'{path} is not a safetensors {what}, or is corrupt or truncated: {error}'
+
+
+def read_metadata(path: Path, what: str = 'checkpoint') -> dict[str, str]:
+    """The JSON header of a safetensors file, without loading its tensors; FileNotFoundError if there is no file,
+    CheckpointError (not_safetensors) if it is not a safetensors file."""
+    if not path.is_file():
+        raise FileNotFoundError(f'{what} {path} does not exist')
+    try:
+        with safetensors.safe_open(path, framework='pt') as file:
+            return file.metadata() or {}
+    except (safetensors.SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(not_safetensors(path, error, what)) from None
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, on the CPU; CheckpointError (not_safetensors) if it is not one."""
+    try:
+        return safetensors.torch.load_file(path, device='cpu')
+    except (safetensors.SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(not_safetensors(path, error)) from None
+
+
+def tensor_problems(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], holder: str) -> list[str]:
+    """What keeps tensors from loading into a module whose state_dict is expected: each tensor missing, unexpected or
+    of another shape (holder names the module in the message)."""
+    problems = []
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing:
+        problems.append(f'missing tensors {missing}')
+    if unexpected:
+        problems.append(f'unexpected tensors {unexpected}')
+    problems += [f'{name} has shape {tuple(tensors[name].shape)} in the file, {tuple(want.shape)} in {holder}'
+                 for name, want in expected.items() if name in tensors and tensors[name].shape != want.shape]
+    return problems
 
 
 def read_checkpoint_header(path: str | os.PathLike) -> CheckpointHeader:
     """The header of a checkpoint, without loading its weights."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'checkpoint {path} does not exist')
-    try:
-        with safetensors.safe_open(path, framework='pt') as file:
-            metadata = file.metadata() or {}
-    except (safetensors.SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(not_safetensors(path, error)) from None
+    metadata = read_metadata(path)
     missing = [key for key in HEADER_KEYS if key not in metadata]
     if missing:
         raise CheckpointError(f'{path} is a safetensors file but not an ssl_robot checkpoint: its header lacks '
@@ -117,20 +146,8 @@ def load_weights(path: str | os.PathLike, model: nn.Module) -> CheckpointHeader:
     path = Path(path)
     header = read_checkpoint_header(path)
     _check_method(path, header, method_of(model))
-    try:
-        tensors = safetensors.torch.load_file(path, device='cpu')
-    except (safetensors.SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(not_safetensors(path, error)) from None
-    expected = model.state_dict()
-    problems = []
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing:
-        problems.append(f'missing tensors {missing}')
-    if unexpected:
-        problems.append(f'unexpected tensors {unexpected}')
-    problems += [f'{name} has shape {tuple(tensors[name].shape)} in the file, {tuple(want.shape)} in the model'
-                 for name, want in expected.items() if name in tensors and tensors[name].shape != want.shape]
+    tensors = load_tensors(path)
+    problems = tensor_problems(model.state_dict(), tensors, 'the model')
     if problems:
         configs = ''
         if header.config != config_to_dict(model.config):

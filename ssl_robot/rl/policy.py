@@ -26,7 +26,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 
 from ssl_robot.atomic import write_atomic
-from ssl_robot.models.checkpoint import CheckpointError
+from ssl_robot.models.checkpoint import CheckpointError, load_tensors, read_metadata, tensor_problems
 from ssl_robot.rl.config import RLConfig, config_from_plain
 from ssl_robot.rl.observers import make_observer
 from ssl_robot.train.typed_config import to_plain
@@ -75,14 +75,7 @@ def save_policy(path: str | os.PathLike, model: OffPolicyAlgorithm, rl_config: R
 
 
 def _read_header(path: Path) -> tuple[RLConfig, int]:
-    if not path.is_file():
-        raise FileNotFoundError(f'policy {path} does not exist')
-    try:
-        with safetensors.safe_open(path, framework='pt') as file:
-            metadata = file.metadata() or {}
-    except (safetensors.SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f'{path} is not a safetensors policy ({error}); pickled files such as an SB3 .zip or '
-                              f'a torch .pt are refused, since unpickling would run code from the file') from None
+    metadata = read_metadata(path, 'policy')
     if metadata.get('format') != FORMAT:
         raise CheckpointError(f'{path} is a safetensors file but not an ssl_robot policy: its format is '
                               f'{metadata.get("format")!r}, this code reads {FORMAT!r}')
@@ -99,13 +92,8 @@ def load_policy(path: str | os.PathLike, device: str = 'cpu') -> GoalPolicy:
     observation_space, action_space = env_spaces(config)
     network = ALGORITHMS[config.algo].policy_aliases['MultiInputPolicy'](
         observation_space, action_space, lambda _: config.lr, **policy_kwargs(config))
-    tensors = safetensors.torch.load_file(path, device='cpu')
-    expected = network.actor.state_dict()
-    problems = [f'missing tensors {sorted(set(expected) - set(tensors))}'] if set(expected) - set(tensors) else []
-    if set(tensors) - set(expected):
-        problems.append(f'unexpected tensors {sorted(set(tensors) - set(expected))}')
-    problems += [f'{name} has shape {tuple(tensors[name].shape)} in the file, {tuple(want.shape)} in the config'
-                 for name, want in expected.items() if name in tensors and tensors[name].shape != want.shape]
+    tensors = load_tensors(path)
+    problems = tensor_problems(network.actor.state_dict(), tensors, 'the config')
     if problems:
         raise CheckpointError(f'{path} does not fit its own config ({config.algo}, net_arch {list(config.net_arch)}, '
                               f'env {config.env.task}/{config.env.mode}): {"; ".join(problems)}')
