@@ -162,7 +162,7 @@ def test_arg_keeps_a_value_given_on_the_command_line_and_checks_choices(tmp_path
     body = '<arg name="rig" default="default"><choice value="default"/><choice value="stereo"/></arg>' \
            '<node pkg="ssl_robot" exec="talker" args="$(var rig)"/>'
     assert load(tmp_path, body, rig='stereo')[0].arguments == ('stereo',)
-    with pytest.raises(LaunchFileError, match="rig='mono' is not one of default, stereo"):
+    with pytest.raises(LaunchFileError, match="'rig' is 'mono', which is not one of its choices: default, stereo"):
         load(tmp_path, body, rig='mono')
 
 

@@ -11,7 +11,8 @@ Tags (attributes in brackets are optional; every action tag also takes [if] or [
 - ``<launch>``: the root; holds actions.
 - ``<arg name [default] [description]>``: declares a launch argument. Its value is the one already set
   (command line ``name:=value``, or an including file's ``<arg>``), else ``default``; with neither it
-  is an error. Optional ``<choice value="..."/>`` children restrict the value.
+  is an error. Optional ``<choice value="..."/>`` children restrict the value: another one is an error
+  where the argument is declared, before any node starts; a plain-text default must be one of them.
 - ``<let name value>``: sets a launch configuration, read with ``$(var name)``.
 - ``<node pkg exec [name] [namespace] [output] [args] [ros_args] [on_exit]>``: one process.
   ``pkg`` must be ssl_robot; ``exec`` names one of its console scripts. ``output`` is ``log``
@@ -269,8 +270,8 @@ class _Evaluator:
             scope.configurations[argument.name] = self.substitute(argument.default, scope, where)
         value = scope.configurations[argument.name]
         if argument.choices is not None and value not in argument.choices:
-            raise LaunchFileError(f'{where}: launch argument {argument.name}={value!r} is not one of '
-                                  f'{", ".join(argument.choices)}')
+            raise LaunchFileError(f'{where}: launch argument {argument.name!r} is {value!r}, which is not one of '
+                                  f'its choices: {", ".join(argument.choices)}')
 
     def _let(self, element: XmlElement, scope: _Scope, where: Location) -> None:
         name = self._attribute(element, 'name', scope, where)

@@ -128,7 +128,18 @@ def _check_structure(element: XmlElement, path: Path, allowed: frozenset[str]) -
             raise LaunchFileError(f'{where}: unexpected text after <{child.tag}>')
         if child.tag == 'param':
             _check_param(child, where)
+        if child.tag == 'arg' and len(child):
+            _check_choices(child, where)
         _check_structure(child, path, rule.children)
+
+
+def _check_choices(arg: XmlElement, where: Location) -> None:
+    # As DeclareLaunchArgument's constructor: a plain-text default must be one of the choices.
+    default = arg.attrib.get('default')
+    choices = [choice.attrib['value'] for choice in arg]
+    if default is not None and '$(' not in default and default not in choices:
+        raise LaunchFileError(f'{where}: <arg name="{arg.attrib["name"]}">: its default {default!r} is not one of '
+                              f'its choices: {", ".join(choices)}')
 
 
 def _check_param(param: XmlElement, where: Location) -> None:
