@@ -61,3 +61,17 @@ def test_a_default_outside_the_choices_is_an_error_naming_file_and_line(tmp_path
                     '</launch>\n')
     with pytest.raises(LaunchFileError, match=f"{path}:2: .*default 'no' is not one of its choices: true, false"):
         load_launch_file(path, {})
+
+
+@pytest.mark.parametrize('name', ['sim.launch.xml', 'robot.launch.xml', 'demo.launch.xml'])
+def test_the_launch_files_give_every_node_the_shared_memory_dds_profile(monkeypatch, name):
+    """Set by the files themselves (<set_env>), so the real `ros2 launch` applies it too; a profile the user
+    has already chosen (the environment variable) is kept."""
+    monkeypatch.delenv('FASTDDS_DEFAULT_PROFILES_FILE', raising=False)
+    nodes = load_launch_file(LAUNCH / name, {}).nodes
+    shipped = str(REPOSITORY / 'config' / 'fastdds_shm.xml')
+    assert nodes and all(node.env.get('FASTDDS_DEFAULT_PROFILES_FILE') == shipped for node in nodes), \
+        {node.name: node.env.get('FASTDDS_DEFAULT_PROFILES_FILE') for node in nodes}
+    monkeypatch.setenv('FASTDDS_DEFAULT_PROFILES_FILE', '/mine.xml')
+    nodes = load_launch_file(LAUNCH / name, {}).nodes
+    assert all(node.env['FASTDDS_DEFAULT_PROFILES_FILE'] == '/mine.xml' for node in nodes)

@@ -325,23 +325,21 @@ def test_unknown_executable_lists_the_installed_ones(tmp_path):
         node_command(node, dummy_entry_points())
 
 
-def test_dds_profile_defaults_to_the_project_profile_and_can_be_overridden(tmp_path, monkeypatch):
-    profile = tmp_path / 'share' / 'config' / 'fastdds_shm.xml'
-    profile.parent.mkdir(parents=True)
+def test_the_dds_profile_comes_from_the_launch_file_and_dds_profile_overrides_it(tmp_path):
+    """One source of truth: the launch file's set_env (the shipped ones select config/fastdds_shm.xml); the runner
+    adds no profile of its own, and --dds-profile replaces or removes whatever the file set."""
+    profile = tmp_path / 'profile.xml'
     profile.write_text('<dds/>')
-    (tmp_path / 'share' / 'launch').mkdir()
-    monkeypatch.setenv('SSL_ROBOT_SHARE', str(tmp_path / 'share'))
     node, = load(tmp_path, '<node pkg="ssl_robot" exec="talker"/>')
-    assert node_environment_changes(node, None, {}) == {DDS_PROFILE_ENV: str(profile)}
+    assert node_environment_changes(node, None, {}) == {}
     assert node_environment_changes(node, None, {DDS_PROFILE_ENV: '/mine.xml'}) == {}
-    assert node_environment_changes(node, 'none', {DDS_PROFILE_ENV: '/mine.xml'}) == {DDS_PROFILE_ENV: None}
-    assert node_environment_changes(node, str(profile), {DDS_PROFILE_ENV: '/mine.xml'}) == \
-        {DDS_PROFILE_ENV: str(profile)}
-    with pytest.raises(LaunchError, match='--dds-profile /no/such.xml: no such file'):
-        node_environment_changes(node, '/no/such.xml', {})
     with_env, = load(tmp_path, f'<set_env name="{DDS_PROFILE_ENV}" value="/launch.xml"/>'
                                '<node pkg="ssl_robot" exec="talker"/>')
     assert node_environment_changes(with_env, None, {}) == {DDS_PROFILE_ENV: '/launch.xml'}
+    assert node_environment_changes(with_env, 'none', {DDS_PROFILE_ENV: '/mine.xml'}) == {DDS_PROFILE_ENV: None}
+    assert node_environment_changes(with_env, str(profile), {}) == {DDS_PROFILE_ENV: str(profile)}
+    with pytest.raises(LaunchError, match='--dds-profile /no/such.xml: no such file'):
+        node_environment_changes(node, '/no/such.xml', {})
 
 
 def parse_cli(*argv: str) -> argparse.Namespace:

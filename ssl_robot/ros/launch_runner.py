@@ -12,9 +12,10 @@ format); this module starts and supervises the nodes, mirroring `ros2 launch`:
   ``<ROS log dir>/<date>-ssl-robot-launch-<pid>/launch.log`` and stderr also to the screen;
   ``screen`` sends both to the screen only, ``both`` to both places. The ROS log dir is
   $ROS_LOG_DIR, else $ROS_HOME/log, else ~/.ros/log.
-- Environment: the runner's own, plus set_env / <env>, plus FASTDDS_DEFAULT_PROFILES_FILE pointing at
-  the project's shared-memory Fast DDS profile (config/fastdds_shm.xml) when it is not already set;
-  ``--dds-profile PATH`` replaces it, ``--dds-profile none`` removes it.
+- Environment: the runner's own, plus set_env / <env>. The shipped launch files select the project's
+  shared-memory Fast DDS profile (config/fastdds_shm.xml) themselves, with a <set_env> of
+  FASTDDS_DEFAULT_PROFILES_FILE, so `ros2 launch` applies it too; this runner adds no profile of its own.
+  ``--dds-profile PATH`` replaces the variable for every node, ``--dds-profile none`` removes it.
 - Shutdown, on SIGINT (Ctrl-C) or SIGTERM to the runner, ``--duration`` elapsing, or the exit of a node
   marked ``on_exit="shutdown"``: every node gets SIGINT, then after the grace period SIGTERM, then
   SIGKILL; another Ctrl-C skips the rest of the current grace period. Nodes run in their own sessions,
@@ -101,7 +102,8 @@ def node_command(spec: NodeSpec, entry_points: Mapping[str, EntryPoint]) -> list
 
 def node_environment_changes(spec: NodeSpec, dds_profile: str | None,
                              base: Mapping[str, str]) -> dict[str, str | None]:
-    """What a node's environment changes relative to `base` (None: removed)."""
+    """What a node's environment changes relative to `base` (None: removed): the launch file's set_env and
+    <env>, then the --dds-profile override, if given."""
     changes: dict[str, str | None] = dict(spec.env)
     if dds_profile == 'none':
         changes[DDS_PROFILE_ENV] = None
@@ -109,11 +111,6 @@ def node_environment_changes(spec: NodeSpec, dds_profile: str | None,
         if not Path(dds_profile).is_file():
             raise LaunchError(f'--dds-profile {dds_profile}: no such file')
         changes[DDS_PROFILE_ENV] = str(Path(dds_profile).resolve())
-    elif DDS_PROFILE_ENV not in {**base, **spec.env}:
-        with contextlib.suppress(FileNotFoundError):  # no share directory: no project profile either
-            default = share_path('config', 'fastdds_shm.xml')
-            if default.is_file():
-                changes[DDS_PROFILE_ENV] = str(default)
     return {name: value for name, value in changes.items() if base.get(name) != value}
 
 
@@ -155,8 +152,9 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
                         help='list the launch arguments with their defaults and descriptions, and exit')
     parser.add_argument('--print', action='store_true', help='print the node command lines without running them')
     parser.add_argument('--dds-profile', metavar='PATH|none',
-                        help=f'Fast DDS profile for the nodes (default: ${DDS_PROFILE_ENV} if set, else the '
-                             f"project's shared-memory profile config/fastdds_shm.xml); none: no profile")
+                        help=f'Fast DDS profile for every node, replacing ${DDS_PROFILE_ENV} as the launch file '
+                             f"sets it (the shipped files: the environment's, else config/fastdds_shm.xml); "
+                             f'none: no profile')
     parser.add_argument('--grace-period', type=_positive_seconds, default=SHUTDOWN_GRACE_S, metavar='S',
                         help='on shutdown, seconds between SIGINT, SIGTERM and SIGKILL (default: %(default)s)')
 
