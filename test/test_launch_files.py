@@ -75,3 +75,12 @@ def test_the_launch_files_give_every_node_the_shared_memory_dds_profile(monkeypa
     monkeypatch.setenv('FASTDDS_DEFAULT_PROFILES_FILE', '/mine.xml')
     nodes = load_launch_file(LAUNCH / name, {}).nodes
     assert all(node.env['FASTDDS_DEFAULT_PROFILES_FILE'] == '/mine.xml' for node in nodes)
+
+
+def test_the_learning_nodes_respawn_and_the_others_do_not():
+    """A dead learning node would otherwise go unnoticed while the sim keeps running; the recorder must not
+    start a second bag and the goal reacher's exit ends the demo."""
+    nodes = {node.name: node for node in load_launch_file(LAUNCH / 'demo.launch.xml', {}).nodes}
+    respawning = {name for name, node in nodes.items() if node.respawn}
+    assert respawning == {'embedding', 'reward', 'grasp2vec', 'goal'}
+    assert all(nodes[name].respawn_delay > 0 for name in respawning)

@@ -21,13 +21,16 @@ format); this module starts and supervises the nodes, mirroring `ros2 launch`:
   SIGKILL; another Ctrl-C skips the rest of the current grace period. Nodes run in their own sessions,
   so a terminal's Ctrl-C reaches them only through the runner, once.
 - A node that exits on its own is reported (``process has died [pid N, exit code C]`` when C != 0) and
-  the others keep running, unless it is marked ``on_exit="shutdown"``. The runner ends when every node
-  has ended.
+  the others keep running, unless it is marked ``on_exit="shutdown"``. A node marked ``respawn="true"``
+  is started again ``respawn_delay`` seconds later, unless the launch is shutting down by then. The
+  runner ends when every node has ended and none is waiting to respawn.
+- Nodes run in their own sessions and, on Linux, with a parent-death signal (SIGTERM): a runner killed
+  even with SIGKILL takes its nodes with it.
 
 Exit status: 0 when every node stopped cleanly (exit code 0, or ended by the SIGINT it was sent);
 1 when a node failed, or needed SIGTERM or SIGKILL; 2 when the launch file or the command line is wrong.
 
-Not done: respawn, composable nodes, `executable`; a runner killed with SIGKILL leaves its nodes running.
+Not done: composable nodes, `executable`, respawn_max_retries.
 """
 
 from __future__ import annotations
@@ -127,6 +130,8 @@ def plan_processes(nodes: tuple[NodeSpec, ...], entry_points: Mapping[str, Entry
             environment_changes=node_environment_changes(spec, dds_profile, base),
             output=spec.output,
             shutdown_on_exit=spec.shutdown_on_exit,
+            respawn=spec.respawn,
+            respawn_delay=spec.respawn_delay,
         ))
     return processes
 

@@ -14,11 +14,14 @@ Tags (attributes in brackets are optional; every action tag also takes [if] or [
   is an error. Optional ``<choice value="..."/>`` children restrict the value: another one is an error
   where the argument is declared, before any node starts; a plain-text default must be one of them.
 - ``<let name value>``: sets a launch configuration, read with ``$(var name)``.
-- ``<node pkg exec [name] [namespace] [output] [args] [ros_args] [on_exit]>``: one process.
+- ``<node pkg exec [name] [namespace] [output] [args] [ros_args] [on_exit] [respawn] [respawn_delay]>``: one
+  process.
   ``pkg`` must be ssl_robot; ``exec`` names one of its console scripts. ``output`` is ``log``
   (default: stdout and stderr to the launch log file, stderr also to the screen), ``screen`` or
   ``both``. ``args`` and ``ros_args`` are split like a shell command line, except that a substitution's
   value stays one argument. ``on_exit="shutdown"`` stops everything when this node exits.
+  ``respawn="true"`` restarts the node whenever it exits, ``respawn_delay`` seconds later (default 0),
+  unless the launch is shutting down; as in ROS 2 these two take plain values, not substitutions.
   Children:
   - ``<param name value>``, or ``<param name>`` holding nested ``<param>`` (names joined with ``.``),
     passed as ``-p name:=value`` and typed by rcl's YAML rules;
@@ -57,79 +60,19 @@ working directory); no backslash escapes in attribute values.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ssl_robot.resources import PACKAGE, share_dir
 from ssl_robot.ros.launch_substitutions import (SUBSTITUTIONS, Substitution, parse_template,
                                                 split_command_line)
+from ssl_robot.ros.launch_model import (NAME_TOKEN, LaunchArgument, LaunchPlan, NodeSpec, check_namespace,
+                                        prefix_namespace)
 from ssl_robot.ros.launch_xml_syntax import CONDITIONS, LaunchFileError, Location, XmlElement, read_xml
 
 OUTPUT_MODES = ('log', 'screen', 'both')
-# ROS 2 name rules (rcl validate_node_name / validate_namespace): tokens of letters, digits and
-# underscores that do not start with a digit.
-_NAME_TOKEN = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
 _TRUE = ('true', '1')
 _FALSE = ('false', '0')
-
-
-@dataclass(frozen=True)
-class LaunchArgument:
-    """An ``<arg>`` declaration as written (the default is not substituted)."""
-    name: str
-    default: str | None
-    description: str
-    choices: tuple[str, ...] | None
-    location: Location
-    conditional: bool = False
-
-    @property
-    def required(self) -> bool:
-        return self.default is None and not self.conditional
-
-
-@dataclass(frozen=True)
-class NodeSpec:
-    """One node process, fully substituted."""
-    package: str
-    executable: str
-    name: str | None
-    namespace: str | None
-    parameters: tuple[Path | dict[str, str], ...]
-    remappings: tuple[tuple[str, str], ...]
-    arguments: tuple[str, ...]
-    ros_arguments: tuple[str, ...]
-    output: str
-    env: dict[str, str]
-    shutdown_on_exit: bool
-    location: Location
-
-    def command_arguments(self) -> list[str]:
-        """The arguments after the executable, in the order launch_ros's Node builds them."""
-        args = list(self.arguments)
-        if self.ros_arguments:
-            args += ['--ros-args', *self.ros_arguments]
-        args.append('--ros-args')
-        if self.name is not None:
-            args += ['-r', f'__node:={self.name}']
-        if self.namespace is not None:
-            args += ['-r', f'__ns:={self.namespace}']
-        for parameters in self.parameters:
-            if isinstance(parameters, Path):
-                args += ['--params-file', str(parameters)]
-            else:
-                for name, value in parameters.items():
-                    args += ['-p', f'{name}:={value}']
-        for source, target in self.remappings:
-            args += ['-r', f'{source}:={target}']
-        return args
-
-
-@dataclass(frozen=True)
-class LaunchPlan:
-    path: Path
-    nodes: tuple[NodeSpec, ...]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,26 +88,6 @@ class _Scope:
 
     def copy(self) -> _Scope:
         return replace(self, configurations=dict(self.configurations), environment=dict(self.environment))
-
-
-def _prefix_namespace(base: str | None, namespace: str | None) -> str | None:
-    """launch_ros semantics: a relative namespace is prefixed by the pushed one; the result is absolute."""
-    if namespace is None:
-        combined = base
-    elif base is None or namespace.startswith('/'):
-        combined = namespace
-    else:
-        combined = f'{base.rstrip("/")}/{namespace}'
-    if combined is None:
-        return None
-    return '/' + combined.strip('/')
-
-
-def _check_namespace(namespace: str, where: Location) -> str:
-    tokens = namespace.strip('/').split('/') if namespace != '/' else []
-    if not all(_NAME_TOKEN.fullmatch(token) for token in tokens):
-        raise LaunchFileError(f'{where}: invalid ROS namespace {namespace!r}')
-    return namespace
 
 
 class _Evaluator:
@@ -287,7 +210,7 @@ class _Evaluator:
 
     def _push_ros_namespace(self, element: XmlElement, scope: _Scope, where: Location) -> None:
         pushed = self._attribute(element, 'namespace', scope, where)
-        scope.namespace = _check_namespace(_prefix_namespace(scope.namespace, pushed), where)
+        scope.namespace = check_namespace(prefix_namespace(scope.namespace, pushed), where)
 
     def _group(self, element: XmlElement, scope: _Scope, where: Location) -> None:
         scoped = self._attribute(element, 'scoped', scope, where)
@@ -321,9 +244,9 @@ class _Evaluator:
             raise LaunchFileError(f'{where}: <node pkg="{package}">: only {PACKAGE} nodes can run without ROS; '
                                   f'nodes from other packages need a ROS install (ros2 launch)')
         name = attribute('name')
-        if name is not None and not _NAME_TOKEN.fullmatch(name):
+        if name is not None and not NAME_TOKEN.fullmatch(name):
             raise LaunchFileError(f'{where}: invalid ROS node name {name!r}')
-        namespace = _prefix_namespace(scope.namespace, attribute('namespace'))
+        namespace = prefix_namespace(scope.namespace, attribute('namespace'))
         output = attribute('output') or 'log'
         if output not in OUTPUT_MODES:
             raise LaunchFileError(f'{where}: <node output="{output}">: expected one of {", ".join(OUTPUT_MODES)}')
@@ -348,7 +271,7 @@ class _Evaluator:
             package=package,
             executable=attribute('exec'),
             name=name,
-            namespace=None if namespace is None else _check_namespace(namespace, where),
+            namespace=None if namespace is None else check_namespace(namespace, where),
             parameters=tuple(parameters),
             remappings=tuple(remappings),
             arguments=tuple(self._command_line(element, 'args', scope, where)),
@@ -357,6 +280,7 @@ class _Evaluator:
             env=env,
             shutdown_on_exit=on_exit == 'shutdown',
             location=where,
+            **_respawn(element, where),
         ))
 
     def _command_line(self, element: XmlElement, name: str, scope: _Scope, where: Location) -> list[str]:
@@ -382,6 +306,22 @@ class _Evaluator:
             return
         for child in param:
             yield from self._named_parameters(child, name + '.', scope, Location(where.file, child.line))
+
+
+def _respawn(node: XmlElement, where: Location) -> dict[str, bool | float]:
+    # As launch's ExecuteProcess.parse: respawn is read as a bool and respawn_delay as a float >= 0, neither
+    # through substitutions.
+    respawn = node.attrib.get('respawn', 'false')
+    if respawn not in ('true', 'false'):
+        raise LaunchFileError(f'{where}: <node respawn="{respawn}">: expected true or false (no substitutions)')
+    text = node.attrib.get('respawn_delay', '0')
+    try:
+        delay = float(text)
+    except ValueError:
+        delay = float('nan')
+    if not delay >= 0:
+        raise LaunchFileError(f'{where}: <node respawn_delay="{text}">: expected a non-negative number of seconds')
+    return {'respawn': respawn == 'true', 'respawn_delay': delay}
 
 
 def _declaration(element: XmlElement, where: Location, conditional: bool) -> LaunchArgument:

@@ -5,10 +5,12 @@ The behaviour is documented in launch_runner's docstring."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -19,6 +21,21 @@ from typing import IO, TextIO
 SHUTDOWN_GRACE_S = 5.0
 _POLL_INTERVAL_S = 0.05
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+# Linux prctl(2): deliver a signal to this process when its parent dies.
+_PR_SET_PDEATHSIG = 1
+_prctl = getattr(ctypes.CDLL(None, use_errno=True), 'prctl', None) if sys.platform.startswith('linux') else None
+
+
+def _die_with_runner(runner_pid: int):
+    """A preexec_fn for a node process: SIGTERM when the runner dies, even by SIGKILL, so no node is orphaned.
+    The kernel sends it when the thread that started the child ends, so the Supervisor starts every process
+    from the thread that runs it. Linux only; elsewhere nodes outlive a killed runner."""
+    def preexec() -> None:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != runner_pid:  # the runner died before the request took effect
+            os._exit(1)
+    return preexec
 
 
 def _apply(base: Mapping[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:
@@ -38,6 +55,9 @@ class NodeProcess:
     environment_changes: dict[str, str | None]
     output: str
     shutdown_on_exit: bool
+    respawn: bool = False
+    respawn_delay: float = 0.0
+    respawn_at: float | None = None  # time.monotonic() of a restart that is due
     popen: subprocess.Popen | None = None
     readers: list[threading.Thread] = field(default_factory=list)
     sent: signal.Signals | None = None  # the last stop signal sent
@@ -119,8 +139,9 @@ class Supervisor:
                 self._start(process)
                 if self.shutdown_reason is not None:
                     break
-            while self.shutdown_reason is None and self._running():
+            while self.shutdown_reason is None and self._alive():
                 self._report_exits()
+                self._respawn_due()
                 if deadline is not None and time.monotonic() >= deadline:
                     self.request_shutdown(f'--duration {duration:g} s elapsed')
                 time.sleep(_POLL_INTERVAL_S)
@@ -128,12 +149,15 @@ class Supervisor:
             if self._running():
                 self._stop_all()
             self._report_exits()
+            for process in self.processes:
+                process.respawn_at = None
         return 1 if self._failed else 0
 
     def _start(self, process: NodeProcess) -> None:
+        process.popen, process.readers, process.sent, process.reported = None, [], None, False
         try:
             process.popen = subprocess.Popen(
-                process.command, env=self._environment(process),
+                process.command, env=self._environment(process), preexec_fn=_die_with_runner(os.getpid()),
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         except OSError as error:
             self._failed = True
@@ -164,6 +188,17 @@ class Supervisor:
     def _running(self) -> list[NodeProcess]:
         return [p for p in self.processes if p.popen is not None and p.popen.poll() is None]
 
+    def _alive(self) -> bool:
+        """A process is running, has ended without its exit handled yet, or is waiting to be respawned."""
+        return any((p.popen is not None and not p.reported) or p.respawn_at is not None for p in self.processes)
+
+    def _respawn_due(self) -> None:
+        now = time.monotonic()
+        for process in self.processes:
+            if process.respawn_at is not None and now >= process.respawn_at and self.shutdown_reason is None:
+                process.respawn_at = None
+                self._start(process)
+
     def _report_exits(self) -> None:
         for process in self.processes:
             if process.popen is None or process.reported or process.popen.poll() is None:
@@ -183,6 +218,9 @@ class Supervisor:
                 self._sink.write(f'[ERROR] [{process.label}]: process has died [pid {pid}, exit code {code}]')
             if process.shutdown_on_exit:
                 self.request_shutdown(f'{process.label} exited and is marked on_exit="shutdown"')
+            if process.respawn and self.shutdown_reason is None:
+                process.respawn_at = time.monotonic() + process.respawn_delay
+                self._sink.write(f'[INFO] [{process.label}]: respawning in {process.respawn_delay:g} s')
 
     def _stop_all(self) -> None:
         self._sink.write(f'[INFO] [launch]: shutting down: {self.shutdown_reason}')
