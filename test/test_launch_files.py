@@ -84,3 +84,35 @@ def test_the_learning_nodes_respawn_and_the_others_do_not():
     respawning = {name for name, node in nodes.items() if node.respawn}
     assert respawning == {'embedding', 'reward', 'grasp2vec', 'goal'}
     assert all(nodes[name].respawn_delay > 0 for name in respawning)
+
+
+CHECKPOINT_PARAMETERS = {  # launch argument -> {node: parameter}
+    'embedding_checkpoint': {'embedding': 'embedding_checkpoint', 'reward': 'embedding_checkpoint'},
+    'vae_checkpoint': {'goal': 'checkpoint', 'reward': 'vae_checkpoint'},
+    'grasp2vec_checkpoint': {'grasp2vec': 'checkpoint', 'reward': 'grasp2vec_checkpoint'},
+}
+
+
+def parameter(node, name: str) -> str | None:
+    """The value a node's command line gives `name` last (the one that wins), or None."""
+    values = [group[name] for group in node.parameters if isinstance(group, dict) and name in group]
+    return values[-1] if values else None
+
+
+@pytest.mark.parametrize('name', ['sim.launch.xml', 'robot.launch.xml', 'demo.launch.xml'])
+def test_custom_checkpoints_are_launch_arguments_that_reach_every_node_using_them(name):
+    """One argument per model, given to every node that runs the model, so that they cannot disagree."""
+    given = {argument: f'/models/{argument} x.safetensors' for argument in CHECKPOINT_PARAMETERS}
+    nodes = {node.name: node for node in load_launch_file(LAUNCH / name, given).nodes}
+    for argument, parameters in CHECKPOINT_PARAMETERS.items():
+        for node_name, parameter_name in parameters.items():
+            # Quoted, so that rcl and launch_ros read a string whatever the path looks like.
+            assert parameter(nodes[node_name], parameter_name) == f"'{given[argument]}'", (argument, node_name)
+
+
+def test_checkpoints_default_to_the_shipped_ones():
+    """An empty string is what the nodes' config files mean by "the shipped checkpoint"."""
+    nodes = {node.name: node for node in load_launch_file(LAUNCH / 'sim.launch.xml', {}).nodes}
+    for parameters in CHECKPOINT_PARAMETERS.values():
+        for node_name, parameter_name in parameters.items():
+            assert parameter(nodes[node_name], parameter_name) == "''"
