@@ -487,7 +487,8 @@ def test_demo_launch_records_the_idle_sim_graph_and_ends_with_the_goal_reacher(m
     monkeypatch.setenv('SSL_ROBOT_SHARE', str(REPOSITORY))
     nodes = {node.name: node for node in load_launch_file(REPOSITORY / 'launch' / 'demo.launch.xml',
                                                           {'bag': '/tmp/x'}).nodes}
-    assert set(nodes) == {'sim', 'embedding', 'reward', 'grasp2vec', 'goal', 'recorder', 'goal_reacher'}
+    assert set(nodes) == {'sim', 'embedding', 'reward', 'grasp2vec', 'goal', 'recorder', 'goal_reacher',
+                          'diagnostics_monitor'}
     assert {'mode': 'idle'} in nodes['sim'].parameters and {'output': '/tmp/x'} in nodes['recorder'].parameters
     assert [name for name, node in nodes.items() if node.shutdown_on_exit] == ['goal_reacher']
     assert {'use_sim_time': 'true'} in nodes['goal_reacher'].parameters
