@@ -50,7 +50,7 @@ class EmbeddingNode(NodeParameters, Node):
 
     def __init__(self) -> None:
         super().__init__('embedding')
-        self._declare('camera_topics', DEFAULT_CAMERA_TOPICS,
+        self._declare('camera_topics', [topics.in_namespace(topic) for topic in DEFAULT_CAMERA_TOPICS],
                       'image topics of the K synchronized cameras; their order is the row order of /embeddings')
         self._declare_embedding_model()
         self._declare('sync_queue_size', 10, 'frames queued per camera while waiting for the others')
@@ -78,7 +78,7 @@ class EmbeddingNode(NodeParameters, Node):
         self._problems = ProblemLog(self.get_logger().warning, WARN_PERIOD_S)
         self._published = 0
 
-        self._publisher = self.create_publisher(Image, topics.EMBEDDINGS, SENSOR_QOS)
+        self._publisher = self.create_publisher(Image, topics.in_namespace(topics.EMBEDDINGS), SENSOR_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         for topic in self._camera_topics:
             self.create_subscription(Image, topic, functools.partial(self._on_image, topic), SENSOR_QOS)

@@ -131,14 +131,16 @@ class RewardNode(NodeParameters, Node):
             self._declare(f'{kind}_scale', 1.0, f'the {kind} reward is multiplied by this (> 0)')
         self._declare('demo_bag', '', 'imitation: bag holding the demonstration')
         self._declare('demo_episode', 0, 'imitation: the demonstration is this episode of demo_bag (0 = the first)')
-        self._declare('demo_camera_topics', DEFAULT_CAMERA_TOPICS,
-                      "imitation: the demo's cameras, in the embedding node's camera_topics order")
+        self._declare('demo_camera_topics', [topics.in_namespace(topic) for topic in DEFAULT_CAMERA_TOPICS],
+                      "imitation: the demo's cameras, in the embedding node's camera_topics order; a relative name "
+                      "is looked up in the bag as this node resolves it (in its namespace)")
         self._declare_embedding_model()   # imitation: the demo is embedded as the embedding node embeds frames
         self._declare('imitation_alignment', 'time_index', f'imitation: how a demo frame is chosen, one of '
                                                            f'{list(ALIGNMENTS)}')
         self._declare('imitation_window', 0, 'imitation, nearest_neighbour: frames the match may move ahead per '
                                              'embedding; 0 = any frame of the demo')
-        self._declare('latent_goal_camera', DEFAULT_CAMERA_TOPICS[0], 'latent_goal: image topic of the scene camera')
+        self._declare('latent_goal_camera', topics.in_namespace(DEFAULT_CAMERA_TOPICS[0]),
+                      'latent_goal: image topic of the scene camera')
         self._declare('vae_method', 'ccvae', f'latent_goal: method of the VAE checkpoint, one of {list(GOAL_METHODS)}')
         self._declare('vae_checkpoint', '', 'latent_goal: VAE checkpoint; empty = the shipped '
                                             'ssl_robot/checkpoints/<vae_method>.safetensors')
@@ -148,7 +150,7 @@ class RewardNode(NodeParameters, Node):
                                                   f'arrives on {topics.GOAL_OBJECT_IMAGE}; empty = wait for one')
         self._declare('grasp2vec_normalize', False, 'grasp2vec: score the cosine of the embeddings, not their dot '
                                                     'product')
-        self._declare('object_camera_topic', topics.camera_image(topics.OBJECT_CAMERA),
+        self._declare('object_camera_topic', topics.in_namespace(topics.camera_image(topics.OBJECT_CAMERA)),
                       'grasp2vec: image topic of the object camera')
         self._declare('object_image_buffer_s', 10.0, 'grasp2vec: object images are kept this long (stamp time) for '
                                                      'the grasp event that names one')
@@ -162,8 +164,9 @@ class RewardNode(NodeParameters, Node):
         self._models: dict[str, LoadedModel] = {}
         self._clocks: list[EpisodeClock] = []
         self._episode_start_ns: int | None = None
-        self._reward_publishers = {kind: self.create_publisher(Vector3Stamped, REWARD_TOPICS[kind], RELIABLE_QOS)
-                            for kind in self._kinds}
+        self._reward_publishers = {
+            kind: self.create_publisher(Vector3Stamped, topics.in_namespace(REWARD_TOPICS[kind]), RELIABLE_QOS)
+            for kind in self._kinds}
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         if IMITATION in self._kinds:
             self._start_imitation(scales[IMITATION])
@@ -171,7 +174,7 @@ class RewardNode(NodeParameters, Node):
             self._start_latent_goal(scales[LATENT_GOAL])
         if GRASP2VEC in self._kinds:
             self._start_grasp2vec(scales[GRASP2VEC])
-        self.create_subscription(String, topics.EPISODES, self._on_episode, LATCHED_QOS)
+        self.create_subscription(String, topics.in_namespace(topics.EPISODES), self._on_episode, LATCHED_QOS)
         self.create_timer(self._positive('reload_check_period_s'), self._reload_models)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self.get_logger().info('rewards ' + ', '.join(f'{kind} from {model.model_id}'
@@ -276,7 +279,7 @@ class RewardNode(NodeParameters, Node):
             raise ValueError('parameter demo_bag is empty: the imitation reward needs a demonstration bag (or leave '
                              'imitation out of kinds)')
         self._demo_episode = self._param('demo_episode')
-        self._demo_cameras = list(self._param('demo_camera_topics'))
+        self._demo_cameras = [self.resolve_topic_name(topic) for topic in self._param('demo_camera_topics')]
         alignment = self._choice('imitation_alignment', ALIGNMENTS)
         window = self._param('imitation_window')
         if window < 0 or (window and alignment != 'nearest_neighbour'):
@@ -287,7 +290,7 @@ class RewardNode(NodeParameters, Node):
         self._demo: EmbeddedDemo = self._demo_from_bag()
         self._imitation = ImitationReward(self._demo.trajectory, **self._imitation_settings)
         self._imitation_clock = self._new_clock()
-        self.create_subscription(Image, topics.EMBEDDINGS, self._on_embeddings, SENSOR_QOS)
+        self.create_subscription(Image, topics.in_namespace(topics.EMBEDDINGS), self._on_embeddings, SENSOR_QOS)
 
     def _demo_from_bag(self) -> EmbeddedDemo:
         demo = embed_demo(self._demo_bag, self._demo_episode, self._models[IMITATION], self._demo_cameras,
@@ -340,7 +343,7 @@ class RewardNode(NodeParameters, Node):
         self._scene_clock = self._new_clock()
         self._first_scene: np.ndarray | None = None
         self.create_subscription(Image, self._scene_camera, self._on_scene_image, SENSOR_QOS)
-        self.create_subscription(Image, topics.GOAL_LATENT, self._on_goal_latent, LATCHED_QOS)
+        self.create_subscription(Image, topics.in_namespace(topics.GOAL_LATENT), self._on_goal_latent, LATCHED_QOS)
 
     def _on_goal_latent(self, message: Image) -> None:
         latent_dim = self._vae.config.latent_dim
@@ -401,8 +404,9 @@ class RewardNode(NodeParameters, Node):
         self._object_images: StampedFrames[np.ndarray] = StampedFrames(buffer_ns)
         self._pending_grasps: deque[int] = deque()
         self.create_subscription(Image, self._object_camera, self._on_object_image, SENSOR_QOS)
-        self.create_subscription(String, topics.GRASP_EVENTS, self._on_grasp_event, RELIABLE_QOS)
-        self.create_subscription(Image, topics.GOAL_OBJECT_IMAGE, self._on_goal_object_image, LATCHED_QOS)
+        self.create_subscription(String, topics.in_namespace(topics.GRASP_EVENTS), self._on_grasp_event, RELIABLE_QOS)
+        self.create_subscription(Image, topics.in_namespace(topics.GOAL_OBJECT_IMAGE), self._on_goal_object_image,
+                                 LATCHED_QOS)
 
     def _on_goal_object_image(self, message: Image) -> None:
         goal = self._image(topics.GOAL_OBJECT_IMAGE, message)
