@@ -5,17 +5,14 @@ ROS-wide by convention."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 
+from ros_harness import running
 from ssl_robot import topics
 from ssl_robot.ros.launch_xml import load_launch_file
 
@@ -67,21 +64,6 @@ def test_the_namespace_argument_pushes_every_node_and_no_topic_parameter_escapes
 WAIT_S = 120.0
 
 
-@contextmanager
-def launched(*arguments: str) -> Iterator[subprocess.Popen]:
-    process = subprocess.Popen([sys.executable, '-m', 'ssl_robot.cli', 'launch', 'sim', *arguments],
-                               env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-
-
 @pytest.mark.ros
 @pytest.mark.slow
 def test_two_sim_robots_in_namespaces_keep_their_topics_and_commands_apart(probe):
@@ -111,7 +93,8 @@ def test_two_sim_robots_in_namespaces_keep_their_topics_and_commands_apart(probe
         resets[robot] = probe.node.create_publisher(Int64, f'/{robot}/sim/reset_with_seed', RELIABLE_QOS)
 
     common = ['learning:=false', 'seed:=5', 'real_time_factor:=0.5']
-    with launched('namespace:=robot_a', *common), launched('namespace:=robot_b', *common):
+    launch = [sys.executable, '-m', 'ssl_robot.cli', 'launch', 'sim']
+    with running([*launch, 'namespace:=robot_a', *common]), running([*launch, 'namespace:=robot_b', *common]):
         probe.wait_for(lambda: all(images[robot] > 0 for robot in robots), WAIT_S, 'images from both robots')
         names = {name for name, _ in probe.node.get_topic_names_and_types()}
         assert '/robot_a/cameras/front_left/image_raw' in names and '/robot_b/cameras/front_left/image_raw' in names
