@@ -59,7 +59,7 @@ class EmbeddingNode(NodeParameters, Node):
         self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
         self._declare_torch_threads()
 
-        self._camera_topics = list(self._param('camera_topics'))
+        self._camera_topics = self._topic_param('camera_topics')
         method = self._param('embedding_method')
         checkpoint = self._param('embedding_checkpoint') or default_checkpoint(method)
         self._sync = ApproximateTimeSynchronizer(

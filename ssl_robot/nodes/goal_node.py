@@ -80,7 +80,7 @@ class GoalNode(NodeParameters, Node):
         self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
         self._declare_torch_threads()
 
-        self._camera = self._param('camera')
+        self._camera = self._topic_param('camera')
         method = self._param('method')
         self._needs_context = needs_context(method)
         seed = self._param('seed')

@@ -90,8 +90,8 @@ class Grasp2VecNode(NodeParameters, Node):
                                                      f'on {topics.GOAL_OBJECT_IMAGE}, as a '
                                                      f'{topics.GOAL_OBJECT_FROM_GRASP_SERVICE} request would')
 
-        self._scene_camera = self._param('scene_camera')
-        self._object_camera = self._param('object_camera')
+        self._scene_camera = self._topic_param('scene_camera')
+        self._object_camera = self._topic_param('object_camera')
         buffer_ns = round(self._positive('frame_buffer_s') * NS_PER_S)
         self._opacity = self._param('heatmap_opacity')
         if not 0.0 <= self._opacity <= 1.0:

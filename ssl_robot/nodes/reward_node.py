@@ -339,7 +339,7 @@ class RewardNode(NodeParameters, Node):
         self._vae = self._load(LATENT_GOAL, 'vae_checkpoint', self._choice('vae_method', GOAL_METHODS))
         self._latent_goal = LatentGoalReward(scale)
         self._latent_goal_from = 'none'
-        self._scene_camera = self._param('latent_goal_camera')
+        self._scene_camera = self._topic_param('latent_goal_camera')
         self._scene_clock = self._new_clock()
         self._first_scene: np.ndarray | None = None
         self.create_subscription(Image, self._scene_camera, self._on_scene_image, SENSOR_QOS)
@@ -399,7 +399,7 @@ class RewardNode(NodeParameters, Node):
         goal_file = self._param('grasp2vec_goal_image')
         self._goal_object = read_rgb_file(goal_file) if goal_file else None
         self._grasp2vec_goal_from = goal_file or 'none'
-        self._object_camera = self._param('object_camera_topic')
+        self._object_camera = self._topic_param('object_camera_topic')
         buffer_ns = round(self._positive('object_image_buffer_s') * NS_PER_S)
         self._object_images: StampedFrames[np.ndarray] = StampedFrames(buffer_ns)
         self._pending_grasps: deque[int] = deque()
