@@ -19,6 +19,9 @@ $(STAMP): requirements.txt constraints.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	# pip -e skips data_files: add the ament index entry, share/ssl_robot (links to this checkout) and the
+	# lib/ssl_robot executables, so that ros2 launch / ros2 run work with AMENT_PREFIX_PATH=$(VENV).
+	$(PY) setup.py --quiet ros_layout --prefix $(VENV)
 	touch $@
 
 demo: $(STAMP)

@@ -24,6 +24,16 @@ EPISODES = '/sim/episode'
 DIAGNOSTICS = '/diagnostics'
 EMBEDDINGS = '/embeddings'
 
+# The names above are as they appear in the root namespace, and in bags. Nodes create their topics and services
+# through in_namespace(), relative, so that a robot pushed into a namespace (launch argument `namespace`) keeps its
+# graph to itself; these stay ROS-wide by convention (one clock, one diagnostics bus, one tf tree).
+ROS_WIDE = frozenset({CLOCK, DIAGNOSTICS, '/tf', '/tf_static'})
+
+
+def in_namespace(name: str) -> str:
+    """The name a node uses for `name` (from this module) so that its namespace applies: relative, unless ROS-wide."""
+    return name if name in ROS_WIDE else name.lstrip('/')
+
 # Outputs of the learning nodes, and the goals they imagine.
 GRASP2VEC_OBJECT_EMBEDDING = '/grasp2vec/object_embedding'
 GRASP2VEC_SCENE_EMBEDDING = '/grasp2vec/scene_embedding'

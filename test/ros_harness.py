@@ -26,6 +26,14 @@ def node_process(module: str, name: str, params: dict[str, Any] | None = None,
     command = [sys.executable, '-m', module, *(args or []), '--ros-args', '-r', f'__node:={name}']
     for key, value in (params or {}).items():
         command += ['-p', f'{key}:={value}']
+    with running(command) as process:
+        yield process
+
+
+@contextmanager
+def running(command: list[str]) -> Iterator[subprocess.Popen]:
+    """Run a command, its output collected in `process.output` as it comes (a full pipe must not block it);
+    SIGINT it on exit, and kill it if it has not stopped 15 s later."""
     process = subprocess.Popen(command, env=dict(os.environ), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     output: list[str] = []

@@ -10,46 +10,27 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable
-from importlib.metadata import EntryPoint, PackageNotFoundError
+from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 
 import pytest
 import yaml
 
+from launch_harness import dummy_nodes  # noqa: F401  (a fixture)
+from launch_harness import DATA, WAIT_S, dummy_entry_points, load, shutdown_when, wait_until, write_launch
 from ssl_robot.ros import launch_runner
-from ssl_robot.ros.launch_runner import (DDS_PROFILE_ENV, LaunchError, OutputSink, Supervisor, find_launch_file,
-                                         node_command, node_entry_points, node_environment_changes,
-                                         plan_processes)
+from ssl_robot.ros.launch_runner import (DDS_PROFILE_ENV, LaunchError, find_launch_file, node_command,
+                                         node_entry_points, node_environment_changes)
 from ssl_robot.ros.launch_xml import LaunchFileError, declared_arguments, load_launch_file, parse_launch_arguments
 
-DATA = Path(__file__).parent / 'data' / 'launch'
 SHARE = DATA / 'share'
 SIM = SHARE / 'launch' / 'sim.launch.xml'
-WAIT_S = 60.0  # generous bound for conditions that normally hold within a second
 
 
 @pytest.fixture(autouse=True)
 def fixture_share(monkeypatch) -> None:
     """$(find-pkg-share ssl_robot) and launch NAMEs resolve into test/data/launch/share."""
     monkeypatch.setenv('SSL_ROBOT_SHARE', str(SHARE))
-
-
-def write_launch(directory: Path, body: str, name: str = 'test.launch.xml') -> Path:
-    path = directory / name
-    path.write_text(f'<launch>\n{body}\n</launch>\n')
-    return path
-
-
-def load(directory: Path, body: str, **launch_args: str):
-    return load_launch_file(write_launch(directory, body), launch_args).nodes
-
-
-def dummy_entry_points() -> dict[str, EntryPoint]:
-    return {name: EntryPoint(name, 'dummy_node:main', 'console_scripts')
-            for name in ('sim_node', 'recorder_node', 'talker')}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,7 +143,7 @@ def test_arg_keeps_a_value_given_on_the_command_line_and_checks_choices(tmp_path
     body = '<arg name="rig" default="default"><choice value="default"/><choice value="stereo"/></arg>' \
            '<node pkg="ssl_robot" exec="talker" args="$(var rig)"/>'
     assert load(tmp_path, body, rig='stereo')[0].arguments == ('stereo',)
-    with pytest.raises(LaunchFileError, match="rig='mono' is not one of default, stereo"):
+    with pytest.raises(LaunchFileError, match="'rig' is 'mono', which is not one of its choices: default, stereo"):
         load(tmp_path, body, rig='mono')
 
 
@@ -232,8 +213,8 @@ def test_parse_launch_arguments():
 @pytest.mark.parametrize('body, message', [
     ('<arg name="x" default="1"/>\n<group if="false"><rosparam file="a.yaml"/></group>',
      r':3: <rosparam> is not supported inside <group> \(supported: arg, group'),
-    ('<node pkg="ssl_robot" exec="talker" respawn="true"/>',
-     r':2: <node> attribute\(s\) respawn not supported'),
+    ('<node pkg="ssl_robot" exec="talker" respawn="true" respawn_max_retries="3"/>',
+     r':2: <node> attribute\(s\) respawn_max_retries not supported'),
     ('<node pkg="ssl_robot"/>', r':2: <node> needs attribute\(s\) exec'),
     ('<node pkg="ssl_robot" exec="talker"><param name="a" value="1" type="int"/></node>',
      r':2: <param> attribute\(s\) type not supported'),
@@ -325,23 +306,21 @@ def test_unknown_executable_lists_the_installed_ones(tmp_path):
         node_command(node, dummy_entry_points())
 
 
-def test_dds_profile_defaults_to_the_project_profile_and_can_be_overridden(tmp_path, monkeypatch):
-    profile = tmp_path / 'share' / 'config' / 'fastdds_shm.xml'
-    profile.parent.mkdir(parents=True)
+def test_the_dds_profile_comes_from_the_launch_file_and_dds_profile_overrides_it(tmp_path):
+    """One source of truth: the launch file's set_env (the shipped ones select config/fastdds_shm.xml); the runner
+    adds no profile of its own, and --dds-profile replaces or removes whatever the file set."""
+    profile = tmp_path / 'profile.xml'
     profile.write_text('<dds/>')
-    (tmp_path / 'share' / 'launch').mkdir()
-    monkeypatch.setenv('SSL_ROBOT_SHARE', str(tmp_path / 'share'))
     node, = load(tmp_path, '<node pkg="ssl_robot" exec="talker"/>')
-    assert node_environment_changes(node, None, {}) == {DDS_PROFILE_ENV: str(profile)}
+    assert node_environment_changes(node, None, {}) == {}
     assert node_environment_changes(node, None, {DDS_PROFILE_ENV: '/mine.xml'}) == {}
-    assert node_environment_changes(node, 'none', {DDS_PROFILE_ENV: '/mine.xml'}) == {DDS_PROFILE_ENV: None}
-    assert node_environment_changes(node, str(profile), {DDS_PROFILE_ENV: '/mine.xml'}) == \
-        {DDS_PROFILE_ENV: str(profile)}
-    with pytest.raises(LaunchError, match='--dds-profile /no/such.xml: no such file'):
-        node_environment_changes(node, '/no/such.xml', {})
     with_env, = load(tmp_path, f'<set_env name="{DDS_PROFILE_ENV}" value="/launch.xml"/>'
                                '<node pkg="ssl_robot" exec="talker"/>')
     assert node_environment_changes(with_env, None, {}) == {DDS_PROFILE_ENV: '/launch.xml'}
+    assert node_environment_changes(with_env, 'none', {DDS_PROFILE_ENV: '/mine.xml'}) == {DDS_PROFILE_ENV: None}
+    assert node_environment_changes(with_env, str(profile), {}) == {DDS_PROFILE_ENV: str(profile)}
+    with pytest.raises(LaunchError, match='--dds-profile /no/such.xml: no such file'):
+        node_environment_changes(node, '/no/such.xml', {})
 
 
 def parse_cli(*argv: str) -> argparse.Namespace:
@@ -374,36 +353,6 @@ def test_launch_file_errors_exit_with_status_2(capsys):
 
 # ---------------------------------------------------------------------------------------------
 # Supervision, with dummy_node.py as every executable
-
-def wait_until(condition: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-@pytest.fixture
-def dummy_nodes(monkeypatch, tmp_path) -> Callable[..., Supervisor]:
-    """Builds a Supervisor for a launch body through the same planning code as `ssl-robot launch`."""
-    monkeypatch.setenv('PYTHONPATH', str(DATA))
-
-    def build(body: str, screen: io.StringIO, log: io.StringIO | None = None, grace_period: float = 5.0,
-              **launch_args: str) -> Supervisor:
-        plan = load_launch_file(write_launch(tmp_path, body), launch_args)
-        processes = plan_processes(plan.nodes, dummy_entry_points(), 'none', os.environ)
-        return Supervisor(processes, OutputSink(screen, log), grace_period)
-    return build
-
-
-def shutdown_when(supervisor: Supervisor, condition: Callable[[], bool]) -> None:
-    """Requests a shutdown from another thread once `condition` holds (or after the bounded wait)."""
-    def trigger() -> None:
-        wait_until(condition)
-        supervisor.request_shutdown('test')
-    threading.Thread(target=trigger, daemon=True).start()
-
 
 def test_requested_shutdown_sends_sigint_and_output_is_prefixed(dummy_nodes, tmp_path):
     screen, log = io.StringIO(), io.StringIO()
@@ -538,7 +487,8 @@ def test_demo_launch_records_the_idle_sim_graph_and_ends_with_the_goal_reacher(m
     monkeypatch.setenv('SSL_ROBOT_SHARE', str(REPOSITORY))
     nodes = {node.name: node for node in load_launch_file(REPOSITORY / 'launch' / 'demo.launch.xml',
                                                           {'bag': '/tmp/x'}).nodes}
-    assert set(nodes) == {'sim', 'embedding', 'reward', 'grasp2vec', 'goal', 'recorder', 'goal_reacher'}
+    assert set(nodes) == {'sim', 'embedding', 'reward', 'grasp2vec', 'goal', 'recorder', 'goal_reacher',
+                          'diagnostics_monitor'}
     assert {'mode': 'idle'} in nodes['sim'].parameters and {'output': '/tmp/x'} in nodes['recorder'].parameters
     assert [name for name, node in nodes.items() if node.shutdown_on_exit] == ['goal_reacher']
     assert {'use_sim_time': 'true'} in nodes['goal_reacher'].parameters

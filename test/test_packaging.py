@@ -21,9 +21,9 @@ pytestmark = pytest.mark.slow
 SHARE_FILES = ['package.xml', 'launch/sim.launch.xml', 'launch/robot.launch.xml', 'launch/learning.launch.xml',
                'launch/demo.launch.xml', 'config/sim.yaml', 'config/recorder.yaml', 'config/fastdds_shm.xml',
                'config/embedding.yaml', 'config/embedding_model.yaml', 'config/reward.yaml', 'config/grasp2vec.yaml', 'config/goal.yaml',
-               'config/goal_reacher.yaml', 'sim/scene.yaml', 'sim/rigs/default.yaml']
+               'config/goal_reacher.yaml', 'config/diagnostics_monitor.yaml', 'sim/scene.yaml', 'sim/rigs/default.yaml']
 NODE_EXECUTABLES = ['sim_node', 'recorder_node', 'embedding_node', 'reward_node', 'grasp2vec_node', 'goal_node',
-                    'goal_reacher_node', 'ssl-robot']
+                    'goal_reacher_node', 'diagnostics_monitor_node', 'ssl-robot']
 
 
 @pytest.fixture(scope='module')
@@ -64,10 +64,36 @@ def test_colcon_build_installs_share_files_executables_and_ament_marker(source_c
     assert Path(found).resolve() == share.resolve()
 
 
-def test_pip_wheel_carries_share_files(source_copy, tmp_path):
+@pytest.fixture(scope='module')
+def wheel(source_copy, tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp('wheel')
     subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--quiet', '--no-deps', '--no-build-isolation',
-                    '-w', str(tmp_path), str(source_copy)], check=True, capture_output=True)
-    wheel = next(tmp_path.glob('ssl_robot-*.whl'))
+                    '-w', str(directory), str(source_copy)], check=True, capture_output=True)
+    return next(directory.glob('ssl_robot-*.whl'))
+
+
+def share_directory_found_by_the_ament_index(prefix: Path) -> Path:
+    """get_package_share_directory('ssl_robot') with AMENT_PREFIX_PATH=prefix, as ros2 launch resolves it."""
+    code = 'from ament_index_python.packages import get_package_share_directory as g; print(g("ssl_robot"))'
+    environment = dict(os.environ, AMENT_PREFIX_PATH=str(prefix))
+    return Path(subprocess.run([sys.executable, '-c', code], env=environment, check=True, capture_output=True,
+                               text=True).stdout.strip())
+
+
+def assert_ros_can_start_the_executables(prefix: Path) -> None:
+    """ros2 run / ros2 launch execute <prefix>/lib/ssl_robot/<name>: each must exist, be executable and run
+    the console script of this prefix's Python (ssl-robot --help runs it without starting a node)."""
+    for name in NODE_EXECUTABLES:
+        executable = prefix / 'lib' / 'ssl_robot' / name
+        assert executable.is_file() and os.access(executable, os.X_OK), f'ros2 run cannot start {executable}'
+        script = prefix / 'bin' / name
+        assert script.read_text().splitlines()[0] == f'#!{prefix / "bin" / "python"}', script
+    result = subprocess.run([str(prefix / 'lib' / 'ssl_robot' / 'ssl-robot'), '--help'], capture_output=True,
+                            text=True, env={k: v for k, v in os.environ.items() if k != 'PYTHONPATH'})
+    assert result.returncode == 0 and result.stdout.startswith('usage: ssl-robot'), result
+
+
+def test_pip_wheel_carries_share_files(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     data = next(n.split('/data/')[0] for n in names if '.data/data/' in n)
     for name in SHARE_FILES:
@@ -75,3 +101,40 @@ def test_pip_wheel_carries_share_files(source_copy, tmp_path):
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith('entry_points.txt'))).decode()
     for name in NODE_EXECUTABLES:
         assert f'{name} = ' in entry_points
+
+
+def test_a_wheel_install_can_be_run_by_ros2_launch_and_ros2_run(wheel, tmp_path):
+    venv = tmp_path / 'venv'
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], check=True)
+    subprocess.run([sys.executable, '-m', 'pip', '--python', str(venv / 'bin' / 'python'), 'install', '--quiet',
+                    '--no-deps', '--no-index', str(wheel)], check=True, capture_output=True)
+    assert_ros_can_start_the_executables(venv)
+    assert share_directory_found_by_the_ament_index(venv) == venv / 'share' / 'ssl_robot'
+    assert (venv / 'share' / 'ssl_robot' / 'launch' / 'sim.launch.xml').is_file()
+
+
+def test_an_editable_install_gets_the_ament_index_entry_share_links_and_lib_wrappers(source_copy, tmp_path):
+    """What `make setup` does after `pip install -e .` (which skips data_files): setup.py ros_layout."""
+    prefix = tmp_path / 'prefix'
+    (prefix / 'bin').mkdir(parents=True)
+    for name in NODE_EXECUTABLES:  # as pip install -e would have written them
+        (prefix / 'bin' / name).write_text(f'#!{prefix / "bin" / "python"}\n')
+    subprocess.run([sys.executable, 'setup.py', '--quiet', 'ros_layout', '--prefix', str(prefix)], cwd=source_copy,
+                   check=True, capture_output=True)
+    share = share_directory_found_by_the_ament_index(prefix)
+    assert share == prefix / 'share' / 'ssl_robot'
+    assert (share / 'launch').resolve() == (source_copy / 'launch').resolve()  # edits take effect
+    for name in SHARE_FILES:
+        assert (share / name).is_file(), name
+    for name in NODE_EXECUTABLES:
+        executable = prefix / 'lib' / 'ssl_robot' / name
+        assert os.access(executable, os.X_OK) and (executable.parent / '../../bin' / name).resolve() == \
+            (prefix / 'bin' / name).resolve()
+
+
+def test_this_environment_is_laid_out_for_ros2_launch():
+    """make setup's own environment (an editable install) resolves through the ament index and has lib/ssl_robot."""
+    if not (Path(sys.prefix) / 'lib' / 'ssl_robot').is_dir():
+        pytest.skip('not an environment made by make setup')
+    assert share_directory_found_by_the_ament_index(Path(sys.prefix)) == Path(sys.prefix) / 'share' / 'ssl_robot'
+    assert_ros_can_start_the_executables(Path(sys.prefix))

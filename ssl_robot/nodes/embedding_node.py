@@ -56,7 +56,7 @@ class EmbeddingNode(NodeParameters, Node):
 
     def __init__(self) -> None:
         super().__init__('embedding')
-        self._declare('camera_topics', DEFAULT_CAMERA_TOPICS,
+        self._declare('camera_topics', [topics.in_namespace(topic) for topic in DEFAULT_CAMERA_TOPICS],
                       'image topics of the K synchronized cameras; their order is the row order of /embeddings')
         self._declare_embedding_model()
         self._declare('sync_queue_size', 10, 'frames queued per camera while waiting for the others')
@@ -65,7 +65,7 @@ class EmbeddingNode(NodeParameters, Node):
         self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
         self._declare_torch_threads()
 
-        self._camera_topics = list(self._param('camera_topics'))
+        self._camera_topics = self._topic_param('camera_topics')
         method = self._param('embedding_method')
         checkpoint = self._param('embedding_checkpoint') or default_checkpoint(method)
         self._sync = ApproximateTimeSynchronizer(
@@ -81,7 +81,7 @@ class EmbeddingNode(NodeParameters, Node):
         self._problems = ProblemLog(self.get_logger().warning, WARN_PERIOD_S)
         self._published = 0
 
-        self._publisher = self.create_publisher(Image, topics.EMBEDDINGS, SENSOR_QOS)
+        self._publisher = self.create_publisher(Image, topics.in_namespace(topics.EMBEDDINGS), SENSOR_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         for topic in self._camera_topics:
             self.create_subscription(Image, topic, functools.partial(self._on_image, topic), SENSOR_QOS)

@@ -72,7 +72,8 @@ class GoalNode(NodeParameters, Node):
 
     def __init__(self) -> None:
         super().__init__('goal')
-        self._declare('camera', DEFAULT_CAMERA, 'image topic of the scene camera: its newest frame is the context s0 '
+        self._declare('camera', topics.in_namespace(DEFAULT_CAMERA),
+                      'image topic of the scene camera: its newest frame is the context s0 '
                                                 'of an imagined goal, or the goal itself on /goal/from_scene')
         self._declare('method', 'ccvae', 'ccvae (goals imagined in the current scene) or betavae (from the prior)')
         self._declare('checkpoint', '',
@@ -81,7 +82,7 @@ class GoalNode(NodeParameters, Node):
         self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
         self._declare_torch_threads()
 
-        self._camera = self._param('camera')
+        self._camera = self._topic_param('camera')
         method = self._param('method')
         self._needs_context = needs_context(method)
         seed = self._param('seed')
@@ -99,13 +100,13 @@ class GoalNode(NodeParameters, Node):
         self._goal_due = False  # an episode started: draw a goal from its first frame
         self._goals = 0
 
-        self._latent_publisher = self.create_publisher(Image, topics.GOAL_LATENT, LATCHED_QOS)
-        self._image_publisher = self.create_publisher(Image, topics.GOAL_IMAGE, LATCHED_QOS)
+        self._latent_publisher = self.create_publisher(Image, topics.in_namespace(topics.GOAL_LATENT), LATCHED_QOS)
+        self._image_publisher = self.create_publisher(Image, topics.in_namespace(topics.GOAL_IMAGE), LATCHED_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         self.create_subscription(Image, self._camera, self._on_image, SENSOR_QOS)
-        self.create_subscription(String, topics.EPISODES, self._on_episode, LATCHED_QOS)
-        self.create_service(Trigger, topics.GOAL_SAMPLE_SERVICE, self._on_sample)
-        self.create_service(Trigger, topics.GOAL_FROM_SCENE_SERVICE, self._on_from_scene)
+        self.create_subscription(String, topics.in_namespace(topics.EPISODES), self._on_episode, LATCHED_QOS)
+        self.create_service(Trigger, topics.in_namespace(topics.GOAL_SAMPLE_SERVICE), self._on_sample)
+        self.create_service(Trigger, topics.in_namespace(topics.GOAL_FROM_SCENE_SERVICE), self._on_from_scene)
         reload = functools.partial(self._model.refresh_reporting, self._problems, self.get_logger().info)
         reload()
         wall_timer(self, reload_period_s, reload)

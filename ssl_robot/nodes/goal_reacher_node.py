@@ -55,7 +55,8 @@ class GoalReacherNode(NodeParameters, Node):
                                              'its hold')
         self._declare('approach_steps', 6, 'waypoints of the approach, its start and end included')
         self._declare('decision_delay_s', 0.5, 'wait after the survey for late rewards before choosing the approach')
-        self._declare('reward_topic', topics.reward_topic('latent_goal'), 'the reward that guides the reach')
+        self._declare('reward_topic', topics.in_namespace(topics.reward_topic('latent_goal')),
+                      'the reward that guides the reach')
 
         center = list(self._param('survey_center'))
         rpy = [math.radians(v) for v in self._param('ee_rpy_deg')]
@@ -73,9 +74,9 @@ class GoalReacherNode(NodeParameters, Node):
         self._goal_since_ns: int | None = None
         self._newest_reward_ns: int | None = None
 
-        self._ee_target = self.create_publisher(PoseStamped, topics.EE_TARGET, RELIABLE_QOS)
-        self._status = self.create_publisher(String, topics.GOAL_REACHING_STATUS, RELIABLE_QOS)
-        self._goal_client = self.create_client(Trigger, topics.GOAL_SAMPLE_SERVICE)
+        self._ee_target = self.create_publisher(PoseStamped, topics.in_namespace(topics.EE_TARGET), RELIABLE_QOS)
+        self._status = self.create_publisher(String, topics.in_namespace(topics.GOAL_REACHING_STATUS), RELIABLE_QOS)
+        self._goal_client = self.create_client(Trigger, topics.in_namespace(topics.GOAL_SAMPLE_SERVICE))
         self.create_subscription(Vector3Stamped, self._param('reward_topic'), self._on_reward, RELIABLE_QOS)
         self.create_timer(CONTROL_PERIOD_S, self._on_control_tick)
         self.get_logger().info(f'waiting for {topics.GOAL_SAMPLE_SERVICE} to imagine a goal')

@@ -80,8 +80,9 @@ class Grasp2VecNode(NodeParameters, Node):
 
     def __init__(self) -> None:
         super().__init__('grasp2vec')
-        self._declare('scene_camera', DEFAULT_SCENE_CAMERA, 'image topic of the scene camera s_pre is taken from')
-        self._declare('object_camera', topics.camera_image(topics.OBJECT_CAMERA),
+        self._declare('scene_camera', topics.in_namespace(DEFAULT_SCENE_CAMERA),
+                      'image topic of the scene camera s_pre is taken from')
+        self._declare('object_camera', topics.in_namespace(topics.camera_image(topics.OBJECT_CAMERA)),
                       'image topic of the camera grasped objects are shown to (o)')
         self._declare('checkpoint', '',
                       'Grasp2Vec checkpoint file; empty = the shipped ssl_robot/checkpoints/grasp2vec.safetensors')
@@ -96,8 +97,8 @@ class Grasp2VecNode(NodeParameters, Node):
                                                      f'on {topics.GOAL_OBJECT_IMAGE}, as a '
                                                      f'{topics.GOAL_OBJECT_FROM_GRASP_SERVICE} request would')
 
-        self._scene_camera = self._param('scene_camera')
-        self._object_camera = self._param('object_camera')
+        self._scene_camera = self._topic_param('scene_camera')
+        self._object_camera = self._topic_param('object_camera')
         buffer_ns = round(self._positive('frame_buffer_s') * NS_PER_S)
         buffer_bytes = round(self._positive('frame_buffer_max_mb') * BYTES_PER_MB)
         self._opacity = self._param('heatmap_opacity')
@@ -113,15 +114,20 @@ class Grasp2VecNode(NodeParameters, Node):
         self._latest_grasped: GraspedObject | None = None
         self._goal_object: GraspedObject | None = None
 
-        self._scene_publisher = self.create_publisher(Image, topics.GRASP2VEC_SCENE_EMBEDDING, RELIABLE_QOS)
-        self._object_publisher = self.create_publisher(Image, topics.GRASP2VEC_OBJECT_EMBEDDING, RELIABLE_QOS)
-        self._heatmap_publisher = self.create_publisher(Image, topics.GRASP2VEC_HEATMAP, RELIABLE_QOS)
-        self._goal_object_publisher = self.create_publisher(Image, topics.GOAL_OBJECT_IMAGE, LATCHED_QOS)
+        self._scene_publisher = self.create_publisher(
+            Image, topics.in_namespace(topics.GRASP2VEC_SCENE_EMBEDDING), RELIABLE_QOS)
+        self._object_publisher = self.create_publisher(
+            Image, topics.in_namespace(topics.GRASP2VEC_OBJECT_EMBEDDING), RELIABLE_QOS)
+        self._heatmap_publisher = self.create_publisher(
+            Image, topics.in_namespace(topics.GRASP2VEC_HEATMAP), RELIABLE_QOS)
+        self._goal_object_publisher = self.create_publisher(
+            Image, topics.in_namespace(topics.GOAL_OBJECT_IMAGE), LATCHED_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         for topic in self._frames:
             self.create_subscription(Image, topic, functools.partial(self._on_image, topic), SENSOR_QOS)
-        self.create_subscription(String, topics.GRASP_EVENTS, self._on_grasp_event, RELIABLE_QOS)
-        self.create_service(Trigger, topics.GOAL_OBJECT_FROM_GRASP_SERVICE, self._on_object_from_grasp)
+        self.create_subscription(String, topics.in_namespace(topics.GRASP_EVENTS), self._on_grasp_event, RELIABLE_QOS)
+        self.create_service(Trigger, topics.in_namespace(topics.GOAL_OBJECT_FROM_GRASP_SERVICE),
+                            self._on_object_from_grasp)
         reload = functools.partial(self._model.refresh_reporting, self._problems, self.get_logger().info)
         reload()
         wall_timer(self, reload_period_s, reload)

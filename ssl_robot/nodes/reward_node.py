@@ -114,14 +114,16 @@ class RewardNode(NodeParameters, Node):
             self._declare(f'{kind}_scale', 1.0, f'the {kind} reward is multiplied by this (> 0)')
         self._declare('demo_bag', '', 'imitation: bag holding the demonstration')
         self._declare('demo_episode', 0, 'imitation: the demonstration is this episode of demo_bag (0 = the first)')
-        self._declare('demo_camera_topics', DEFAULT_CAMERA_TOPICS,
-                      "imitation: the demo's cameras, in the embedding node's camera_topics order")
+        self._declare('demo_camera_topics', [topics.in_namespace(topic) for topic in DEFAULT_CAMERA_TOPICS],
+                      "imitation: the demo's cameras, in the embedding node's camera_topics order; a relative name "
+                      "is looked up in the bag as this node resolves it (in its namespace)")
         self._declare_embedding_model()   # imitation: the demo is embedded as the embedding node embeds frames
         self._declare('imitation_alignment', 'time_index', f'imitation: how a demo frame is chosen, one of '
                                                            f'{list(ALIGNMENTS)}')
         self._declare('imitation_window', 0, 'imitation, nearest_neighbour: frames the match may move ahead per '
                                              'embedding; 0 = any frame of the demo')
-        self._declare('latent_goal_camera', DEFAULT_CAMERA_TOPICS[0], 'latent_goal: image topic of the scene camera')
+        self._declare('latent_goal_camera', topics.in_namespace(DEFAULT_CAMERA_TOPICS[0]),
+                      'latent_goal: image topic of the scene camera')
         self._declare('vae_method', 'ccvae', f'latent_goal: method of the VAE checkpoint, one of {list(GOAL_METHODS)}')
         self._declare('vae_checkpoint', '', 'latent_goal: VAE checkpoint; empty = the shipped '
                                             'ssl_robot/checkpoints/<vae_method>.safetensors')
@@ -131,7 +133,7 @@ class RewardNode(NodeParameters, Node):
                                                   f'arrives on {topics.GOAL_OBJECT_IMAGE}; empty = wait for one')
         self._declare('grasp2vec_normalize', False, 'grasp2vec: score the cosine of the embeddings, not their dot '
                                                     'product')
-        self._declare('object_camera_topic', topics.camera_image(topics.OBJECT_CAMERA),
+        self._declare('object_camera_topic', topics.in_namespace(topics.camera_image(topics.OBJECT_CAMERA)),
                       'grasp2vec: image topic of the object camera')
         self._declare('object_image_buffer_s', 10.0, 'grasp2vec: object images are kept this long (stamp time) for '
                                                      'the grasp event that names one')
@@ -148,8 +150,9 @@ class RewardNode(NodeParameters, Node):
         self._clocks: list[EpisodeClock] = []
         self._episode_start_ns: int | None = None
         self._input_topics: list[str] = []  # subscribed by _subscribe_input; counted by self._inputs
-        self._reward_publishers = {kind: self.create_publisher(Vector3Stamped, REWARD_TOPICS[kind], RELIABLE_QOS)
-                            for kind in self._kinds}
+        self._reward_publishers = {
+            kind: self.create_publisher(Vector3Stamped, topics.in_namespace(REWARD_TOPICS[kind]), RELIABLE_QOS)
+            for kind in self._kinds}
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         if IMITATION in self._kinds:
             self._start_imitation(scales[IMITATION])
@@ -158,7 +161,7 @@ class RewardNode(NodeParameters, Node):
         if GRASP2VEC in self._kinds:
             self._start_grasp2vec(scales[GRASP2VEC])
         self._inputs = InputMonitor(self._input_topics)
-        self.create_subscription(String, topics.EPISODES, self._on_episode, LATCHED_QOS)
+        self.create_subscription(String, topics.in_namespace(topics.EPISODES), self._on_episode, LATCHED_QOS)
         wall_timer(self, self._positive('reload_check_period_s'), self._reload_models)
         wall_timer(self, DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self.get_logger().info('rewards ' + ', '.join(f'{kind} from {model.model_id}'
@@ -271,7 +274,7 @@ class RewardNode(NodeParameters, Node):
             raise ValueError('parameter demo_bag is empty: the imitation reward needs a demonstration bag (or leave '
                              'imitation out of kinds)')
         self._demo_episode = self._param('demo_episode')
-        self._demo_cameras = list(self._param('demo_camera_topics'))
+        self._demo_cameras = [self.resolve_topic_name(topic) for topic in self._param('demo_camera_topics')]
         alignment = self._choice('imitation_alignment', ALIGNMENTS)
         window = self._param('imitation_window')
         if window < 0 or (window and alignment != 'nearest_neighbour'):
@@ -282,7 +285,7 @@ class RewardNode(NodeParameters, Node):
         self._demo: EmbeddedDemo = self._demo_from_bag()
         self._imitation = ImitationReward(self._demo.trajectory, **self._imitation_settings)
         self._imitation_clock = self._new_clock()
-        self._subscribe_input(topics.EMBEDDINGS, self._on_embeddings)
+        self._subscribe_input(topics.in_namespace(topics.EMBEDDINGS), self._on_embeddings)
 
     def _demo_from_bag(self) -> EmbeddedDemo:
         demo = embed_demo(self._demo_bag, self._demo_episode, self._models[IMITATION], self._demo_cameras,
@@ -332,11 +335,11 @@ class RewardNode(NodeParameters, Node):
         self._vae = self._load(LATENT_GOAL, 'vae_checkpoint', self._choice('vae_method', GOAL_METHODS))
         self._latent_goal = LatentGoalReward(scale)
         self._latent_goal_from = 'none'
-        self._scene_camera = self._param('latent_goal_camera')
+        self._scene_camera = self._topic_param('latent_goal_camera')
         self._scene_clock = self._new_clock()
         self._first_scene: np.ndarray | None = None
         self._subscribe_input(self._scene_camera, self._on_scene_image)
-        self.create_subscription(Image, topics.GOAL_LATENT, self._on_goal_latent, LATCHED_QOS)
+        self.create_subscription(Image, topics.in_namespace(topics.GOAL_LATENT), self._on_goal_latent, LATCHED_QOS)
 
     def _on_goal_latent(self, message: Image) -> None:
         try:
@@ -386,14 +389,15 @@ class RewardNode(NodeParameters, Node):
         goal_file = self._param('grasp2vec_goal_image')
         self._goal_object = read_rgb_file(goal_file) if goal_file else None
         self._grasp2vec_goal_from = goal_file or 'none'
-        self._object_camera = self._param('object_camera_topic')
+        self._object_camera = self._topic_param('object_camera_topic')
         buffer_ns = round(self._positive('object_image_buffer_s') * NS_PER_S)
         buffer_bytes = round(self._positive('frame_buffer_max_mb') * BYTES_PER_MB)
         self._object_images: StampedFrames[np.ndarray] = StampedFrames(buffer_ns, buffer_bytes)
         self._pending_grasps: deque[int] = deque()
         self._subscribe_input(self._object_camera, self._on_object_image)
-        self.create_subscription(String, topics.GRASP_EVENTS, self._on_grasp_event, RELIABLE_QOS)
-        self.create_subscription(Image, topics.GOAL_OBJECT_IMAGE, self._on_goal_object_image, LATCHED_QOS)
+        self.create_subscription(String, topics.in_namespace(topics.GRASP_EVENTS), self._on_grasp_event, RELIABLE_QOS)
+        self.create_subscription(Image, topics.in_namespace(topics.GOAL_OBJECT_IMAGE), self._on_goal_object_image,
+                                 LATCHED_QOS)
 
     def _on_goal_object_image(self, message: Image) -> None:
         goal = self._image(topics.GOAL_OBJECT_IMAGE, message)

@@ -57,7 +57,7 @@ class SimNode(NodeParameters, Node):
         self._runner = self._build_runner()
         self._camera_names = camera_names(self._runner)
         self._topic_publishers = {
-            topic: self.create_publisher(spec.type, topic, spec.qos)
+            topic: self.create_publisher(spec.type, topics.in_namespace(topic), spec.qos)
             for topic, spec in sim_topic_specs(self._camera_names, segmentation=True).items()
         }
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
@@ -65,12 +65,13 @@ class SimNode(NodeParameters, Node):
         self._problems = ProblemLog(self.get_logger().warning, WARN_PERIOD_S)
         self._retime_pending = False
 
-        self.create_subscription(PoseStamped, topics.EE_TARGET, self._on_ee_target, RELIABLE_QOS)
-        self.create_subscription(PointStamped, topics.GRASP_AT, self._on_grasp_at, RELIABLE_QOS)
-        self.create_subscription(Int64, topics.RESET_WITH_SEED, self._on_reset_with_seed, RELIABLE_QOS)
-        self.create_service(SetBool, topics.GRIPPER_SET_CLOSED_SERVICE, self._on_set_gripper)
-        self.create_service(Trigger, topics.RESET_SERVICE, self._on_reset)
-        self.create_service(Trigger, topics.GRASP_SERVICE, self._on_grasp)
+        self.create_subscription(PoseStamped, topics.in_namespace(topics.EE_TARGET), self._on_ee_target, RELIABLE_QOS)
+        self.create_subscription(PointStamped, topics.in_namespace(topics.GRASP_AT), self._on_grasp_at, RELIABLE_QOS)
+        self.create_subscription(Int64, topics.in_namespace(topics.RESET_WITH_SEED), self._on_reset_with_seed,
+                                 RELIABLE_QOS)
+        self.create_service(SetBool, topics.in_namespace(topics.GRIPPER_SET_CLOSED_SERVICE), self._on_set_gripper)
+        self.create_service(Trigger, topics.in_namespace(topics.RESET_SERVICE), self._on_reset)
+        self.create_service(Trigger, topics.in_namespace(topics.GRASP_SERVICE), self._on_grasp)
         self.add_on_set_parameters_callback(self._on_parameters)
 
         self._ticks_since_report = 0

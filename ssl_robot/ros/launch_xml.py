@@ -11,13 +11,17 @@ Tags (attributes in brackets are optional; every action tag also takes [if] or [
 - ``<launch>``: the root; holds actions.
 - ``<arg name [default] [description]>``: declares a launch argument. Its value is the one already set
   (command line ``name:=value``, or an including file's ``<arg>``), else ``default``; with neither it
-  is an error. Optional ``<choice value="..."/>`` children restrict the value.
+  is an error. Optional ``<choice value="..."/>`` children restrict the value: another one is an error
+  where the argument is declared, before any node starts; a plain-text default must be one of them.
 - ``<let name value>``: sets a launch configuration, read with ``$(var name)``.
-- ``<node pkg exec [name] [namespace] [output] [args] [ros_args] [on_exit]>``: one process.
+- ``<node pkg exec [name] [namespace] [output] [args] [ros_args] [on_exit] [respawn] [respawn_delay]>``: one
+  process.
   ``pkg`` must be ssl_robot; ``exec`` names one of its console scripts. ``output`` is ``log``
   (default: stdout and stderr to the launch log file, stderr also to the screen), ``screen`` or
   ``both``. ``args`` and ``ros_args`` are split like a shell command line, except that a substitution's
   value stays one argument. ``on_exit="shutdown"`` stops everything when this node exits.
+  ``respawn="true"`` restarts the node whenever it exits, ``respawn_delay`` seconds later (default 0),
+  unless the launch is shutting down; as in ROS 2 these two take plain values, not substitutions.
   Children:
   - ``<param name value>``, or ``<param name>`` holding nested ``<param>`` (names joined with ``.``),
     passed as ``-p name:=value`` and typed by rcl's YAML rules;
@@ -56,297 +60,19 @@ working directory); no backslash escapes in attribute values.
 from __future__ import annotations
 
 import os
-import re
-import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from xml.etree import ElementTree
-from xml.parsers import expat
 
 from ssl_robot.resources import PACKAGE, share_dir
+from ssl_robot.ros.launch_substitutions import (SUBSTITUTIONS, Substitution, parse_template,
+                                                split_command_line)
+from ssl_robot.ros.launch_model import (NAME_TOKEN, LaunchArgument, LaunchPlan, NodeSpec, check_namespace,
+                                        prefix_namespace)
+from ssl_robot.ros.launch_xml_syntax import CONDITIONS, LaunchFileError, Location, XmlElement, read_xml
 
 OUTPUT_MODES = ('log', 'screen', 'both')
-# Substitution name -> (fewest, most) arguments.
-SUBSTITUTIONS = {'var': (1, 1), 'env': (1, 2), 'find-pkg-share': (1, 1), 'dirname': (0, 0)}
-# ROS 2 name rules (rcl validate_node_name / validate_namespace): tokens of letters, digits and
-# underscores that do not start with a digit.
-_NAME_TOKEN = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
-_IDENTIFIER = re.compile(r'[A-Za-z][A-Za-z0-9_-]*')
 _TRUE = ('true', '1')
 _FALSE = ('false', '0')
-
-
-class LaunchFileError(ValueError):
-    """A launch file that cannot be read, is outside the supported subset, or cannot be evaluated."""
-
-
-@dataclass(frozen=True)
-class Location:
-    file: Path
-    line: int | None = None
-
-    def __str__(self) -> str:
-        return f'{self.file}:{self.line}' if self.line is not None else str(self.file)
-
-
-@dataclass(frozen=True)
-class LaunchArgument:
-    """An ``<arg>`` declaration as written (the default is not substituted)."""
-    name: str
-    default: str | None
-    description: str
-    choices: tuple[str, ...] | None
-    location: Location
-    conditional: bool = False
-
-    @property
-    def required(self) -> bool:
-        return self.default is None and not self.conditional
-
-
-@dataclass(frozen=True)
-class NodeSpec:
-    """One node process, fully substituted."""
-    package: str
-    executable: str
-    name: str | None
-    namespace: str | None
-    parameters: tuple[Path | dict[str, str], ...]
-    remappings: tuple[tuple[str, str], ...]
-    arguments: tuple[str, ...]
-    ros_arguments: tuple[str, ...]
-    output: str
-    env: dict[str, str]
-    shutdown_on_exit: bool
-    location: Location
-
-    def command_arguments(self) -> list[str]:
-        """The arguments after the executable, in the order launch_ros's Node builds them."""
-        args = list(self.arguments)
-        if self.ros_arguments:
-            args += ['--ros-args', *self.ros_arguments]
-        args.append('--ros-args')
-        if self.name is not None:
-            args += ['-r', f'__node:={self.name}']
-        if self.namespace is not None:
-            args += ['-r', f'__ns:={self.namespace}']
-        for parameters in self.parameters:
-            if isinstance(parameters, Path):
-                args += ['--params-file', str(parameters)]
-            else:
-                for name, value in parameters.items():
-                    args += ['-p', f'{name}:={value}']
-        for source, target in self.remappings:
-            args += ['-r', f'{source}:={target}']
-        return args
-
-
-@dataclass(frozen=True)
-class LaunchPlan:
-    path: Path
-    nodes: tuple[NodeSpec, ...]
-
-
-# ---------------------------------------------------------------------------------------------
-# XML reading and structure checks
-
-class _Element(ElementTree.Element):
-    line: int | None = None
-
-
-def _read_xml(path: Path) -> _Element:
-    # ElementTree's own parser does not keep line numbers; driving its TreeBuilder from expat (the
-    # parser ElementTree uses underneath) does, so every error can point at its line.
-    builder = ElementTree.TreeBuilder(element_factory=_Element)
-    parser = expat.ParserCreate()
-
-    def start(tag: str, attributes: dict[str, str]) -> None:
-        builder.start(tag, attributes).line = parser.CurrentLineNumber
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = builder.end
-    parser.CharacterDataHandler = builder.data
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise LaunchFileError(f'cannot read launch file {path}: {error.strerror}') from error
-    try:
-        parser.Parse(data, True)
-    except expat.ExpatError as error:
-        raise LaunchFileError(
-            f'{Location(path, error.lineno)}: not well-formed XML: {expat.ErrorString(error.code)}') from error
-    root = builder.close()
-    if root.tag != 'launch':
-        raise LaunchFileError(f'{Location(path, root.line)}: the root element must be <launch>, not <{root.tag}>')
-    if root.attrib:
-        raise LaunchFileError(f'{Location(path, root.line)}: <launch> takes no attributes, got '
-                              f'{", ".join(sorted(root.attrib))}')
-    _check_structure(root, path, _ACTIONS)
-    return root
-
-
-@dataclass(frozen=True)
-class _TagRule:
-    required: frozenset[str] = frozenset()
-    optional: frozenset[str] = frozenset()
-    children: frozenset[str] = frozenset()
-
-
-_ACTIONS = frozenset({'arg', 'let', 'node', 'group', 'include', 'set_env', 'set_parameter',
-                      'push_ros_namespace', 'push-ros-namespace'})
-_CONDITIONS = frozenset({'if', 'unless'})
-
-
-def _action(required: set[str], optional: set[str] = frozenset(), children: frozenset[str] = frozenset()) -> _TagRule:
-    return _TagRule(frozenset(required), frozenset(optional) | _CONDITIONS, children)
-
-
-_PUSH_NAMESPACE = _action({'namespace'})
-# Keyed by (parent tag, tag): <arg> and <param> mean different things under different parents.
-_RULES: dict[tuple[str, str], _TagRule] = {
-    ('launch', 'arg'): _action({'name'}, {'default', 'description'}, frozenset({'choice'})),
-    ('arg', 'choice'): _TagRule(frozenset({'value'})),
-    ('launch', 'let'): _action({'name', 'value'}),
-    ('launch', 'node'): _action({'pkg', 'exec'}, {'name', 'namespace', 'output', 'args', 'ros_args', 'on_exit'},
-                                frozenset({'param', 'remap', 'env'})),
-    ('node', 'param'): _TagRule(frozenset(), frozenset({'name', 'value', 'from'}), frozenset({'param'})),
-    ('param', 'param'): _TagRule(frozenset({'name'}), frozenset({'value'}), frozenset({'param'})),
-    ('node', 'remap'): _TagRule(frozenset({'from', 'to'})),
-    ('node', 'env'): _TagRule(frozenset({'name', 'value'})),
-    ('launch', 'set_parameter'): _action({'name', 'value'}),
-    ('launch', 'push_ros_namespace'): _PUSH_NAMESPACE,
-    ('launch', 'push-ros-namespace'): _PUSH_NAMESPACE,
-    ('launch', 'set_env'): _action({'name', 'value'}),
-    ('launch', 'group'): _action(set(), {'scoped'}, _ACTIONS),
-    ('launch', 'include'): _action({'file'}, set(), frozenset({'arg'})),
-    ('include', 'arg'): _TagRule(frozenset({'name', 'value'})),
-}
-
-
-def _rule_for(parent: str, tag: str) -> _TagRule | None:
-    # Actions mean the same at the top of a file and inside a group.
-    return _RULES.get(('launch' if parent == 'group' else parent, tag))
-
-
-def _check_structure(element: _Element, path: Path, allowed: frozenset[str]) -> None:
-    """Reject unknown tags, unknown or missing attributes and stray text, in every branch, taken or not."""
-    if (element.text or '').strip():
-        raise LaunchFileError(f'{Location(path, element.line)}: unexpected text in <{element.tag}>')
-    for child in element:
-        where = Location(path, child.line)
-        rule = _rule_for(element.tag, child.tag) if child.tag in allowed else None
-        if rule is None:
-            raise LaunchFileError(
-                f'{where}: <{child.tag}> is not supported inside <{element.tag}> '
-                f'(supported: {", ".join(sorted(allowed)) or "no children"})')
-        attributes = set(child.attrib)
-        missing = rule.required - attributes
-        if missing:
-            raise LaunchFileError(f'{where}: <{child.tag}> needs attribute(s) {", ".join(sorted(missing))}')
-        unknown = attributes - rule.required - rule.optional
-        if unknown:
-            raise LaunchFileError(
-                f'{where}: <{child.tag}> attribute(s) {", ".join(sorted(unknown))} not supported '
-                f'(supported: {", ".join(sorted(rule.required | rule.optional))})')
-        if _CONDITIONS <= attributes:
-            raise LaunchFileError(f'{where}: <{child.tag}> cannot have both if and unless')
-        if (child.tail or '').strip():
-            raise LaunchFileError(f'{where}: unexpected text after <{child.tag}>')
-        if child.tag == 'param':
-            _check_param(child, where)
-        _check_structure(child, path, rule.children)
-
-
-def _check_param(param: _Element, where: Location) -> None:
-    has_children = len(param) > 0
-    if 'from' in param.attrib:
-        if 'name' in param.attrib or 'value' in param.attrib or has_children:
-            raise LaunchFileError(f'{where}: <param from=...> takes no name, value or nested <param>')
-    elif 'name' not in param.attrib:
-        raise LaunchFileError(f'{where}: <param> needs either name or from')
-    elif ('value' in param.attrib) == has_children:
-        raise LaunchFileError(f'{where}: <param name=...> needs either value or nested <param> (not both)')
-
-
-# ---------------------------------------------------------------------------------------------
-# Substitutions: $(name arg ...) with nesting and quoting, following launch's grammar.lark
-
-@dataclass(frozen=True)
-class _Substitution:
-    name: str
-    arguments: tuple[tuple[str | _Substitution, ...], ...]
-
-
-_Template = tuple[str | _Substitution, ...]
-
-
-class _TemplateParser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.position = 0
-
-    def error(self, message: str) -> ValueError:
-        return ValueError(f'{message} at character {self.position + 1} of {self.text!r}')
-
-    def template(self) -> _Template:
-        return self._parts(stop='')
-
-    def _parts(self, stop: str) -> _Template:
-        """Literal text and substitutions up to (not including) a character in `stop`."""
-        parts: list[str | _Substitution] = []
-        literal: list[str] = []
-        while self.position < len(self.text) and self.text[self.position] not in stop:
-            if self.text.startswith('$(', self.position):
-                if literal:
-                    parts.append(''.join(literal))
-                    literal = []
-                parts.append(self._substitution())
-            else:
-                literal.append(self.text[self.position])
-                self.position += 1
-        if literal:
-            parts.append(''.join(literal))
-        return tuple(parts)
-
-    def _substitution(self) -> _Substitution:
-        self.position += 2
-        match = _IDENTIFIER.match(self.text, self.position)
-        if match is None:
-            raise self.error('expected a substitution name after "$("')
-        self.position = match.end()
-        arguments = []
-        while True:
-            if self.position >= len(self.text):
-                raise self.error(f'unterminated $({match.group()} ...)')
-            if self.text[self.position] == ')':
-                self.position += 1
-                return _Substitution(match.group(), tuple(arguments))
-            if self.text[self.position] != ' ':
-                raise self.error('expected a space or ")"')
-            while self.text.startswith(' ', self.position):
-                self.position += 1
-            arguments.append(self._argument())
-
-    def _argument(self) -> _Template:
-        quote = self.text[self.position] if self.position < len(self.text) else ''
-        if quote in ("'", '"'):
-            self.position += 1
-            value = self._parts(stop=quote)
-            if self.position >= len(self.text):
-                raise self.error(f'unterminated {quote}-quoted argument')
-            self.position += 1
-            return value
-        value = self._parts(stop=' ()')
-        if self.text.startswith('(', self.position):
-            raise self.error('"(" in an unquoted substitution argument')
-        return value
-
-
-def _parse_template(text: str, where: Location) -> _Template:
-    try:
-        return _TemplateParser(text).template()
-    except ValueError as error:
-        raise LaunchFileError(f'{where}: {error}') from error
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,60 +88,6 @@ class _Scope:
 
     def copy(self) -> _Scope:
         return replace(self, configurations=dict(self.configurations), environment=dict(self.environment))
-
-
-def _prefix_namespace(base: str | None, namespace: str | None) -> str | None:
-    """launch_ros semantics: a relative namespace is prefixed by the pushed one; the result is absolute."""
-    if namespace is None:
-        combined = base
-    elif base is None or namespace.startswith('/'):
-        combined = namespace
-    else:
-        combined = f'{base.rstrip("/")}/{namespace}'
-    if combined is None:
-        return None
-    return '/' + combined.strip('/')
-
-
-def _check_namespace(namespace: str, where: Location) -> str:
-    tokens = namespace.strip('/').split('/') if namespace != '/' else []
-    if not all(_NAME_TOKEN.fullmatch(token) for token in tokens):
-        raise LaunchFileError(f'{where}: invalid ROS namespace {namespace!r}')
-    return namespace
-
-
-def _split_command_line(template: _Template, evaluate, where: Location) -> list[str]:
-    """Split like launch's ExecuteProcess._parse_cmdline: literal text is split shell-style, while a
-    substitution's value joins the literal text touching it into one argument, spaces and all."""
-    arguments: list[str] = []
-    current: list[str] = []
-
-    def finish_argument() -> None:
-        if current:
-            arguments.append(''.join(current))
-            current.clear()
-
-    for part in template:
-        if isinstance(part, _Substitution):
-            current.append(evaluate(part))
-            continue
-        try:
-            tokens = shlex.split(part)
-        except ValueError as error:
-            raise LaunchFileError(f'{where}: cannot split {part!r} into arguments: {error}') from error
-        if part[0].isspace() or not tokens:
-            finish_argument()
-        if not tokens:
-            continue
-        current.append(tokens[0])
-        if len(tokens) > 1:
-            finish_argument()
-            arguments.extend(tokens[1:-1])
-            current.append(tokens[-1])
-        if part[-1].isspace():
-            finish_argument()
-    finish_argument()
-    return arguments
 
 
 class _Evaluator:
@@ -437,12 +109,12 @@ class _Evaluator:
         if path in self._files:
             chain = ' -> '.join(str(p) for p in [*self._files, path])
             raise LaunchFileError(f'{where}: include cycle: {chain}')
-        root = _read_xml(path)
+        root = read_xml(path)
         self._files.append(path)
         self._run_actions(root, scope, path)
         self._files.pop()
 
-    def _run_actions(self, parent: _Element, scope: _Scope, path: Path) -> None:
+    def _run_actions(self, parent: XmlElement, scope: _Scope, path: Path) -> None:
         for element in parent:
             where = Location(path, element.line)
             if self._condition_holds(element, scope, where):
@@ -451,9 +123,9 @@ class _Evaluator:
     # -- substitutions
 
     def substitute(self, text: str, scope: _Scope, where: Location) -> str:
-        return ''.join(self._evaluate_part(part, scope, where) for part in _parse_template(text, where))
+        return ''.join(self._evaluate_part(part, scope, where) for part in parse_template(text, where))
 
-    def _evaluate_part(self, part: str | _Substitution, scope: _Scope, where: Location) -> str:
+    def _evaluate_part(self, part: str | Substitution, scope: _Scope, where: Location) -> str:
         if isinstance(part, str):
             return part
         arguments = [''.join(self._evaluate_part(p, scope, where) for p in argument) for argument in part.arguments]
@@ -492,11 +164,11 @@ class _Evaluator:
         raise LaunchFileError(f'{where}: $(env {name}): environment variable {name} is not set '
                               f'and no default is given')
 
-    def _attribute(self, element: _Element, name: str, scope: _Scope, where: Location) -> str | None:
+    def _attribute(self, element: XmlElement, name: str, scope: _Scope, where: Location) -> str | None:
         text = element.attrib.get(name)
         return None if text is None else self.substitute(text, scope, where)
 
-    def _condition_holds(self, element: _Element, scope: _Scope, where: Location) -> bool:
+    def _condition_holds(self, element: XmlElement, scope: _Scope, where: Location) -> bool:
         for attribute, expected in (('if', True), ('unless', False)):
             value = self._attribute(element, attribute, scope, where)
             if value is None:
@@ -511,7 +183,7 @@ class _Evaluator:
 
     # -- actions
 
-    def _arg(self, element: _Element, scope: _Scope, where: Location) -> None:
+    def _arg(self, element: XmlElement, scope: _Scope, where: Location) -> None:
         argument = _declaration(element, where, conditional=False)
         self.visited_arguments.append(argument)
         if argument.name not in scope.configurations:
@@ -521,33 +193,33 @@ class _Evaluator:
             scope.configurations[argument.name] = self.substitute(argument.default, scope, where)
         value = scope.configurations[argument.name]
         if argument.choices is not None and value not in argument.choices:
-            raise LaunchFileError(f'{where}: launch argument {argument.name}={value!r} is not one of '
-                                  f'{", ".join(argument.choices)}')
+            raise LaunchFileError(f'{where}: launch argument {argument.name!r} is {value!r}, which is not one of '
+                                  f'its choices: {", ".join(argument.choices)}')
 
-    def _let(self, element: _Element, scope: _Scope, where: Location) -> None:
+    def _let(self, element: XmlElement, scope: _Scope, where: Location) -> None:
         name = self._attribute(element, 'name', scope, where)
         scope.configurations[name] = self._attribute(element, 'value', scope, where)
 
-    def _set_env(self, element: _Element, scope: _Scope, where: Location) -> None:
+    def _set_env(self, element: XmlElement, scope: _Scope, where: Location) -> None:
         name = self._attribute(element, 'name', scope, where)
         scope.environment[name] = self._attribute(element, 'value', scope, where)
 
-    def _set_parameter(self, element: _Element, scope: _Scope, where: Location) -> None:
+    def _set_parameter(self, element: XmlElement, scope: _Scope, where: Location) -> None:
         name = self._attribute(element, 'name', scope, where)
         scope.global_parameters += ((name, self._attribute(element, 'value', scope, where)),)
 
-    def _push_ros_namespace(self, element: _Element, scope: _Scope, where: Location) -> None:
+    def _push_ros_namespace(self, element: XmlElement, scope: _Scope, where: Location) -> None:
         pushed = self._attribute(element, 'namespace', scope, where)
-        scope.namespace = _check_namespace(_prefix_namespace(scope.namespace, pushed), where)
+        scope.namespace = check_namespace(prefix_namespace(scope.namespace, pushed), where)
 
-    def _group(self, element: _Element, scope: _Scope, where: Location) -> None:
+    def _group(self, element: XmlElement, scope: _Scope, where: Location) -> None:
         scoped = self._attribute(element, 'scoped', scope, where)
         if scoped is not None and scoped.lower() not in _TRUE + _FALSE:
             raise LaunchFileError(f'{where}: <group scoped={scoped!r}> is not a boolean')
         inner = scope if scoped is not None and scoped.lower() in _FALSE else scope.copy()
         self._run_actions(element, inner, where.file)
 
-    def _include(self, element: _Element, scope: _Scope, where: Location) -> None:
+    def _include(self, element: XmlElement, scope: _Scope, where: Location) -> None:
         path = Path(self._attribute(element, 'file', scope, where))
         if not path.is_absolute():
             raise LaunchFileError(f'{where}: include path {str(path)!r} is relative; start it with '
@@ -563,7 +235,7 @@ class _Evaluator:
             self.passed_by_include.add(name)
         self.run_file(path, scope, where)
 
-    def _node(self, element: _Element, scope: _Scope, where: Location) -> None:
+    def _node(self, element: XmlElement, scope: _Scope, where: Location) -> None:
         def attribute(name: str) -> str | None:
             return self._attribute(element, name, scope, where)
 
@@ -572,9 +244,9 @@ class _Evaluator:
             raise LaunchFileError(f'{where}: <node pkg="{package}">: only {PACKAGE} nodes can run without ROS; '
                                   f'nodes from other packages need a ROS install (ros2 launch)')
         name = attribute('name')
-        if name is not None and not _NAME_TOKEN.fullmatch(name):
+        if name is not None and not NAME_TOKEN.fullmatch(name):
             raise LaunchFileError(f'{where}: invalid ROS node name {name!r}')
-        namespace = _prefix_namespace(scope.namespace, attribute('namespace'))
+        namespace = prefix_namespace(scope.namespace, attribute('namespace'))
         output = attribute('output') or 'log'
         if output not in OUTPUT_MODES:
             raise LaunchFileError(f'{where}: <node output="{output}">: expected one of {", ".join(OUTPUT_MODES)}')
@@ -599,7 +271,7 @@ class _Evaluator:
             package=package,
             executable=attribute('exec'),
             name=name,
-            namespace=None if namespace is None else _check_namespace(namespace, where),
+            namespace=None if namespace is None else check_namespace(namespace, where),
             parameters=tuple(parameters),
             remappings=tuple(remappings),
             arguments=tuple(self._command_line(element, 'args', scope, where)),
@@ -608,16 +280,17 @@ class _Evaluator:
             env=env,
             shutdown_on_exit=on_exit == 'shutdown',
             location=where,
+            **_respawn(element, where),
         ))
 
-    def _command_line(self, element: _Element, name: str, scope: _Scope, where: Location) -> list[str]:
+    def _command_line(self, element: XmlElement, name: str, scope: _Scope, where: Location) -> list[str]:
         text = element.attrib.get(name)
         if text is None:
             return []
-        return _split_command_line(_parse_template(text, where),
+        return split_command_line(parse_template(text, where),
                                    lambda part: self._evaluate_part(part, scope, where), where)
 
-    def _parameters(self, param: _Element, scope: _Scope, where: Location) -> Path | dict[str, str]:
+    def _parameters(self, param: XmlElement, scope: _Scope, where: Location) -> Path | dict[str, str]:
         source = self._attribute(param, 'from', scope, where)
         if source is not None:
             path = Path(source).resolve()
@@ -626,7 +299,7 @@ class _Evaluator:
             return path
         return dict(self._named_parameters(param, '', scope, where))
 
-    def _named_parameters(self, param: _Element, prefix: str, scope: _Scope, where: Location):
+    def _named_parameters(self, param: XmlElement, prefix: str, scope: _Scope, where: Location):
         name = prefix + self._attribute(param, 'name', scope, where)
         if 'value' in param.attrib:
             yield name, self._attribute(param, 'value', scope, where)
@@ -635,7 +308,23 @@ class _Evaluator:
             yield from self._named_parameters(child, name + '.', scope, Location(where.file, child.line))
 
 
-def _declaration(element: _Element, where: Location, conditional: bool) -> LaunchArgument:
+def _respawn(node: XmlElement, where: Location) -> dict[str, bool | float]:
+    # As launch's ExecuteProcess.parse: respawn is read as a bool and respawn_delay as a float >= 0, neither
+    # through substitutions.
+    respawn = node.attrib.get('respawn', 'false')
+    if respawn not in ('true', 'false'):
+        raise LaunchFileError(f'{where}: <node respawn="{respawn}">: expected true or false (no substitutions)')
+    text = node.attrib.get('respawn_delay', '0')
+    try:
+        delay = float(text)
+    except ValueError:
+        delay = float('nan')
+    if not delay >= 0:
+        raise LaunchFileError(f'{where}: <node respawn_delay="{text}">: expected a non-negative number of seconds')
+    return {'respawn': respawn == 'true', 'respawn_delay': delay}
+
+
+def _declaration(element: XmlElement, where: Location, conditional: bool) -> LaunchArgument:
     choices = tuple(choice.attrib['value'] for choice in element) or None
     return LaunchArgument(
         name=element.attrib['name'],
@@ -643,7 +332,7 @@ def _declaration(element: _Element, where: Location, conditional: bool) -> Launc
         description=element.attrib.get('description', ''),
         choices=choices,
         location=where,
-        conditional=conditional or bool(_CONDITIONS & set(element.attrib)),
+        conditional=conditional or bool(CONDITIONS & set(element.attrib)),
     )
 
 
@@ -660,13 +349,13 @@ def _collect_declarations(path: Path, conditional: bool, passed: frozenset[str],
                           found: dict[str, LaunchArgument], files: tuple[Path, ...]) -> None:
     if path in files:
         return  # evaluation reports the cycle with its location
-    root = _read_xml(path)
+    root = read_xml(path)
     static = _Evaluator()
 
-    def visit(parent: _Element, conditional: bool) -> None:
+    def visit(parent: XmlElement, conditional: bool) -> None:
         for element in parent:
             where = Location(path, element.line)
-            inner = conditional or bool(_CONDITIONS & set(element.attrib))
+            inner = conditional or bool(CONDITIONS & set(element.attrib))
             if element.tag == 'arg' and element.attrib['name'] not in passed:
                 found.setdefault(element.attrib['name'], _declaration(element, where, conditional))
             elif element.tag == 'group':

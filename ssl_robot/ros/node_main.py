@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Callable
 
@@ -16,13 +17,32 @@ from rclpy.task import Future
 CONFIGURATION_ERRORS = (ValueError, OSError, ParameterException)
 
 
+class _StopOnce:
+    """SIGINT and SIGTERM handler: the first signal stops the node (KeyboardInterrupt out of spin), later ones
+    are ignored. A terminal Ctrl-C under `ros2 launch` delivers SIGINT twice (the terminal's, then launch's):
+    the second must not interrupt cleanup with a traceback and exit code -2."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def __call__(self, _number: int, _frame) -> None:
+        if not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt
+
+
 def spin_node(make_node: Callable[[], Node], executable: str, args: list[str] | None = None,
               until: Callable[[Node], Future] | None = None) -> int:
-    """Init rclpy, build the node, spin until Ctrl-C, an external shutdown or the node's `until` future is done,
-    and always clean up. A configuration error at start-up ends with one line naming it and exit status 1."""
-    rclpy.init(args=args)
+    """Init rclpy, build the node, spin until Ctrl-C, SIGTERM, an external shutdown or the node's `until` future is
+    done, and always clean up. A configuration error at start-up ends with one line naming it and exit status 1;
+    a stop by signal, however many arrive, with status 0."""
+    stop = _StopOnce()
     node = None
     try:
+        # Installed before rclpy.init: rclpy's own handlers wake the executor, then chain to these.
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, stop)
+        rclpy.init(args=args)
         try:
             node = make_node()
         except CONFIGURATION_ERRORS as error:
@@ -35,6 +55,7 @@ def spin_node(make_node: Callable[[], Node], executable: str, args: list[str] | 
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        stop.stopping = True  # from here on, a signal must not interrupt cleanup
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

@@ -24,6 +24,14 @@ class NodeParameters:
     def _param(self, name: str) -> Any:
         return self.get_parameter(name).value
 
+    def _topic_param(self, name: str) -> Any:
+        """A topic-name parameter (or a list of them) as the full names they mean in this node's namespace: a
+        relative name is expanded, remapping still applies where it is subscribed. What logs and diagnostics show."""
+        value = self._param(name)
+        if isinstance(value, str):
+            return self.resolve_topic_name(value, only_expand=True)
+        return [self.resolve_topic_name(topic, only_expand=True) for topic in value]
+
     def _positive(self, name: str) -> float:
         value = self._param(name)
         if not (value > 0 and math.isfinite(value)):
