@@ -10,8 +10,7 @@ import pytest
 from ssl_robot.relabel import GoalSource, LatentRelabelConfig
 from ssl_robot.rl.envs import make_env
 from ssl_robot.rl.her import RigHerReplayBuffer
-from ssl_robot.rl.observers import make_observer
-from ssl_robot.rl.observers import StateObserver
+from ssl_robot.rl.observers import StateObserver, make_observer
 from ssl_robot.rl.policy import env_spaces
 from ssl_robot.rl.config import RLConfig
 from ssl_robot.rl.tasks import EnvConfig
@@ -123,6 +122,16 @@ def test_a_pixel_observer_has_no_prior_to_relabel_with():
     with pytest.raises(ValueError, match='pixel mode has no prior'):
         RLConfig(env=EnvConfig(mode='pixel', goal_source='state'))
     RLConfig(env=EnvConfig(mode='pixel', goal_source='state'), relabel=LatentRelabelConfig(0.0, 0.4))
+
+
+def test_a_buffer_without_prior_goals_never_asks_the_observer_for_one():
+    class NoPrior(RecordingPrior):
+        def sample_prior_goals(self, count, rng):
+            raise ValueError('NoPrior has no goal prior')
+
+    buffer = filled_buffer([5, 7], relabel=LatentRelabelConfig(0.0, 0.8), observer=NoPrior())
+    goals, source, _ = buffer.relabelled_goals(*buffer.sample_transitions(200))
+    assert (source != GoalSource.PRIOR).all() and np.isfinite(goals).all()
 
 
 def test_the_buffer_state_round_trips_through_npz_without_pickles():

@@ -87,7 +87,8 @@ class RigHerReplayBuffer(HerReplayBuffer):
         source = assign_goal_sources(len(rows), self.rng, self.relabel)
         goals = self.observations['desired_goal'][rows, envs].copy()
         prior = source == GoalSource.PRIOR
-        goals[prior] = self.observer.sample_prior_goals(int(prior.sum()), self.rng)
+        if prior.any():   # an observer without a prior (pixel mode) is only asked when prior_fraction > 0
+            goals[prior] = self.observer.sample_prior_goals(int(prior.sum()), self.rng)
         future = source == GoalSource.FUTURE
         future_rows = np.full(len(rows), -1, dtype=np.int64)
         future_rows[future] = self._future_rows(rows[future], envs[future])
