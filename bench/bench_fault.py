@@ -64,9 +64,13 @@ def wait_until_every_node_is_heard(listener: SimGraphListener, runner, log: Path
         time.sleep(0.2)
 
 
-def kill_and_time_recovery(listener: SimGraphListener, runner_pid: int, node: str, timeout_s: float) -> Recovery:
-    """SIGKILL node and follow its recovery until every figure is in or timeout_s has passed."""
-    pid = node_pids(runner_pid)[node]
+def kill_and_time_recovery(listener: SimGraphListener, runner_pid: int, node: str, timeout_s: float
+                           ) -> Recovery | None:
+    """SIGKILL node and follow its recovery until every figure is in or timeout_s has passed; None if the node
+    has no process to kill (it died on its own and waits to be respawned)."""
+    pid = node_pids(runner_pid).get(node)
+    if pid is None:
+        return None
     outputs = {'embedding': ('/embeddings', listener.embedding_arrivals),
                'reward': ('/reward/latent_goal', listener.reward_arrivals['latent_goal'])}
     output_topic, output_arrivals = outputs.get(node, ('-', None))
@@ -122,8 +126,12 @@ def main() -> None:
         for node in LEARNING_NODES:
             if runner.poll() is not None:
                 raise SystemExit(f'the launch ended with status {runner.returncode}; its log ends:\n{log_tail(log)}')
-            recoveries.append(kill_and_time_recovery(listener, runner.pid, node, args.timeout))
-            print(f'killed {node}', flush=True)
+            recovery = kill_and_time_recovery(listener, runner.pid, node, args.timeout)
+            if recovery is None:
+                print(f'warning: {node} was not running when its turn came: not killed', flush=True)
+                continue
+            recoveries.append(recovery)
+            print(f'killed {node} (pid {recovery.killed_pid})', flush=True)
             time.sleep(SETTLE_S)
 
     def seconds(value: float | None) -> str:
