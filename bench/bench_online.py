@@ -26,9 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,19 +34,17 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from geometry_msgs.msg import Vector3Stamped
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from bench_train import load_average
 from echo_node import ECHO_TOPIC
+from graph_listener import GraphListener
 from ssl_robot import topics
 from ssl_robot.collect import collect
 from ssl_robot.data.datasets import episode_frames, index_recordings
 from ssl_robot.inference import default_checkpoint
 from ssl_robot.models.checkpoint import read_checkpoint_header
-from ssl_robot.ros.convert import array_to_image, ns_to_stamp, stamp_to_ns
+from ssl_robot.ros.convert import array_to_image, ns_to_stamp
 from ssl_robot.ros.netns import in_loopback_only_namespace
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 from ssl_robot.train.config import DataConfig
@@ -156,30 +152,15 @@ def stop_nodes(nodes: list[NodeProcess]) -> None:
             process.wait()
 
 
-def arrival_recorder(arrivals: dict[int, int]) -> Callable[[object], None]:
-    """A callback noting the monotonic time at which the first message of each stamp arrived."""
-    def on_message(message) -> None:
-        now_ns = time.monotonic_ns()
-        arrivals.setdefault(stamp_to_ns(message.header.stamp), now_ns)
-    return on_message
-
-
-class Receiver:
-    """This process's node, spun in a thread of its own: latches the goal latent, and notes when each output of the
-    graph arrives, by topic and stamp."""
+class Receiver(GraphListener):
+    """This process's node: latches the goal latent, and notes when each output of the graph arrives, by topic and
+    stamp."""
 
     def __init__(self, outputs: dict[str, tuple[type, object]]) -> None:
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = Node('bench_online_receiver', context=self.context)
+        super().__init__('bench_online_receiver')
         self._goal_latent = self.node.create_publisher(Image, topics.GOAL_LATENT, LATCHED_QOS)
-        self.arrivals: dict[str, dict[int, int]] = {topic: {} for topic in outputs}
-        for topic, (message_type, qos) in outputs.items():
-            self.node.create_subscription(message_type, topic, arrival_recorder(self.arrivals[topic]), qos)
-        self._executor = SingleThreadedExecutor(context=self.context)
-        self._executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
-        self._thread.start()
+        self.arrivals: dict[str, dict[int, int]] = {
+            topic: self.record_arrivals(topic, message_type, qos) for topic, (message_type, qos) in outputs.items()}
 
     def latch_goal_latent(self, latent_dim: int) -> None:
         goal = np.random.default_rng(0).normal(size=(1, latent_dim)).astype(np.float32)
@@ -203,12 +184,6 @@ class Receiver:
             if time.monotonic() > deadline:
                 raise SystemExit(f'the graph is not up after {READY_TIMEOUT_S:.0f} s: ' + '; '.join(missing))
             time.sleep(0.2)
-
-    def close(self) -> None:
-        self._executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=5)
 
 
 def run_graph(args: argparse.Namespace, camera_topics: list[str],
