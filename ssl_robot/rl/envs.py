@@ -57,6 +57,8 @@ class TrayGoalEnv(gymnasium.Env):
                              f'({self.sim_config.tick_rate_hz} Hz)')
         self.ticks_per_step = int(round(ticks))
         self.world = TrayWorld(self.sim_config)
+        self._hand_now = self.world.arm.tcp_pose()[0][:2]
+        self._puck_now: np.ndarray | None = None
         self.camera = Camera(self.world.client, self.sim_config.cameras[0])
         self.hand_z = self.sim_config.tray_floor_z + HAND_HEIGHT_M[config.task]
         self.hand_orientation = np.array(self.sim_config.home.orientation_xyzw())
@@ -74,12 +76,12 @@ class TrayGoalEnv(gymnasium.Env):
     # --------------------------------------------------------------------------------------------- sim access
 
     def hand_xy(self) -> np.ndarray:
-        return self.world.arm.tcp_pose()[0][:2].copy()
+        """Where the hand is, as of the last physics tick."""
+        return self._hand_now.copy()
 
     def object_xy(self) -> np.ndarray | None:
-        if self.config.task != 'push':
-            return None
-        return self.world.object_center(0)[:2].copy()
+        """Where the puck is (push), as of the last physics tick."""
+        return None if self._puck_now is None else self._puck_now.copy()
 
     def _hand_pose(self, xy: np.ndarray) -> Pose:
         return Pose(position=(float(xy[0]), float(xy[1]), self.hand_z), rpy_deg=self.sim_config.home.rpy_deg)
@@ -97,6 +99,9 @@ class TrayGoalEnv(gymnasium.Env):
             self.world.arm.advance()
             self.world.step_physics()
         self.world.update()
+        # Read once per tick batch: the observation, the next action's target and info all use these.
+        self._hand_now = self.world.arm.tcp_pose()[0][:2]
+        self._puck_now = self.world.object_center(0)[:2] if self.config.task == 'push' else None
 
     def _render(self) -> None:
         self._image = self.camera.render(self.world.segmentation_lut).rgb if self.observer.needs_image else None
