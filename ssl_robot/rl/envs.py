@@ -71,7 +71,6 @@ class TrayGoalEnv(gymnasium.Env):
         self.desired_goal = np.zeros(self.observer.dim, np.float32)
         self.steps = 0
         self._image: np.ndarray | None = None
-        self._achieved = self.desired_goal
 
     # --------------------------------------------------------------------------------------------- sim access
 
@@ -140,7 +139,6 @@ class TrayGoalEnv(gymnasium.Env):
             if self.observer.needs_image:
                 first = self._observe()
         self.steps = 0
-        self._achieved = first
         return self._observation(first), self._info()
 
     def _render_goal(self, goal: GoalState, start_hand: np.ndarray, start_puck: np.ndarray | None) -> np.ndarray:
@@ -166,10 +164,10 @@ class TrayGoalEnv(gymnasium.Env):
         self.world.arm.set_goal((float(target[0]), float(target[1]), self.hand_z), self.hand_orientation)
         self._run_ticks(self.ticks_per_step)
         self.steps += 1
-        self._achieved = self._observe()
-        reward = float(self.observer.reward(self._achieved, self.desired_goal))
+        achieved = self._observe()
+        reward = float(self.observer.reward(achieved, self.desired_goal))
         truncated = self.steps >= self.config.episode_steps
-        return self._observation(self._achieved), reward, False, truncated, self._info()
+        return self._observation(achieved), reward, False, truncated, self._info()
 
     def pose_scene(self, hand_xy: np.ndarray, object_xy: np.ndarray | None = None) -> dict[str, Any]:
         """Put the hand (and, for push, the puck) at these positions, at rest, without stepping the episode: a
