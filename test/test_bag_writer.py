@@ -12,7 +12,7 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import Reader
 from std_msgs.msg import String
 
-from ssl_robot.data.bag_writer import STORAGES, BagWriter
+from ssl_robot.data.bag_writer import STORAGES, BagWriter, DiskFull
 from ssl_robot.ros.convert import array_to_image, image_to_array, ns_to_stamp
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,6 +73,8 @@ def test_invalid_arguments_name_the_bad_value(tmp_path):
         BagWriter(tmp_path / 'a', 'zip')
     with pytest.raises(ValueError, match='flush_period_s -1'):
         BagWriter(tmp_path / 'b', flush_period_s=-1)
+    with pytest.raises(ValueError, match='min_free_bytes -1'):
+        BagWriter(tmp_path / 'b', min_free_bytes=-1)
     with BagWriter(tmp_path / 'c') as bag:
         with pytest.raises(ValueError, match="'my_msgs/msg/Thing'"):
             bag.add_topic('/thing', 'my_msgs/msg/Thing')
@@ -158,6 +160,24 @@ def test_failure_inside_a_write_keeps_the_bag_as_of_the_last_flush(tmp_path, sto
     bag.close()
     assert [stamp for _, stamp, _ in read_all(tmp_path / 'bag')] == [0, 1, 2]
     assert storage_files(tmp_path / 'bag') == (['bag_0.mcap'] if storage == 'mcap' else ['bag.db3'])
+
+
+@pytest.mark.parametrize('storage', STORAGES)
+def test_a_disk_filling_up_keeps_every_message_written_before_the_reserve_was_reached(tmp_path, storage):
+    # A disk that loses 1000 bytes per message: the fifth write finds less than the reserve free.
+    free = iter(range(10_000, 0, -1000))
+    bag = BagWriter(tmp_path / 'bag', storage, flush_every_messages=0, flush_period_s=0, min_free_bytes=6_500,
+                    free_space=lambda _path: next(free))
+    bag.add_topic('/a', 'std_msgs/msg/String')
+    for index in range(4):
+        bag.write('/a', index, string_cdr(f'm{index}'))
+    with pytest.raises(DiskFull, match='under the 6500-byte reserve.*4 messages are in the bag') as raised:
+        bag.write('/a', 4, string_cdr('m4'))
+    assert isinstance(raised.value, OSError) and raised.value.filename == str(tmp_path / 'bag')
+    # Flushed before raising: a recorder killed right after it loses nothing it had written.
+    assert [data for _, _, data in read_all(tmp_path / 'bag')] == [string_cdr(f'm{i}') for i in range(4)]
+    bag.close()
+    assert [stamp for _, stamp, _ in read_all(tmp_path / 'bag')] == [0, 1, 2, 3]
 
 
 WRITER_SCRIPT = textwrap.dedent('''

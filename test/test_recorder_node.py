@@ -180,3 +180,22 @@ def test_cli_record_stops_after_its_duration(tmp_path, ros_domain_id):
         probe.close()
     messages = recorded(bag)
     assert list(messages) == ['/events'] and texts(messages['/events']) == [f'event {i}' for i in range(5)]
+
+
+def test_a_full_disk_closes_the_bag_and_exits_with_one_line(tmp_path, ros_domain_id):
+    # A reserve larger than any disk: the first message finds the disk "full". How much of the stream survives
+    # a disk filling up is test_bag_writer's; here, that the node stops cleanly, says why, and the bag opens.
+    bag = tmp_path / 'bag'
+    probe = Probe(ros_domain_id)
+    try:
+        events = probe.node.create_publisher(String, '/events', RELIABLE_QOS)
+        with node_process(RECORDER, 'recorder', {'output': str(bag), 'min_free_mb': 1e12}) as recorder:
+            wait_for_subscriber(probe, events, '/events')
+            events.publish(String(data='event 0'))
+            assert recorder.wait(timeout=60) == 1
+    finally:
+        probe.close()
+    output = ''.join(recorder.output)  # complete once node_process has joined its reader
+    assert 'reserve that finishing the bag needs' in output and 'Traceback' not in output, output
+    with AnyReader([bag]) as reader:
+        assert reader.message_count == 0

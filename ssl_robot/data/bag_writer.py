@@ -17,10 +17,16 @@ at most what came after the last flush:
 - sqlite3: rosbags' reader opens the database as immutable and so ignores any journal. The database runs
   in WAL mode (rosbag2's "resilient" preset), so uncommitted pages never touch the main file, and each
   flush commits and checkpoints the WAL into it. On close the journal mode goes back to the default.
+
+Full disk. A write that fails half-way leaves a storage file that cannot be finished, and finishing one
+(an MCAP footer, a WAL checkpoint, metadata.yaml) needs space too. So the writer keeps a reserve: before
+a write would start with less than `min_free_bytes` free on the bag's file system, it flushes what it has and
+raises DiskFull; the bag then holds every message written before, and stays closable.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sqlite3
@@ -42,6 +48,17 @@ from rosbags.typesys.store import Typestore
 from ssl_robot.atomic import write_atomic
 
 STORAGES = ('mcap', 'sqlite3')
+DEFAULT_MIN_FREE_BYTES = 32 * 2**20
+"""Room kept for what finishing the bag writes (MCAP footer and index, WAL checkpoint, metadata.yaml)."""
+
+
+class DiskFull(OSError):
+    """A write would eat into the free-space reserve; the bag holds everything written before it."""
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on the file system of path."""
+    return shutil.disk_usage(path).free
 BAG_FORMAT_VERSION = 9
 ROS_DISTRO = 'kilted'
 """The distribution whose message definitions the default typestore holds."""
@@ -196,24 +213,30 @@ class BagWriter:
     definition and hash come from `typestore` (default: rosbags' ROS 2 Kilted store) unless given.
     Flushing happens inside write() when due; a caller with quiet periods calls flush_if_due() from a
     timer too. flush_every_messages=0 and flush_period_s=0 disable the respective trigger; with both
-    disabled the bag is complete only after close().
+    disabled the bag is complete only after close(). A write that finds less than min_free_bytes
+    free flushes and raises DiskFull (0 disables the check).
     """
 
     def __init__(self, path: str | Path, storage: str = 'mcap', *, flush_every_messages: int = 1000,
-                 flush_period_s: float = 5.0, typestore: Typestore | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 flush_period_s: float = 5.0, min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
+                 typestore: Typestore | None = None, monotonic: Callable[[], float] = time.monotonic,
+                 free_space: Callable[[Path], int] = free_bytes) -> None:
         if storage not in STORAGES:
             raise ValueError(f'storage {storage!r} is not one of {STORAGES}')
         if flush_every_messages < 0:
             raise ValueError(f'flush_every_messages {flush_every_messages} must be >= 0 (0 disables it)')
         if flush_period_s < 0:
             raise ValueError(f'flush_period_s {flush_period_s} must be >= 0 (0 disables it)')
+        if min_free_bytes < 0:
+            raise ValueError(f'min_free_bytes {min_free_bytes} must be >= 0 (0 disables the reserve)')
         self.path = Path(path)
         if self.path.exists():
             raise FileExistsError(f'bag directory {self.path} already exists; choose a new output path')
         self.storage = storage
         self.flush_every_messages = flush_every_messages
         self.flush_period_s = flush_period_s
+        self.min_free_bytes = min_free_bytes
+        self._free_space = free_space
         self._typestore = typestore if typestore is not None else get_typestore(Stores.ROS2_KILTED)
         self._monotonic = monotonic
         self._topics: dict[str, BagTopic] = {}
@@ -266,6 +289,7 @@ class BagWriter:
         self._check_open()
         if topic not in self._topics:
             raise ValueError(f'topic {topic} was not added to the bag; call add_topic() first')
+        self._keep_reserve()
         with self._marking_interruptions():
             self._files.write(topic, timestamp_ns, cdr_bytes)
         self._pending_counts[topic] += 1
@@ -299,6 +323,16 @@ class BagWriter:
             self._files.close()
             self._commit_counts()
         self._write_metadata()
+
+    def _keep_reserve(self) -> None:
+        if not self.min_free_bytes:
+            return
+        free = self._free_space(self.path)
+        if free < self.min_free_bytes:
+            self.flush()
+            raise DiskFull(errno.ENOSPC, f'{free} bytes free on the disk of {self.path}, under the '
+                           f'{self.min_free_bytes}-byte reserve that finishing the bag needs; '
+                           f'{self.message_count} messages are in the bag', str(self.path))
 
     @contextmanager
     def _marking_interruptions(self) -> Iterator[None]:

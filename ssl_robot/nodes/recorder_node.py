@@ -8,7 +8,10 @@ request would take reliable publishers' messages without retransmission and woul
 (transient local) publisher holds for late joiners.
 
 The bag is made durable every flush_period_s (see ssl_robot.data.bag_writer): a recorder killed with
-SIGKILL leaves a readable bag; Ctrl-C or SIGTERM closes it cleanly.
+SIGKILL leaves a readable bag missing at most about that much (bench/bench_recorder_kill.py measures it);
+Ctrl-C or SIGTERM closes it cleanly. With MCAP storage every flush starts a new split file, one a second
+by default. When the disk is about to fill (min_free_mb left), the recorder flushes, closes the bag and
+exits with status 1 and one line saying so.
 """
 
 from __future__ import annotations
@@ -29,13 +32,15 @@ from rclpy.task import Future
 from rclpy.topic_endpoint_info import TopicEndpointInfo
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
-from ssl_robot.data.bag_writer import STORAGES, BagWriter
+from ssl_robot.data.bag_writer import STORAGES, BagWriter, DiskFull
 from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.parameters import NodeParameters
 
 RECORD_DEPTH = 100
 """Subscription queue per topic: absorbs a disk stall of a few seconds at camera rates."""
 DISCOVERY_PERIOD_S = 0.5
+FLUSH_CHECKS_PER_PERIOD = 4
+"""A quiet topic's last messages wait at most flush_period_s * (1 + 1/FLUSH_CHECKS_PER_PERIOD) to be durable."""
 
 
 def default_output() -> str:
@@ -88,7 +93,9 @@ class RecorderNode(NodeParameters, Node):
         self._declare('output', '', 'bag directory to create (must not exist); empty: rosbag2_<date-time>')
         self._declare('storage', 'mcap', f'bag storage, one of {", ".join(STORAGES)}')
         self._declare('max_duration_s', 0.0, 'stop after this many seconds; 0 records until shut down')
-        self._declare('flush_period_s', 5.0, 'seconds between flushes: at most this much is lost if killed')
+        self._declare('flush_period_s', 1.0, 'seconds between flushes: about this much is lost if killed')
+        self._declare('min_free_mb', 32.0, 'stop recording (bag closed, exit status 1) when the disk has this '
+                      'little space left: finishing the bag needs it')
 
         self._selected = {self.resolve_topic_name(topic) for topic in self.get_parameter_or('topics').value or []}
         storage = self.get_parameter('storage').value
@@ -98,16 +105,20 @@ class RecorderNode(NodeParameters, Node):
             raise ValueError(f'max_duration_s {max_duration_s} must be >= 0 (0: unlimited)')
         if flush_period_s <= 0:
             raise ValueError(f'flush_period_s {flush_period_s} must be > 0')
+        min_free_mb = self.get_parameter('min_free_mb').value
+        if min_free_mb < 0:
+            raise ValueError(f'min_free_mb {min_free_mb} must be >= 0 (0: no reserve)')
         self.output = Path(self.get_parameter('output').value or default_output())
-        self._bag = BagWriter(self.output, storage, flush_period_s=flush_period_s)
+        self._bag = BagWriter(self.output, storage, flush_period_s=flush_period_s,
+                              min_free_bytes=int(min_free_mb * 2**20))
 
         self.finished = Future()
-        """Done once max_duration_s has passed; spin until it (it never completes when unlimited)."""
+        """Done once max_duration_s has passed, failed (DiskFull) if the disk filled; spin until it."""
         # Not `_subscriptions`: rclpy's Node keeps its own list under that name.
         self._recorded: dict[str, tuple[Subscription, QoSProfile]] = {}
         self._unrecordable: set[str] = set()
         self.create_timer(DISCOVERY_PERIOD_S, self._discover)
-        self.create_timer(flush_period_s / 2, self._bag.flush_if_due)
+        self.create_timer(flush_period_s / FLUSH_CHECKS_PER_PERIOD, self._bag.flush_if_due)
         if max_duration_s:
             self.create_timer(max_duration_s, self._stop)
         self.get_logger().info(
@@ -161,7 +172,10 @@ class RecorderNode(NodeParameters, Node):
         if self.finished.done():
             return
         received_ns = info['received_timestamp'] or time.time_ns()
-        self._bag.write(topic, received_ns, data)
+        try:
+            self._bag.write(topic, received_ns, data)
+        except DiskFull as error:
+            self.finished.set_exception(error)
 
     def _stop(self) -> None:
         if not self.finished.done():
@@ -186,8 +200,8 @@ def add_record_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--storage', choices=STORAGES, default='mcap', help='bag storage (default mcap)')
     parser.add_argument('--duration', type=float, default=0.0, metavar='S',
                         help='stop after S seconds (default: until Ctrl-C)')
-    parser.add_argument('--flush-period', type=float, default=5.0, metavar='S',
-                        help='seconds between flushes, the most a killed recorder loses (default 5)')
+    parser.add_argument('--flush-period', type=float, default=1.0, metavar='S',
+                        help='seconds between flushes, about what a killed recorder loses (default 1)')
 
 
 def run_record(args: argparse.Namespace) -> int:

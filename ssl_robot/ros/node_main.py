@@ -34,8 +34,9 @@ class _StopOnce:
 def spin_node(make_node: Callable[[], Node], executable: str, args: list[str] | None = None,
               until: Callable[[Node], Future] | None = None) -> int:
     """Init rclpy, build the node, spin until Ctrl-C, SIGTERM, an external shutdown or the node's `until` future is
-    done, and always clean up. A configuration error at start-up ends with one line naming it and exit status 1;
-    a stop by signal, however many arrive, with status 0."""
+    done, and always clean up. A configuration error at start-up, or an `until` future that ends in an error
+    (the node could not go on: a full disk), ends with one line naming it and exit status 1; a stop by signal,
+    however many arrive, with status 0."""
     stop = _StopOnce()
     node = None
     try:
@@ -51,7 +52,11 @@ def spin_node(make_node: Callable[[], Node], executable: str, args: list[str] | 
         if until is None:
             rclpy.spin(node)
         else:
-            rclpy.spin_until_future_complete(node, until(node))
+            finished = until(node)
+            rclpy.spin_until_future_complete(node, finished)
+            if finished.done() and finished.exception() is not None:
+                print(f'{executable}: {finished.exception()}', file=sys.stderr, flush=True)
+                return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
