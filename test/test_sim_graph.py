@@ -5,12 +5,15 @@ Runs only inside a loopback-only network namespace (conftest), each test with it
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -104,10 +107,33 @@ def set_parameter(probe: Probe, name: str, value) -> tuple[bool, str]:
     client = probe.node.create_client(SetParameters, '/sim/set_parameters')
     if isinstance(value, str):
         parameter_value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+    elif isinstance(value, float):
+        parameter_value = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
     else:
         parameter_value = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
     result = probe.call(client, SetParameters.Request(parameters=[Parameter(name=name, value=parameter_value)]))
     return result.results[0].successful, result.results[0].reason
+
+
+def test_a_new_real_time_factor_retimes_the_running_sim(probe):
+    clock: list[tuple[float, int]] = []  # (wall seconds, sim nanoseconds) of each /clock message
+
+    def on_clock(message: Clock) -> None:
+        with probe.lock:
+            clock.append((time.monotonic(), stamp_to_ns(message.clock)))
+
+    probe.node.create_subscription(Clock, topics.CLOCK, on_clock, RELIABLE_QOS)
+    with node_process(SIM, 'sim', {'image_width': 32, 'image_height': 32}):
+        probe.wait_for(lambda: len(clock) > 5, 120, '/clock from the sim')
+        ok, reason = set_parameter(probe, 'real_time_factor', 0.05)
+        assert ok, reason
+        changed_at = time.monotonic()
+        probe.wait_for(lambda: clock[-1][0] > changed_at + 6, 60, '/clock 6 s after the change')
+    with probe.lock:
+        after = [(wall, sim) for wall, sim in clock if wall > changed_at + 1]
+    # Load can only slow a sim down: 5 s of wall time at factor 0.05 is at most 0.25 s of sim time (+ one tick).
+    advanced_s = (after[-1][1] - after[0][1]) / 1e9
+    assert 0 < advanced_s <= 0.05 * (after[-1][0] - after[0][0]) + 0.1, advanced_s
 
 
 def test_bad_input_is_refused_with_reason_and_sim_keeps_running(probe):

@@ -63,7 +63,6 @@ class SimNode(NodeParameters, Node):
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         # Kinds are 'rejected_<command>': a flood of one bad command hides no other kind of rejection.
         self._problems = ProblemLog(self.get_logger().warning, WARN_PERIOD_S)
-        self._retime_pending = False
 
         self.create_subscription(PoseStamped, topics.in_namespace(topics.EE_TARGET), self._on_ee_target, RELIABLE_QOS)
         self.create_subscription(PointStamped, topics.in_namespace(topics.GRASP_AT), self._on_grasp_at, RELIABLE_QOS)
@@ -73,6 +72,7 @@ class SimNode(NodeParameters, Node):
         self.create_service(Trigger, topics.in_namespace(topics.RESET_SERVICE), self._on_reset)
         self.create_service(Trigger, topics.in_namespace(topics.GRASP_SERVICE), self._on_grasp)
         self.add_on_set_parameters_callback(self._on_parameters)
+        self.add_post_set_parameters_callback(self._after_parameters)
 
         self._ticks_since_report = 0
         self._report_wall = time.monotonic()
@@ -154,8 +154,6 @@ class SimNode(NodeParameters, Node):
         if 'real_time_factor' in changes and not (changes['real_time_factor'] >= 0
                                                   and math.isfinite(changes['real_time_factor'])):
             return SetParametersResult(successful=False, reason='real_time_factor must be a finite number >= 0')
-        if 'real_time_factor' in changes:
-            self._retime_pending = True
         if not any(name in changes for name in (*WORLD_PARAMETERS, 'mode', 'seed', 'attempts_per_episode')):
             return SetParametersResult(successful=True)
         # Build the new world before accepting, so a bad value is refused with its reason and the
@@ -173,12 +171,13 @@ class SimNode(NodeParameters, Node):
         self._runner = runner
         return SetParametersResult(successful=True)
 
-    def _publish_diagnostics(self) -> None:
-        if self._retime_pending:
-            # The parameter callback runs before the new value is stored, so the tick timer is rebuilt here.
+    def _after_parameters(self, parameters) -> None:
+        # Runs once the accepted values are stored, so the tick period reads the new real_time_factor.
+        if any(p.name == 'real_time_factor' for p in parameters):
             self.destroy_timer(self._tick_timer)
             self._tick_timer = self.create_timer(self._tick_period_s(), self._on_tick)
-            self._retime_pending = False
+
+    def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         ticks_per_s = self._ticks_since_report / max(now - self._report_wall, 1e-9)
         self._ticks_since_report, self._report_wall = 0, now
