@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
@@ -20,7 +21,7 @@ from std_srvs.srv import Trigger
 
 from ros_harness import Probe, node_process
 from ssl_robot import topics
-from ssl_robot.goals import embed_grasp
+from ssl_robot.goals import embed_grasp, embed_object
 from ssl_robot.inference import LoadedModel
 from ssl_robot.nodes.grasp2vec_node import DEFAULT_SCENE_CAMERA, DIAGNOSTIC_NAME
 from ssl_robot.topics import GRASP2VEC_HEATMAP, GRASP2VEC_OBJECT_EMBEDDING, GRASP2VEC_SCENE_EMBEDDING
@@ -247,3 +248,35 @@ def test_a_hostile_grasp_event_is_reported_and_the_next_grasp_is_embedded(probe,
                          'a grasp embedded after the hostile event', node,
                          lambda: attempts.append(rig.attempt(success=True)))
     assert 'Traceback' not in ''.join(node.output)
+
+
+def test_the_goal_object_is_embedded_by_the_node_model_and_latched_for_the_reward_node(probe, tmp_path: Path):
+    """Whatever arrives on /goal/object_image (a file given at start, another node's image) is embedded here, where the
+    model runs, and latched on /goal/object_embedding with the image's stamp and the model id."""
+    checkpoint = write_checkpoint(tmp_path / 'grasp2vec.safetensors', 'grasp2vec', TINY_GRASP2VEC)
+    model = LoadedModel(checkpoint, 'grasp2vec', device='cpu')
+    goal_file, goal_image = camera_frames(5, views=2, shape=(24, 32))
+    cv2.imwrite(str(tmp_path / 'goal.png'), cv2.cvtColor(goal_file, cv2.COLOR_RGB2BGR))
+    embeddings: dict[int, tuple[str, np.ndarray]] = {}
+
+    def keep(message: Image) -> None:
+        with probe.lock:
+            embeddings[stamp_to_ns(message.header.stamp)] = (message.header.frame_id, np.array(image_to_array(message)))
+
+    params = {'checkpoint': checkpoint, 'goal_object_file': tmp_path / 'goal.png'}
+    with node_process(NODE, 'grasp2vec', params) as node:
+        probe.node.create_subscription(Image, topics.GOAL_OBJECT_EMBEDDING, keep, LATCHED_QOS)
+        probe.wait_for(lambda: embeddings, TIMEOUT_S, 'the embedding of the goal object file')
+        with probe.lock:
+            [(frame_id, embedding)] = embeddings.values()
+        assert frame_id == model.model_id
+        np.testing.assert_allclose(embedding, embed_object(model, goal_file)[0], atol=1e-5)
+
+        goal_publisher = probe.node.create_publisher(Image, topics.GOAL_OBJECT_IMAGE, LATCHED_QOS)
+        goal_publisher.publish(array_to_image(goal_image, 'rgb8', ns_to_stamp(7_000_000_000), 'elsewhere'))
+        probe.wait_for(lambda: 7_000_000_000 in embeddings, TIMEOUT_S, 'the embedding of the published goal object')
+        assert node.poll() is None
+    with probe.lock:
+        frame_id, embedding = embeddings[7_000_000_000]
+    assert frame_id == model.model_id
+    np.testing.assert_allclose(embedding, embed_object(model, goal_image)[0], atol=1e-5)

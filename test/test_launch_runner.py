@@ -494,15 +494,14 @@ def test_demo_launch_records_the_idle_sim_graph_and_ends_with_the_goal_reacher(m
     assert {'use_sim_time': 'true'} in nodes['goal_reacher'].parameters
 
 
-def test_embedding_and_reward_nodes_read_the_embedding_model_from_one_file(monkeypatch):
-    """The reward node embeds its demonstration as the embedding node embeds live frames, so both get
-    config/embedding_model.yaml, after their own files, and neither of those sets what it holds."""
+def test_the_embedding_node_reads_the_embedding_model_from_its_own_file(monkeypatch):
+    """The embedding node gets config/embedding_model.yaml after its own file, which does not set what it holds."""
     monkeypatch.setenv('SSL_ROBOT_SHARE', str(REPOSITORY))
     config = REPOSITORY / 'config'
     shared_keys = set(yaml.safe_load((config / 'embedding_model.yaml').read_text())['/**']['ros__parameters'])
     assert shared_keys == {'embedding_method', 'embedding_checkpoint', 'clip_frame_period_s'}
     nodes = {node.name: node for node in load_launch_file(REPOSITORY / 'launch' / 'sim.launch.xml', {}).nodes}
-    for name, own_file in (('embedding', 'embedding.yaml'), ('reward', 'reward.yaml')):
+    for name, own_file in (('embedding', 'embedding.yaml'),):
         files = [p for p in nodes[name].parameters if isinstance(p, Path)]
         assert files == [config / own_file, config / 'embedding_model.yaml'], files
         own_keys = set(yaml.safe_load((config / own_file).read_text())['/**']['ros__parameters'])
