@@ -88,8 +88,8 @@ def test_the_learning_nodes_respawn_and_the_others_do_not():
 
 CHECKPOINT_PARAMETERS = {  # launch argument -> {node: parameter}
     'embedding_checkpoint': {'embedding': 'embedding_checkpoint'},
-    'vae_checkpoint': {'goal': 'checkpoint'},
-    'grasp2vec_checkpoint': {'grasp2vec': 'checkpoint'},
+    'vae_checkpoint': {'goal': 'vae_checkpoint'},
+    'grasp2vec_checkpoint': {'grasp2vec': 'grasp2vec_checkpoint'},
 }
 
 

@@ -287,7 +287,7 @@ def test_latent_goal_reward_rises_as_the_arm_moves_to_the_goal_pose(probe, metho
     goals = LatchedImages(probe, topics.GOAL_LATENT)
     reward_goals = RewardNodeGoals(probe)
     nodes = [('sim_node', 'sim', {'seed': 0}),
-             ('goal_node', 'goal', {**SIM_TIME, 'method': method}),
+             ('goal_node', 'goal', {**SIM_TIME, 'vae_method': method}),
              ('reward_node', 'reward', {**SIM_TIME, 'kinds': '[latent_goal]'})]
     with graph(*nodes) as processes:
         sim = SimDriver(probe, processes)

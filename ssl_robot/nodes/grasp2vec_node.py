@@ -103,8 +103,7 @@ class Grasp2VecNode(NodeParameters, Node):
                       'image topic of the scene camera s_pre is taken from')
         self._declare('object_camera', topics.in_namespace(topics.camera_image(topics.OBJECT_CAMERA)),
                       'image topic of the camera grasped objects are shown to (o)')
-        self._declare('checkpoint', '',
-                      'Grasp2Vec checkpoint file; empty = the shipped ssl_robot/checkpoints/grasp2vec.safetensors')
+        self._declare_grasp2vec_model()
         self._declare('frame_buffer_s', 30.0,
                       'how far back (in stamp time) frames are kept for the grasp events that will refer to them')
         self._declare('frame_buffer_max_mb', 256.0, 'most memory (MiB) the frames of each camera may take; past it the '
@@ -130,7 +129,7 @@ class Grasp2VecNode(NodeParameters, Node):
         self._frames = {self._scene_camera: StampedFrames[Frame](buffer_ns, buffer_bytes),
                         self._object_camera: StampedFrames[Frame](buffer_ns, buffer_bytes)}
         self._problems = ProblemLog(self.get_logger().warning)
-        self._model = ModelLoader(self._param('checkpoint'), 'grasp2vec')
+        self._model = ModelLoader(self._param('grasp2vec_checkpoint'), 'grasp2vec')
         self._grasps = 0
         self._goal_from_first_grasp = self._param('goal_from_first_grasp')
         self._latest_grasped: GraspedObject | None = None
