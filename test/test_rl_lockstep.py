@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssl_robot.rl.graph_parameters import graph_parameters, task_camera_topic
+from ssl_robot.rl.graph_parameters import graph_parameters, node_commands, parameter_text, task_camera_topic
 from ssl_robot.rl.lockstep import (RosEnvConfig, StampedStream, at_rest, first_common_stamp, reward_matches_goal,
                                    step_due_ns, stream_timeout_message)
 from ssl_robot.rl.tasks import EnvConfig, action_target, workspace_bounds
@@ -94,3 +94,12 @@ def test_graph_parameters_give_both_nodes_the_envs_camera_and_vae():
     assert reward['kinds'] == ['latent_goal'] and reward['latent_goal_scale'] == 1.0
     with pytest.raises(ValueError, match='reach in latent mode'):
         graph_parameters(EnvConfig(mode='state'))
+
+
+def test_node_commands_pass_every_parameter_as_ros_arguments():
+    parameters = graph_parameters(EnvConfig(mode='latent'), real_time_factor=0.0)
+    commands = node_commands(parameters, python='python')
+    assert commands['sim'][:6] == ['python', '-m', 'ssl_robot.nodes.sim_node', '--ros-args', '-r', '__node:=sim']
+    assert '-p' in commands['reward'] and 'kinds:=[latent_goal]' in commands['reward']
+    assert 'publish_segmentation:=false' in commands['sim'] and 'real_time_factor:=0.0' in commands['sim']
+    assert parameter_text(True) == 'true' and parameter_text(['a', 'b']) == '[a, b]'

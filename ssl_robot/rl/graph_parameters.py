@@ -4,12 +4,14 @@ process: the same task camera (rig, size), the same VAE in the goal node (scene 
 
     parameters = graph_parameters(EnvConfig(mode='latent'), real_time_factor=0.0)
     # {'sim': {...}, 'goal': {...}, 'reward': {...}}: -p key:=value for sim_node, goal_node, reward_node
+    commands = node_commands(parameters)   # {'sim': [python, -m, ssl_robot.nodes.sim_node, --ros-args, ...], ...}
 
 Pure: the launch side (a test, a bench, a user's own launch file) passes them on.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ssl_robot import topics
@@ -41,3 +43,27 @@ def graph_parameters(config: EnvConfig, real_time_factor: float = 1.0, seed: int
         'reward': {'kinds': ['latent_goal'], 'latent_goal_camera': camera, 'vae_method': method,
                    'vae_checkpoint': checkpoint, 'latent_goal_scale': 1.0},
     }
+
+
+NODE_MODULES = {'sim': 'ssl_robot.nodes.sim_node', 'goal': 'ssl_robot.nodes.goal_node',
+                'reward': 'ssl_robot.nodes.reward_node'}
+
+
+def parameter_text(value: Any) -> str:
+    """A value as `-p name:=TEXT` takes it (YAML): booleans lower case, lists in flow style."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return '[' + ', '.join(parameter_text(item) for item in value) + ']'
+    return str(value)
+
+
+def node_commands(parameters: dict[str, dict[str, Any]], python: str = sys.executable) -> dict[str, list[str]]:
+    """The command line of each node of graph_parameters, named as the node (`__node:=sim`, ...)."""
+    commands = {}
+    for node, values in parameters.items():
+        command = [python, '-m', NODE_MODULES[node], '--ros-args', '-r', f'__node:={node}']
+        for name, value in values.items():
+            command += ['-p', f'{name}:={parameter_text(value)}']
+        commands[node] = command
+    return commands
