@@ -13,15 +13,18 @@ from contextlib import ExitStack
 import numpy as np
 import pybullet
 import pytest
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 
 from ros_harness import running
 from ssl_robot import topics
 from ssl_robot.rl.envs import TrayGoalEnv
-from ssl_robot.rl.graph_parameters import graph_parameters, node_commands
+from ssl_robot.rl.graph_parameters import graph_parameters, node_commands, task_camera_topic
 from ssl_robot.rl.lockstep import RosEnvConfig, StreamTimeout
 from ssl_robot.rl.tasks import EnvConfig, GoalState
+from ssl_robot.rl_ros import RosGoalEnv
 from ssl_robot.ros.convert import stamp_to_ns
+from ssl_robot.ros.decoders import rgb_frame
 from ssl_robot.ros.qos import SENSOR_QOS
 
 pytestmark = pytest.mark.ros
@@ -44,17 +47,24 @@ def pose_joints(env: TrayGoalEnv, names: list[str], positions: list[float]) -> N
 
 
 def test_ros_env_matches_the_in_process_env_and_a_stopped_reward_stream_is_a_one_line_error(probe, ros_domain_id):
-    from ssl_robot.rl_ros import RosGoalEnv
-
     config = EnvConfig(mode='latent', goal_source='state', episode_steps=STEPS)
     joints: dict[int, tuple[list[str], list[float]]] = {}
+
+    frames: dict[int, np.ndarray] = {}
 
     def on_joints(message: JointState) -> None:
         with probe.lock:
             joints[stamp_to_ns(message.header.stamp)] = (list(message.name), list(message.position))
 
-    probe.node.create_subscription(JointState, topics.JOINT_STATES, on_joints, SENSOR_QOS)
-    reference = TrayGoalEnv(config)
+    def on_frame(message: Image) -> None:
+        with probe.lock:
+            frames[stamp_to_ns(message.header.stamp)] = np.array(rgb_frame(message).rgb)
+
+    # Best effort as the sim publishes, but a deep history: a probe thread stalled by a loaded machine loses nothing.
+    deep = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)
+    probe.node.create_subscription(JointState, topics.JOINT_STATES, on_joints, deep)
+    probe.node.create_subscription(Image, task_camera_topic(config), on_frame, deep)
+    reference = TrayGoalEnv(config, render_mode='rgb_array')
     with ExitStack() as stack:
         nodes = {name: stack.enter_context(running(command))
                  for name, command in node_commands(graph_parameters(config, real_time_factor=1.0)).items()}
@@ -75,8 +85,8 @@ def test_ros_env_matches_the_in_process_env_and_a_stopped_reward_stream_is_a_one
         assert truncated and not terminated
         assert env.observation_space.contains(obs)
         stamps = [info['goal_stamp_ns']] + [stamp for stamp, _, _ in visited]
-        probe.wait_for(lambda: all(stamp in joints for stamp in stamps), STARTUP_TIMEOUT_S,
-                       'the joint states of every frame the env was answered with')
+        probe.wait_for(lambda: all(stamp in joints and stamp in frames for stamp in stamps), STARTUP_TIMEOUT_S,
+                       'the joint states and images of every frame the env was answered with')
 
         # The same states, in process.
         reference.reset(seed=0)
@@ -85,6 +95,7 @@ def test_ros_env_matches_the_in_process_env_and_a_stopped_reward_stream_is_a_one
         for stamp, achieved, reward in visited:
             pose_joints(reference, *joints[stamp])
             latent = reference.observe()
+            np.testing.assert_array_equal(reference.render(), frames[stamp])  # the very image the graph encoded
             np.testing.assert_allclose(latent, achieved, atol=TOLERANCE)
             if reward is not None:
                 assert reward == pytest.approx(float(reference.compute_reward(latent, obs['desired_goal'], None)),

@@ -41,7 +41,7 @@ class RosEnvConfig:
     did not arrive."""
     at_rest_joint_speed: float = 0.02
     """rad/s: the arm counts as at rest (after a reset's move to the start or goal position) when every joint of
-    /joint_states moves slower than this."""
+    /joint_states moves slower than this; its messages must carry velocities."""
     goal_match_tolerance: float = 1e-4
     """After a new goal, rewards count only once the reward node scores against it: the distance a reward reports
     (its vector.y) must equal |z - z_g| of the frame's scene latent within this."""

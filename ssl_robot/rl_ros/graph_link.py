@@ -26,7 +26,7 @@ from std_srvs.srv import SetBool, Trigger
 from ssl_robot import topics
 from ssl_robot.events import EventError, decode_episode_event
 from ssl_robot.rl.lockstep import RosEnvConfig, StampedStream, StreamTimeout, stream_timeout_message
-from ssl_robot.ros.convert import MessageError, ns_to_stamp, stamp_to_ns
+from ssl_robot.ros.convert import ImageFormatError, MessageError, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.decoders import float_values, goal_latent
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
@@ -103,7 +103,7 @@ class GraphLink:
     def _scene_values(self, message: Image) -> np.ndarray:
         values = float_values(message)
         if values.shape != (1, self.latent_dim):
-            raise MessageError(f'shape {values.shape}, not (1, {self.latent_dim})')
+            raise ImageFormatError(f'shape {values.shape}, not (1, {self.latent_dim})')
         return values[0]
 
     def _on_scene_latent(self, message: Image) -> None:
@@ -132,8 +132,13 @@ class GraphLink:
                 self.changed.notify_all()
 
     def _on_joints(self, message: JointState) -> None:
+        try:
+            stamp_ns = stamp_to_ns(message.header.stamp)
+        except MessageError as error:
+            self._problem(error.kind)
+            return
         with self.changed:
-            self.joint_stamp_ns = stamp_to_ns(message.header.stamp)
+            self.joint_stamp_ns = stamp_ns
             self.joint_velocities = np.array(message.velocity, float)
             self.changed.notify_all()
 
