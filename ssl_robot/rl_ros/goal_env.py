@@ -61,9 +61,11 @@ class RosGoalEnv(gymnasium.Env):
     metadata = {'render_modes': []}
 
     def __init__(self, config: EnvConfig = EnvConfig(mode='latent'), ros: RosEnvConfig = RosEnvConfig(),
-                 domain_id: int | None = None, observer: Observer | None = None) -> None:
+                 domain_id: int | None = None, observer: Observer | None = None, graph: GraphLink | None = None
+                 ) -> None:
         """domain_id: the ROS domain (None: ROS_DOMAIN_ID). observer: the one TrayGoalEnv would make of config
-        (compute_reward, prior goals), if already built."""
+        (compute_reward, prior goals), if already built. graph: the link to the graph; None: a GraphLink of its own
+        (a test passes a stand-in)."""
         if config.task != 'reach' or config.mode != 'latent':
             raise ValueError(f'RosGoalEnv plays reach in latent mode, got task {config.task!r}, mode {config.mode!r}')
         self.config, self.ros = config, ros
@@ -76,7 +78,7 @@ class RosGoalEnv(gymnasium.Env):
         box = spaces.Box(-self.observer.bound, self.observer.bound, (self.observer.dim,), np.float32)
         self.observation_space = spaces.Dict({'observation': box, 'achieved_goal': box, 'desired_goal': box})
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
-        self.graph = GraphLink(ros, self.observer.dim, domain_id)
+        self.graph = graph if graph is not None else GraphLink(ros, self.observer.dim, domain_id)
         self.hand = self.home.copy()
         """The commanded hand position (x, y, z)."""
         self.goal_state: GoalState | None = None
