@@ -1,5 +1,5 @@
 """The node parameters under which the ROS graph shows a RosGoalEnv what TrayGoalEnv's latent mode computes in
-process: the same task camera (rig, size), the same VAE in the goal node (scene latents, goals) and the reward node
+process: the same task camera (rig, size; one frame per control period), the same VAE in the goal node (scene latents, goals) and the reward node
 (rewards), and reward scale 1 (the env's compute_reward is observers.Observer.reward, unscaled).
 
     parameters = graph_parameters(EnvConfig(mode='latent'), real_time_factor=0.0)
@@ -35,10 +35,12 @@ def graph_parameters(config: EnvConfig, real_time_factor: float = 1.0, seed: int
     checkpoint = str(vae_checkpoint_path(config).resolve())
     method = 'ccvae' if isinstance(load_task_vae(vae_checkpoint_path(config), config.image_size), CCVAE) else 'betavae'
     camera = task_camera_topic(config)
+    # One frame per control period, as TrayGoalEnv renders once per step: rendering is most of the sim's work.
+    ticks_per_step = max(1, round(load_sim_config(rig=config.rig, num_objects=0).tick_rate_hz / config.control_hz))
     return {
         'sim': {'camera_rig': config.rig, 'image_width': config.image_size, 'image_height': config.image_size,
                 'num_objects': 0, 'mode': 'idle', 'seed': seed, 'real_time_factor': float(real_time_factor),
-                'publish_segmentation': False},
+                'publish_segmentation': False, 'render_every': ticks_per_step},
         'goal': {'camera': camera, 'method': method, 'checkpoint': checkpoint, 'seed': seed},
         'reward': {'kinds': ['latent_goal'], 'latent_goal_camera': camera, 'vae_method': method,
                    'vae_checkpoint': checkpoint, 'latent_goal_scale': 1.0},
