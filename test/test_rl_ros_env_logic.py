@@ -178,3 +178,15 @@ def test_a_scaled_reward_and_another_model_are_refused(observer):
 def test_only_reach_in_latent_mode_is_played(observer):
     with pytest.raises(ValueError, match='reach in latent mode'):
         RosGoalEnv(EnvConfig(mode='state'), RosEnvConfig(), observer=observer, graph=object())
+
+
+def test_gymnasium_passive_checks_pass(observer):
+    """Gymnasium's checks of spaces, reset and step. Not check_env: its determinism check compares info across two
+    seeded resets, and info carries the frames' stamps, which a live graph never repeats."""
+    from gymnasium.utils.passive_env_checker import (check_action_space, check_observation_space,
+                                                      env_reset_passive_checker, env_step_passive_checker)
+    env, _ = make_env(observer)
+    check_observation_space(env.observation_space)
+    check_action_space(env.action_space)
+    env_reset_passive_checker(env, seed=0)
+    env_step_passive_checker(env, env.action_space.sample())
