@@ -1,19 +1,23 @@
-"""Online graph latency and throughput: cameras -> embedding node -> reward node, against a transport-only echo node.
+"""Online graph latency and throughput: cameras -> embedding or goal node -> reward node, against a transport-only
+echo node.
 
 Run inside a loopback-only namespace: `make bench`, or `scripts/loopback-run python bench/bench_online.py`.
 Options: --cameras K (1-3) --size S --rate HZ --warmup SECONDS --seconds SECONDS.
 
 Every part is a process of its own, on the Fast DDS profile of the environment (scripts/loopback-run sets the
-shipped SHM profile): the embedding node (shipped TCN) and the reward node (imitation against a demo; latent_goal
-against a goal latent this bench latches on /goal/latent), both with their default parameters; the echo node
+shipped SHM profile): the embedding node (shipped TCN, which also embeds and latches the demo), the goal node (shipped
+CC-VAE: the latent of camera 0's frames on /latent/scene) and the reward node (imitation against the demo;
+latent_goal of each scene latent against a goal latent this bench latches on /goal/latent with the goal node's model
+id), with their default parameters; the echo node
 (bench/echo_node.py: the same cameras through the same synchronizer, no model); and a camera publisher sending K
 rgb8 frames per set at a fixed rate, all stamped with the set's one stamp (sensor-data QoS, as the sim publishes).
 The frames are those of a one-episode motion demo collected from the sim at start and cycled; that bag is also the
-reward node's demo. This process receives every output.
+embedding node's demo. This process receives every output.
 
 Latency of a set: from the publish of its last camera frame to the arrival here of the output stamped with it
 (CLOCK_MONOTONIC, which all processes share). latent_goal scores camera 0's frame, the first of the set published,
-yet is timed from the last as well. Throughput: outputs received per second of the measured window. Sets published
+yet is timed from the last as well; it takes two hops (goal node, reward node) where the reward node once encoded the
+frame itself. Throughput: outputs received per second of the measured window. Sets published
 in the first --warmup seconds are left out.
 """
 
@@ -42,8 +46,7 @@ from graph_listener import GraphListener
 from ssl_robot import topics
 from ssl_robot.collect import collect
 from ssl_robot.data.datasets import episode_frames, index_recordings
-from ssl_robot.inference import default_checkpoint
-from ssl_robot.models.checkpoint import read_checkpoint_header
+from ssl_robot.inference import LoadedModel, default_checkpoint
 from ssl_robot.ros.convert import array_to_image, ns_to_stamp
 from ssl_robot.ros.netns import in_loopback_only_namespace
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
@@ -115,10 +118,12 @@ def node_commands(camera_topics: list[str], demo_bag: Path) -> dict[str, list[st
     cameras = ros_list(camera_topics)
     return {
         'embedding_node': [sys.executable, '-m', 'ssl_robot.nodes.embedding_node', '--ros-args',
-                           '-p', f'camera_topics:={cameras}'],
+                           '-p', f'camera_topics:={cameras}', '-p', f'demo_bag:={demo_bag}',
+                           '-p', f'demo_camera_topics:={cameras}'],
+        'goal_node': [sys.executable, '-m', 'ssl_robot.nodes.goal_node', '--ros-args',
+                      '-p', f'camera:={camera_topics[0]}'],
         'reward_node': [sys.executable, '-m', 'ssl_robot.nodes.reward_node', '--ros-args',
-                        '-p', f'kinds:={ros_list(list(REWARD_KINDS))}', '-p', f'demo_bag:={demo_bag}',
-                        '-p', f'demo_camera_topics:={cameras}', '-p', f'latent_goal_camera:={camera_topics[0]}'],
+                        '-p', f'kinds:={ros_list(list(REWARD_KINDS))}'],
         'echo_node': [sys.executable, str(Path(__file__).with_name('echo_node.py')), '--ros-args',
                       '-p', f'camera_topics:={cameras}'],
     }
@@ -162,9 +167,11 @@ class Receiver(GraphListener):
         self.arrivals: dict[str, dict[int, int]] = {
             topic: self.record_arrivals(topic, message_type, qos) for topic, (message_type, qos) in outputs.items()}
 
-    def latch_goal_latent(self, latent_dim: int) -> None:
-        goal = np.random.default_rng(0).normal(size=(1, latent_dim)).astype(np.float32)
-        self._goal_latent.publish(array_to_image(goal, '32FC1', ns_to_stamp(time.time_ns()), 'bench_online'))
+    def latch_goal_latent(self, vae: LoadedModel) -> None:
+        """A goal in the space of the goal node's VAE, under its model id: the reward node scores only latents of the
+        goal's weights."""
+        goal = np.random.default_rng(0).normal(size=(1, vae.config.latent_dim)).astype(np.float32)
+        self._goal_latent.publish(array_to_image(goal, '32FC1', ns_to_stamp(time.time_ns()), vae.model_id))
 
     def wait_until_ready(self, nodes: dict[str, NodeProcess], subscribers: dict[str, int],
                          publishers: list[str]) -> None:
@@ -200,14 +207,15 @@ def run_graph(args: argparse.Namespace, camera_topics: list[str],
         receiver = Receiver({ECHO_TOPIC: (Vector3Stamped, RELIABLE_QOS), topics.EMBEDDINGS: (Image, SENSOR_QOS),
                              **{topic: (Vector3Stamped, RELIABLE_QOS) for topic in reward_topics}})
         graph.callback(receiver.close)
-        receiver.latch_goal_latent(read_checkpoint_header(default_checkpoint('ccvae')).config['latent_dim'])
+        receiver.latch_goal_latent(LoadedModel(default_checkpoint('ccvae'), 'ccvae', device='cpu'))
         nodes = {name: start_node(command, work / f'{name}.log')
                  for name, command in node_commands(camera_topics, demo_bag).items()}
         graph.callback(stop_nodes, list(nodes.values()))
-        # Camera 0 feeds the embedding, echo and reward (latent_goal) nodes; /embeddings the reward node and us.
+        # Camera 0 feeds the embedding, echo and goal nodes; /embeddings the reward node and us; /latent/scene the
+        # reward node.
         subscribers = {topic: 3 if topic == camera_topics[0] else 2 for topic in camera_topics}
-        receiver.wait_until_ready(nodes, {**subscribers, topics.EMBEDDINGS: 2},
-                                  [ECHO_TOPIC, topics.EMBEDDINGS, *reward_topics])
+        receiver.wait_until_ready(nodes, {**subscribers, topics.EMBEDDINGS: 2, topics.SCENE_LATENT: 1},
+                                  [ECHO_TOPIC, topics.EMBEDDINGS, topics.SCENE_LATENT, *reward_topics])
 
         publisher = subprocess.run(
             [sys.executable, __file__, 'publish', '--frames', str(frames_file), '--rate', str(args.rate),
@@ -285,7 +293,7 @@ def main() -> None:
           f'max {report["late_ms_max"]:.2f} ms')
 
     labels = {ECHO_TOPIC: 'transport only', topics.EMBEDDINGS: 'embedding node',
-              reward_topics['imitation']: 'embedding + reward node', reward_topics['latent_goal']: 'reward node VAE'}
+              reward_topics['imitation']: 'embedding + reward node', reward_topics['latent_goal']: 'goal node VAE + reward node'}
     figures = {topic: output_figures(measured, arrivals[topic], window_s) for topic in labels}
     echo = figures[ECHO_TOPIC]
     print(f'{"output":<44} {"received":>9}  {"sets/s":>6}  {"p50 ms":>7}  {"p99 ms":>7}  {"p50/echo":>8}  '

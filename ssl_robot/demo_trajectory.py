@@ -1,10 +1,9 @@
-"""A demonstration for the TCN imitation reward, read from a bag, and the episode clock that lines live observations
-up with it. Pure: no rclpy, so the reward node's alignment logic runs and is tested without ROS.
+"""A demonstration for the TCN imitation reward as an embedding trajectory, its message form, and the episode clock
+that lines live observations up with it. Pure: no rclpy and no torch, so the reward node's alignment logic runs and
+is tested without ROS, and the reward node needs no model (the demo is embedded by the embedding node,
+ssl_robot.demo_embedding, and reaches the reward node as rows of floats, EmbeddedDemo.to_rows / from_rows).
 
-embed_demo() reads one episode of a bag (`ssl-robot collect --mode motion`, or a recording of the sim graph) and
-embeds its synchronized camera sets the way the embedding node embeds live ones: the same cameras in the same order,
-frames at the bag's resolution resized by inference.preprocess, the same MultiViewEmbedder, and the fused last row.
-So a live /embeddings fused row and a demo row are comparable exactly when both come from the same weights, which
+A live /embeddings fused row and a demo row are comparable exactly when both come from the same weights, which
 EmbeddedDemo.matches() checks from the model ids.
 
 Time: the reward node counts a live observation's time from the start of its episode (the /sim/episode event's
@@ -19,18 +18,13 @@ the first stamp seen while there has been none.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from ssl_robot.data.datasets import ReadOptions, episode_frames, index_recordings
-from ssl_robot.inference import LoadedModel, MultiViewEmbedder
+from ssl_robot.model_ids import same_weights
 from ssl_robot.rewards import DemoTrajectory
-from ssl_robot.train.config import DataConfig
 
 NS_PER_S = 1_000_000_000
 DEFAULT_CLOCK_JUMP_NS = NS_PER_S
@@ -55,46 +49,26 @@ class EmbeddedDemo:
         return max(0.0, episode_time_s - self.first_frame_s)
 
     def matches(self, model_id: str) -> bool:
-        """Whether embeddings from the model named model_id can be compared with this demo: the same method and the
-        same weights (content hash), whatever the checkpoint file is called where they were computed."""
-        return _method_and_hash(model_id) == _method_and_hash(self.model_id)
+        """Whether embeddings from the model named model_id can be compared with this demo (model_ids.same_weights)."""
+        return same_weights(model_id, self.model_id)
 
+    def to_rows(self) -> np.ndarray:
+        """(T, 1 + D) float32, the demo as the embedding node publishes it: per frame, the seconds since the start of
+        the demo's episode, then the fused embedding. float32 seconds keep microseconds over an hour-long episode."""
+        times = self.first_frame_s + self.trajectory.times_s
+        return np.hstack([times[:, None], self.trajectory.embeddings]).astype(np.float32)
 
-def _method_and_hash(model_id: str) -> tuple[str, str]:
-    # '<method>:<file name>:step<step>:<sha256 prefix>'; the file name may itself hold ':'.
-    return model_id.split(':', 1)[0], model_id.rsplit(':', 1)[-1]
-
-
-def embed_demo(bag: str | os.PathLike, episode: int, model: LoadedModel, camera_topics: Sequence[str], *,
-               clip_frame_period_s: float = 0.0, options: ReadOptions = ReadOptions()) -> EmbeddedDemo:
-    """Embed episode `episode` (0 = the bag's first) of bag with model, a TCN-family LoadedModel, from the cameras
-    camera_topics in the order the embedding node's camera_topics lists them, and an mfTCN's clips spaced by
-    clip_frame_period_s as the embedding node spaces them (inference.MultiViewEmbedder).
-
-    Raises ValueError naming the problem: a bag that cannot be read or lacks a camera (BagError), an episode the bag
-    does not have, or an episode too short for a single embedding (an mfTCN needs a full clip)."""
-    if isinstance(episode, bool) or not isinstance(episode, (int, np.integer)) or episode < 0:
-        raise ValueError(f'episode must be an int >= 0, got {episode!r}')
-    if not camera_topics:
-        raise ValueError('camera_topics is empty: a demo is embedded from at least one camera')
-    cameras = tuple(camera_topics)
-    recordings = index_recordings('tcn', [Path(bag)], DataConfig(cameras=cameras, views=len(cameras)),
-                                  options=options)
-    frames = recordings.frames_of(int(episode))
-    embedder = MultiViewEmbedder(model, len(cameras), clip_frame_period_s)
-    model_id = model.model_id
-    rows, stamps = [], []
-    for frame in episode_frames(recordings, int(episode), window_samples=options.window_samples):
-        embeddings = embedder.embed(frame.stamp_ns, frame.images)
-        if embeddings is not None:
-            rows.append(embeddings.vectors[-1])
-            stamps.append(frame.stamp_ns)
-    if not rows:
-        raise ValueError(f'episode {episode} of {bag} has {len(frames)} camera sets, too few for one '
-                         f'{model_id} embedding')
-    start_ns = frames.episode.start_ns if frames.episode.event is not None else stamps[0]
-    return EmbeddedDemo(DemoTrajectory(np.stack(rows), np.array(stamps, dtype=np.int64)), model_id,
-                        (stamps[0] - start_ns) / NS_PER_S)
+    @classmethod
+    def from_rows(cls, rows: np.ndarray, model_id: str) -> EmbeddedDemo:
+        """The demo of to_rows(); ValueError naming what is wrong with rows (shape, times not increasing)."""
+        rows = np.asarray(rows)
+        if rows.ndim != 2 or rows.shape[0] < 1 or rows.shape[1] < 2:
+            raise ValueError(f'a demo is (T >= 1, 1 + D >= 2) rows of time and embedding, got shape {rows.shape}')
+        times = rows[:, 0].astype(np.float64)
+        if times[0] < 0:
+            raise ValueError(f'the demo\'s first frame is {times[0]:g} s before its episode started')
+        stamps_ns = np.round((times - times[0]) * NS_PER_S).astype(np.int64)
+        return cls(DemoTrajectory(rows[:, 1:], stamps_ns), model_id, float(times[0]))
 
 
 class StampRejected(ValueError):

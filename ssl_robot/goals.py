@@ -153,6 +153,15 @@ def embed_grasp(loaded: LoadedModel, scene: np.ndarray, grasped_object: np.ndarr
                            current.model_id)
 
 
+def embed_object(loaded: LoadedModel, image: np.ndarray) -> tuple[np.ndarray, str]:
+    """phi_o of an object image ((H, W, 3) uint8 RGB) as (1, D) float32, and the id of the model that made it: the
+    goal object's embedding, which the reward node scores grasped objects against."""
+    current = loaded.current
+    if not isinstance(current.model, Grasp2Vec):
+        raise ValueError(f'{current.model_id} is not a Grasp2Vec model')
+    return current.model.object_embedding(_model_input(loaded, image)).cpu().numpy(), current.model_id
+
+
 def needs_context(method: str) -> bool:
     """Whether the method's goals are imagined from the current scene (CC-VAE) or from the prior alone (β-VAE)."""
     if method not in GOAL_METHODS:

@@ -23,6 +23,7 @@ GRASP_EVENTS = '/sim/grasp_events'
 EPISODES = '/sim/episode'
 DIAGNOSTICS = '/diagnostics'
 EMBEDDINGS = '/embeddings'
+DEMO_EMBEDDINGS = '/embeddings/demo'
 
 # The names above are as they appear in the root namespace, and in bags. Nodes create their topics and services
 # through in_namespace(), relative, so that a robot pushed into a namespace (launch argument `namespace`) keeps its
@@ -42,6 +43,7 @@ GOAL_LATENT = '/goal/latent'
 SCENE_LATENT = '/latent/scene'
 GOAL_IMAGE = '/goal/image'
 GOAL_OBJECT_IMAGE = '/goal/object_image'
+GOAL_OBJECT_EMBEDDING = '/goal/object_embedding'
 GOAL_SAMPLE_SERVICE = '/goal/sample'
 GOAL_FROM_SCENE_SERVICE = '/goal/from_scene'
 GOAL_OBJECT_FROM_GRASP_SERVICE = '/goal/object_from_grasp'

@@ -1,5 +1,5 @@
-"""ssl_robot.demo_trajectory: a demo episode embedded from a sim bag as the embedding node embeds live frames, and
-the episode clock that lines live stamps up with it."""
+"""ssl_robot.demo_embedding and demo_trajectory: a demo episode embedded from a sim bag as the embedding node embeds
+live frames, its message rows, and the episode clock that lines live stamps up with it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from rosbags.typesys import Stores, get_typestore
 from ssl_robot import topics
 from ssl_robot.collect import collect
 from ssl_robot.data.reader import BagError
-from ssl_robot.demo_trajectory import EmbeddedDemo, EpisodeClock, StampRejected, embed_demo
+from ssl_robot.demo_embedding import embed_demo
+from ssl_robot.demo_trajectory import EmbeddedDemo, EpisodeClock, StampRejected
 from ssl_robot.inference import LoadedModel, MultiViewEmbedder
 from ssl_robot.nodes.embedding_node import DEFAULT_CAMERA_TOPICS
 from ssl_robot.rewards import DemoTrajectory
@@ -114,6 +115,23 @@ def test_demo_matches_embeddings_of_the_same_method_and_weights_whatever_the_fil
     assert not demo.matches('tcn:tcn.safetensors:step11:ba9876543210')
     assert not demo.matches('mftcn:tcn.safetensors:step10:0123456789ab')
     assert not demo.matches('')
+
+
+def test_demo_rows_carry_times_from_the_episode_start_and_come_back_as_the_same_demo():
+    """The embedding node publishes the demo as these rows; the reward node, which has no model, reads them back."""
+    demo = EmbeddedDemo(DemoTrajectory(np.eye(3), np.array([5 * S, 5 * S + S // 10, 7 * S])), 'tcn:a:step1:00', 0.25)
+    rows = demo.to_rows()
+    assert rows.dtype == np.float32 and rows.shape == (3, 4)
+    np.testing.assert_allclose(rows[:, 0], [0.25, 0.35, 2.25], atol=1e-6)
+    back = EmbeddedDemo.from_rows(rows, demo.model_id)
+    assert back.model_id == demo.model_id and back.first_frame_s == pytest.approx(0.25)
+    np.testing.assert_array_equal(back.trajectory.embeddings, np.eye(3))
+    np.testing.assert_allclose(back.trajectory.times_s, demo.trajectory.times_s, atol=1e-6)
+    for bad, why in ((np.zeros((0, 4)), 'got shape'), (np.zeros((2, 1)), 'got shape'),
+                     (np.array([[-1.0, 0.0]]), 'before its episode started'),
+                     (np.array([[1.0, 0.0], [1.0, 1.0]]), 'strictly increasing')):
+        with pytest.raises(ValueError, match=why):
+            EmbeddedDemo.from_rows(bad, demo.model_id)
 
 
 def test_clock_counts_from_the_first_stamp_until_an_episode_event_arrives():

@@ -18,11 +18,14 @@ from sensor_msgs.msg import Image
 
 from ros_harness import Probe, node_process
 from ssl_robot import topics
+from ssl_robot.demo_embedding import embed_demo
+from ssl_robot.demo_trajectory import EmbeddedDemo
 from ssl_robot.inference import LoadedModel, MultiViewEmbedder
 from ssl_robot.nodes.embedding_node import DEFAULT_CAMERA_TOPICS, DIAGNOSTIC_NAME
 from ssl_robot.topics import EMBEDDINGS
 from ssl_robot.ros.convert import array_to_image, image_to_array, ns_to_stamp, stamp_to_ns
-from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
+from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+from test_demo_trajectory import write_demo_bag
 from test_inference import camera_frames, write_checkpoint
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -159,6 +162,38 @@ def test_a_checkpoint_of_another_method_stops_the_node_with_one_line(probe, tmp_
     log = ''.join(node.output)
     assert f"embedding_node: {checkpoint} holds a 'mftcn' checkpoint, not 'tcn'" in log, log
     assert 'Traceback' not in log, log
+
+
+def test_the_demo_is_embedded_by_the_node_model_and_latched_for_the_reward_node(probe, tmp_path: Path):
+    """The imitation reward's demo is embedded where the model runs, and reaches a subscriber that comes later."""
+    bag = write_demo_bag(tmp_path / 'demo')
+    checkpoint = write_checkpoint(tmp_path / 'tcn.safetensors')
+    expected = embed_demo(bag, 0, LoadedModel(checkpoint, 'tcn', device='cpu'), CAMERAS)
+    demos: list[tuple[int, EmbeddedDemo]] = []
+
+    def keep(message: Image) -> None:
+        with probe.lock:
+            demos.append((stamp_to_ns(message.header.stamp),
+                          EmbeddedDemo.from_rows(image_to_array(message), message.header.frame_id)))
+
+    with node_process(NODE, 'embedding', {'embedding_checkpoint': checkpoint, 'demo_bag': bag}) as node:
+        probe.node.create_subscription(Image, topics.DEMO_EMBEDDINGS, keep, LATCHED_QOS)
+        probe.wait_for(lambda: demos, TIMEOUT_S, f'the latched demo on {topics.DEMO_EMBEDDINGS}')
+        assert node.poll() is None
+    [(stamp_ns, demo)] = demos
+    assert stamp_ns == expected.trajectory.stamps_ns[0] and demo.model_id == expected.model_id
+    assert demo.first_frame_s == pytest.approx(expected.first_frame_s, abs=1e-6)
+    np.testing.assert_allclose(demo.trajectory.embeddings, expected.trajectory.embeddings, atol=1e-6)
+    np.testing.assert_allclose(demo.trajectory.times_s, expected.trajectory.times_s, atol=1e-5)
+
+
+def test_a_demo_bag_that_cannot_be_read_stops_the_node_with_one_line(probe, tmp_path: Path):
+    checkpoint = write_checkpoint(tmp_path / 'tcn.safetensors')
+    missing = tmp_path / 'no_such_bag'
+    with node_process(NODE, 'embedding', {'embedding_checkpoint': checkpoint, 'demo_bag': missing}) as node:
+        assert node.wait(timeout=TIMEOUT_S) == 1
+    log = ''.join(node.output)
+    assert 'embedding_node: ' in log and str(missing) in log and 'Traceback' not in log, log
 
 
 def test_negative_stamps_are_counted_and_dropped_and_the_node_embeds_the_next_sets(probe, tmp_path: Path):

@@ -100,7 +100,7 @@ def test_ccvae_goals_wait_for_model_and_frame_then_latch_in_the_context_of_the_s
         published[stamp_ns] = camera_frames(stamp_ns % 10_007, views=1, shape=(24, 32))[0]
         camera.publish(array_to_image(published[stamp_ns], 'rgb8', ns_to_stamp(stamp_ns), 'front_left_optical_frame'))
 
-    params = {'checkpoint': checkpoint, 'seed': SEED, 'reload_check_period_s': 0.5}
+    params = {'vae_checkpoint': checkpoint, 'seed': SEED, 'reload_check_period_s': 0.5}
     with node_process(NODE, 'goal', params) as node:
         response = sample(probe, client, node)
         assert not response.success
@@ -143,7 +143,7 @@ def test_betavae_goals_come_from_the_prior_without_any_camera_frame(probe, tmp_p
     checkpoint = write_checkpoint(tmp_path / 'betavae.safetensors', 'betavae', TINY_BETAVAE)
     model = LoadedModel(checkpoint, 'betavae', device='cpu')
     client = probe.node.create_client(Trigger, GOAL_SAMPLE_SERVICE)
-    with node_process(NODE, 'goal', {'checkpoint': checkpoint, 'method': 'betavae', 'seed': SEED}) as node:
+    with node_process(NODE, 'goal', {'vae_checkpoint': checkpoint, 'vae_method': 'betavae', 'seed': SEED}) as node:
         response = sample(probe, client, node)
         assert response.success, response.message
         goals = LatchedGoals(probe)
@@ -156,7 +156,7 @@ def test_betavae_goals_come_from_the_prior_without_any_camera_frame(probe, tmp_p
 
 
 def test_a_method_that_imagines_no_goals_stops_the_node_with_one_line(probe):
-    with node_process(NODE, 'goal', {'method': 'tcn'}) as node:
+    with node_process(NODE, 'goal', {'vae_method': 'tcn'}) as node:
         assert node.wait(timeout=TIMEOUT_S) == 1
     log = ''.join(node.output)
     assert "goal_node: method 'tcn' does not imagine goals: expected one of ('ccvae', 'betavae')" in log, log
@@ -192,7 +192,7 @@ def test_the_scene_becomes_the_goal_encoded_under_the_context_of_its_episode(pro
         np.testing.assert_allclose(latent, expected, atol=1e-5)
         return latent
 
-    with node_process(NODE, 'goal', {'checkpoint': checkpoint, 'reload_check_period_s': 0.5}) as node:
+    with node_process(NODE, 'goal', {'vae_checkpoint': checkpoint, 'reload_check_period_s': 0.5}) as node:
         response = sample(probe, client, node)
         assert not response.success and response.message.startswith('no ccvae model loaded: checkpoint')
         write_checkpoint(checkpoint, 'ccvae', TINY_CCVAE)
@@ -236,7 +236,7 @@ def test_a_hostile_latched_episode_event_and_a_negative_stamp_leave_the_node_ans
         camera.publish(array_to_image(frame, 'rgb8', ns_to_stamp(next(stamps)), 'front_left_optical_frame'))
 
     checkpoint = write_checkpoint(tmp_path / 'ccvae.safetensors', 'ccvae', TINY_CCVAE)
-    with node_process(NODE, 'goal', {'checkpoint': checkpoint}) as node:
+    with node_process(NODE, 'goal', {'vae_checkpoint': checkpoint}) as node:
         sample_until(probe, client, node, lambda r: r.success, 'a goal after the hostile input', before=publish_frames)
         episodes.publish(String(data='{"kind": "episode", "stamp": {"sec": Infinity, "nanosec": 0}}'))
         episodes.publish(String(data='{"kind": "episode", "stamp": {"sec": 1e400, "nanosec": 0}}'))
@@ -278,7 +278,7 @@ def test_every_scene_frame_gets_its_latent_under_the_episode_context_stamped_wit
             camera.publish(array_to_image(frame, 'rgb8', ns_to_stamp(stamp_ns), 'front_left_optical_frame'))
             time.sleep(0.1)
 
-    with node_process(NODE, 'goal', {'checkpoint': checkpoint}) as node:
+    with node_process(NODE, 'goal', {'vae_checkpoint': checkpoint}) as node:
         # Only copies of context are sent until one is encoded: whichever arrived first is the episode's context.
         context_ns = send_until_encoded(node, context, 'the context frame')
         scene_ns = send_until_encoded(node, scene, 'a scene frame')

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
@@ -20,7 +21,7 @@ from std_srvs.srv import Trigger
 
 from ros_harness import Probe, node_process
 from ssl_robot import topics
-from ssl_robot.goals import embed_grasp
+from ssl_robot.goals import embed_grasp, embed_object
 from ssl_robot.inference import LoadedModel
 from ssl_robot.nodes.grasp2vec_node import DEFAULT_SCENE_CAMERA, DIAGNOSTIC_NAME
 from ssl_robot.topics import GRASP2VEC_HEATMAP, GRASP2VEC_OBJECT_EMBEDDING, GRASP2VEC_SCENE_EMBEDDING
@@ -118,7 +119,7 @@ def test_embeds_each_grasp_with_its_heatmap_and_stamps_and_drops_bad_events(prob
         return [(s_pre, o) for s_pre, o in attempts if s_pre in received[GRASP2VEC_SCENE_EMBEDDING] and (o is not None) == success
                 and (o is None or (o in received[GRASP2VEC_OBJECT_EMBEDDING] and s_pre in received[GRASP2VEC_HEATMAP]))]
 
-    params = {'checkpoint': checkpoint, 'heatmap_opacity': OPACITY, 'reload_check_period_s': 0.5}
+    params = {'grasp2vec_checkpoint': checkpoint, 'heatmap_opacity': OPACITY, 'reload_check_period_s': 0.5}
     with node_process(NODE, 'grasp2vec', params) as node:
         rig.repeat_until(lambda: embedded(True), 'the embeddings and heatmap of a successful grasp', node,
                          lambda: attempts.append(rig.attempt(success=True)))
@@ -185,7 +186,7 @@ def test_the_object_of_a_grasp_becomes_the_goal_object_first_by_itself_then_on_r
     def embedded_objects() -> list[int]:
         return [o for _, o in attempts if o in rig.received[GRASP2VEC_OBJECT_EMBEDDING]]
 
-    with node_process(NODE, 'grasp2vec', {'checkpoint': checkpoint}) as node:
+    with node_process(NODE, 'grasp2vec', {'grasp2vec_checkpoint': checkpoint}) as node:
         response = probe.call(client, Trigger.Request(), timeout=TIMEOUT_S)
         assert not response.success
         assert response.message == (f'no successful grasp with its object image from {OBJECT_CAMERA} yet: the goal '
@@ -219,7 +220,7 @@ def test_without_goal_from_first_grasp_only_a_request_sets_the_goal_object(probe
     goals = GoalObjects(probe)
     client = probe.node.create_client(Trigger, topics.GOAL_OBJECT_FROM_GRASP_SERVICE)
     attempts: list[tuple[int, int | None]] = []
-    with node_process(NODE, 'grasp2vec', {'checkpoint': checkpoint, 'goal_from_first_grasp': False}) as node:
+    with node_process(NODE, 'grasp2vec', {'grasp2vec_checkpoint': checkpoint, 'goal_from_first_grasp': False}) as node:
         rig.repeat_until(lambda: any(o in rig.received[GRASP2VEC_OBJECT_EMBEDDING] for _, o in attempts),
                          'a successful grasp embedded', node, lambda: attempts.append(rig.attempt(success=True)))
         # The node publishes the goal object before it embeds the grasp: none has come by now, none was sent.
@@ -240,10 +241,42 @@ def test_a_hostile_grasp_event_is_reported_and_the_next_grasp_is_embedded(probe,
     checkpoint = write_checkpoint(tmp_path / 'grasp2vec.safetensors', 'grasp2vec', TINY_GRASP2VEC)
     rig = GraspRig(probe)
     attempts: list[tuple[int, int | None]] = []
-    with node_process(NODE, 'grasp2vec', {'checkpoint': checkpoint}) as node:
+    with node_process(NODE, 'grasp2vec', {'grasp2vec_checkpoint': checkpoint}) as node:
         rig.repeat_until(lambda: rig.diagnosed('bad_event', problem), f'a diagnostics entry on {problem}', node,
                          lambda: rig.events.publish(String(data=text)))
         rig.repeat_until(lambda: any(o in rig.received[GRASP2VEC_OBJECT_EMBEDDING] for _, o in attempts),
                          'a grasp embedded after the hostile event', node,
                          lambda: attempts.append(rig.attempt(success=True)))
     assert 'Traceback' not in ''.join(node.output)
+
+
+def test_the_goal_object_is_embedded_by_the_node_model_and_latched_for_the_reward_node(probe, tmp_path: Path):
+    """Whatever arrives on /goal/object_image (a file given at start, another node's image) is embedded here, where the
+    model runs, and latched on /goal/object_embedding with the image's stamp and the model id."""
+    checkpoint = write_checkpoint(tmp_path / 'grasp2vec.safetensors', 'grasp2vec', TINY_GRASP2VEC)
+    model = LoadedModel(checkpoint, 'grasp2vec', device='cpu')
+    goal_file, goal_image = camera_frames(5, views=2, shape=(24, 32))
+    cv2.imwrite(str(tmp_path / 'goal.png'), cv2.cvtColor(goal_file, cv2.COLOR_RGB2BGR))
+    embeddings: dict[int, tuple[str, np.ndarray]] = {}
+
+    def keep(message: Image) -> None:
+        with probe.lock:
+            embeddings[stamp_to_ns(message.header.stamp)] = (message.header.frame_id, np.array(image_to_array(message)))
+
+    params = {'grasp2vec_checkpoint': checkpoint, 'goal_object_file': tmp_path / 'goal.png'}
+    with node_process(NODE, 'grasp2vec', params) as node:
+        probe.node.create_subscription(Image, topics.GOAL_OBJECT_EMBEDDING, keep, LATCHED_QOS)
+        probe.wait_for(lambda: embeddings, TIMEOUT_S, 'the embedding of the goal object file')
+        with probe.lock:
+            [(frame_id, embedding)] = embeddings.values()
+        assert frame_id == model.model_id
+        np.testing.assert_allclose(embedding, embed_object(model, goal_file)[0], atol=1e-5)
+
+        goal_publisher = probe.node.create_publisher(Image, topics.GOAL_OBJECT_IMAGE, LATCHED_QOS)
+        goal_publisher.publish(array_to_image(goal_image, 'rgb8', ns_to_stamp(7_000_000_000), 'elsewhere'))
+        probe.wait_for(lambda: 7_000_000_000 in embeddings, TIMEOUT_S, 'the embedding of the published goal object')
+        assert node.poll() is None
+    with probe.lock:
+        frame_id, embedding = embeddings[7_000_000_000]
+    assert frame_id == model.model_id
+    np.testing.assert_allclose(embedding, embed_object(model, goal_image)[0], atol=1e-5)

@@ -87,9 +87,9 @@ def test_the_learning_nodes_respawn_and_the_others_do_not():
 
 
 CHECKPOINT_PARAMETERS = {  # launch argument -> {node: parameter}
-    'embedding_checkpoint': {'embedding': 'embedding_checkpoint', 'reward': 'embedding_checkpoint'},
-    'vae_checkpoint': {'goal': 'checkpoint', 'reward': 'vae_checkpoint'},
-    'grasp2vec_checkpoint': {'grasp2vec': 'checkpoint', 'reward': 'grasp2vec_checkpoint'},
+    'embedding_checkpoint': {'embedding': 'embedding_checkpoint'},
+    'vae_checkpoint': {'goal': 'vae_checkpoint'},
+    'grasp2vec_checkpoint': {'grasp2vec': 'grasp2vec_checkpoint'},
 }
 
 

@@ -494,16 +494,20 @@ def test_demo_launch_records_the_idle_sim_graph_and_ends_with_the_goal_reacher(m
     assert {'use_sim_time': 'true'} in nodes['goal_reacher'].parameters
 
 
-def test_embedding_and_reward_nodes_read_the_embedding_model_from_one_file(monkeypatch):
-    """The reward node embeds its demonstration as the embedding node embeds live frames, so both get
-    config/embedding_model.yaml, after their own files, and neither of those sets what it holds."""
+def test_every_model_is_configured_once_in_models_yaml_and_given_to_the_node_that_runs_it(monkeypatch):
+    """config/models.yaml holds every model's settings; each node that runs a model gets it after its own file, and
+    the reward node, which runs none, does not get it. No other node params file sets what it holds."""
     monkeypatch.setenv('SSL_ROBOT_SHARE', str(REPOSITORY))
     config = REPOSITORY / 'config'
-    shared_keys = set(yaml.safe_load((config / 'embedding_model.yaml').read_text())['/**']['ros__parameters'])
-    assert shared_keys == {'embedding_method', 'embedding_checkpoint', 'clip_frame_period_s'}
+    model_keys = set(yaml.safe_load((config / 'models.yaml').read_text())['/**']['ros__parameters'])
+    assert model_keys == {'embedding_method', 'embedding_checkpoint', 'clip_frame_period_s', 'vae_method',
+                          'vae_checkpoint', 'grasp2vec_checkpoint'}
     nodes = {node.name: node for node in load_launch_file(REPOSITORY / 'launch' / 'sim.launch.xml', {}).nodes}
-    for name, own_file in (('embedding', 'embedding.yaml'), ('reward', 'reward.yaml')):
+    for name, own_file in (('embedding', 'embedding.yaml'), ('goal', 'goal.yaml'), ('grasp2vec', 'grasp2vec.yaml'),
+                           ('reward', 'reward.yaml')):
         files = [p for p in nodes[name].parameters if isinstance(p, Path)]
-        assert files == [config / own_file, config / 'embedding_model.yaml'], files
-        own_keys = set(yaml.safe_load((config / own_file).read_text())['/**']['ros__parameters'])
-        assert not own_keys & shared_keys, own_keys & shared_keys
+        assert files == [config / own_file] + ([] if name == 'reward' else [config / 'models.yaml']), files
+    for params_file in config.glob('*.yaml'):
+        if params_file.name != 'models.yaml':
+            own_keys = set(yaml.safe_load(params_file.read_text())['/**']['ros__parameters'])
+            assert not own_keys & model_keys, (params_file.name, own_keys & model_keys)

@@ -287,12 +287,14 @@ def test_latent_goal_reward_rises_as_the_arm_moves_to_the_goal_pose(probe, metho
     goals = LatchedImages(probe, topics.GOAL_LATENT)
     reward_goals = RewardNodeGoals(probe)
     nodes = [('sim_node', 'sim', {'seed': 0}),
-             ('goal_node', 'goal', {**SIM_TIME, 'method': method}),
-             ('reward_node', 'reward', {**SIM_TIME, 'kinds': '[latent_goal]', 'vae_method': method})]
+             ('goal_node', 'goal', {**SIM_TIME, 'vae_method': method}),
+             ('reward_node', 'reward', {**SIM_TIME, 'kinds': '[latent_goal]'})]
     with graph(*nodes) as processes:
         sim = SimDriver(probe, processes)
-        # Both consumers subscribed before the episode starts, so both take its first frame as the CC-VAE context.
-        sim.wait_for(lambda: probe.node.count_subscribers(SCENE_CAMERA) >= 2, 'the goal and reward nodes')
+        # The goal node subscribed before the episode starts, so that it takes its first frame as the CC-VAE context
+        # of the scene latents it publishes; the reward node scores those.
+        sim.wait_for(lambda: probe.node.count_subscribers(SCENE_CAMERA) >= 1
+                     and probe.node.count_subscribers(topics.SCENE_LATENT) >= 1, 'the goal and reward nodes')
         sim.reset(seed=1)
         sim.hold(0.5)
         at_a_ns = sim.move_to(POSE_A)
@@ -342,7 +344,9 @@ def test_grasp2vec_reward_is_higher_for_the_goal_object_than_for_others(probe):
         sim = SimDriver(probe, processes)
         grasps = SimGrasps(sim)
         object_camera = topics.camera_image(topics.OBJECT_CAMERA)
-        sim.wait_for(lambda: probe.node.count_subscribers(object_camera) >= 2, 'the Grasp2Vec and reward nodes')
+        sim.wait_for(lambda: probe.node.count_subscribers(object_camera) >= 1
+                     and probe.node.count_subscribers(topics.GRASP2VEC_OBJECT_EMBEDDING) >= 1,
+                     'the Grasp2Vec and reward nodes')
         for round_ in range(MAX_GRASP_ROUNDS):
             if min(len(scored[True]), len(scored[False])) >= GRASPS_PER_SIDE:
                 break
@@ -386,15 +390,16 @@ def test_grasp2vec_reward_is_higher_for_the_goal_object_than_for_others(probe):
 
 
 def episode_with_seed(bag: Path, seed: int) -> int:
-    """The position of the episode started with seed among the episodes of bag (the reward node's demo_episode)."""
+    """The position of the episode started with seed among the episodes of bag (the embedding node's demo_episode)."""
     seeds = [event['seed'] for event in index_bag(bag, []).episodes]
     assert seeds.count(seed) == 1, f'{bag} should hold one episode of seed {seed}, has episodes of seeds {seeds}'
     return seeds.index(seed)
 
 
 def test_imitation_reward_is_higher_when_the_arm_replays_the_demonstration(probe, tmp_path: Path):
-    """A demonstration episode is recorded from the live sim; with it as the reward node's demo and the shipped TCN
-    in the embedding node, the imitation reward is higher over an episode replaying it than over a different motion."""
+    """A demonstration episode is recorded from the live sim; with it as the demo the embedding node embeds with the
+    shipped TCN and latches for the reward node, the imitation reward is higher over an episode replaying it than
+    over a different motion."""
     demo_bag = tmp_path / 'demo'
     rewards = RewardStream(probe, 'imitation')
     with graph(('sim_node', 'sim', {'real_time_factor': IMITATION_REAL_TIME_FACTOR})) as processes:
@@ -405,11 +410,14 @@ def test_imitation_reward_is_higher_when_the_arm_replays_the_demonstration(probe
             sim.wait_for(lambda: all(probe.node.count_subscribers(camera) for camera in SCENE_CAMERAS),
                          'the recorder')
             sim.follow(DEMO_PATH, DEMO_SEED, EPISODE_S)
-        demo_params = {**SIM_TIME, 'kinds': '[imitation]', 'demo_bag': demo_bag,
-                       'demo_episode': episode_with_seed(demo_bag, DEMO_SEED)}
-        with graph(('embedding_node', 'embedding', SIM_TIME), ('reward_node', 'reward', demo_params)) as learners:
+        demo_params = {**SIM_TIME, 'demo_bag': demo_bag, 'demo_episode': episode_with_seed(demo_bag, DEMO_SEED)}
+        reward_params = {**SIM_TIME, 'kinds': '[imitation]'}
+        with graph(('embedding_node', 'embedding', demo_params), ('reward_node', 'reward', reward_params)) as learners:
             sim.processes = [*processes, *learners]
-            sim.wait_for(lambda: probe.node.count_subscribers(topics.EMBEDDINGS) > 0, 'the reward node and its demo')
+            # The embedding node subscribes to its cameras once it has embedded and latched the demo.
+            sim.wait_for(lambda: probe.node.count_subscribers(topics.EMBEDDINGS) > 0
+                         and all(probe.node.count_subscribers(camera) for camera in SCENE_CAMERAS),
+                         'the reward node and the demo')
             replay = sim.follow(DEMO_PATH, DEMO_SEED, EPISODE_S)
             different = sim.follow(DIFFERENT_PATH, DEMO_SEED, EPISODE_S)
             sim.wait_for(lambda: rewards.newest_stamp() >= different[1] - NS_PER_S // 2, 'the last rewards')

@@ -1,14 +1,16 @@
-"""reward_node as its own process, fed synthetic embeddings, scene and object images,
-goals and events by this test process, which checks the rewards and diagnostics it gets back.
+"""reward_node as its own process, fed what the model nodes publish (embeddings and the demo, scene latents and goal
+latents, Grasp2Vec object embeddings and the goal object's) and events by this test process, which checks the rewards
+and diagnostics it gets back. The node holds no model: nothing here needs torch.
 
-The ROS test runs only inside a loopback-only network namespace (conftest), with its own domain id.
+The ROS tests run only inside a loopback-only network namespace (conftest), each with its own domain id.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,37 +21,35 @@ from std_msgs.msg import String
 
 from ros_harness import Probe, node_process
 from ssl_robot import topics
-from ssl_robot.data.reader import rgb_to_tensor
-from ssl_robot.demo_trajectory import embed_demo
-from ssl_robot.inference import LoadedModel, preprocess
+from ssl_robot.demo_trajectory import EmbeddedDemo
 from ssl_robot.nodes.reward_node import DIAGNOSTIC_NAME, REWARD_TOPICS
-from ssl_robot.topics import GOAL_LATENT, GOAL_OBJECT_IMAGE
-from ssl_robot.rewards import DEFAULT_GAMMA
+from ssl_robot.rewards import DEFAULT_GAMMA, DemoTrajectory
 from ssl_robot.ros.convert import array_to_image, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
-from test_demo_trajectory import CAMERAS, write_demo_bag
-from test_inference import write_checkpoint
 
 NODE = 'ssl_robot.nodes.reward_node'
-TINY_CCVAE = {'image_size': 16, 'encoder_widths': [8, 16], 'decoder_widths': [16, 8], 'latent_dim': 4,
-              'context_dim': 3}
-TINY_GRASP2VEC = {'image_size': 16, 'encoder_widths': [8, 16], 'embedding_dim': 5}
-OBJECT_CAMERA = topics.camera_image(topics.OBJECT_CAMERA)
 S = 1_000_000_000
 PERIOD_NS = S // 10
 TIMEOUT_S = 90.0
-
-
-# --- the node -----------------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope='module')
-def demo_bag(tmp_path_factory) -> Path:
-    return write_demo_bag(tmp_path_factory.mktemp('demo') / 'motion')
+CAMERAS = 3
+TCN_ID = 'tcn:tcn.safetensors:step10:0123456789ab'
+VAE_ID = 'ccvae:ccvae.safetensors:step5:aaaaaaaaaaaa'
+GRASP2VEC_ID = 'grasp2vec:grasp2vec.safetensors:step7:bbbbbbbbbbbb'
+OTHER_VAE_ID = 'ccvae:ccvae.safetensors:step6:cccccccccccc'
 
 
 def unit_rows(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
     rows = rng.normal(size=(count, dim)).astype(np.float32)
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_the_reward_node_module_pulls_in_no_torch():
+    """The reward node holds no model: importing it must not load torch (a subprocess, so that no other test's
+    imports count)."""
+    code = f'import sys, {NODE}; print("torch" in sys.modules)'
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == 'False'
 
 
 class RewardGraph:
@@ -59,12 +59,12 @@ class RewardGraph:
         self.probe, self.node = probe, node
         create = probe.node.create_publisher
         self.embeddings = create(Image, topics.EMBEDDINGS, SENSOR_QOS)
+        self.demo = create(Image, topics.DEMO_EMBEDDINGS, LATCHED_QOS)
         self.episodes = create(String, topics.EPISODES, LATCHED_QOS)
-        self.scene = create(Image, CAMERAS[0], SENSOR_QOS)
-        self.goal_latent = create(Image, GOAL_LATENT, LATCHED_QOS)
-        self.object_images = create(Image, OBJECT_CAMERA, SENSOR_QOS)
-        self.grasp_events = create(String, topics.GRASP_EVENTS, RELIABLE_QOS)
-        self.goal_object = create(Image, GOAL_OBJECT_IMAGE, LATCHED_QOS)
+        self.scene_latents = create(Image, topics.SCENE_LATENT, SENSOR_QOS)
+        self.goal_latent = create(Image, topics.GOAL_LATENT, LATCHED_QOS)
+        self.object_embeddings = create(Image, topics.GRASP2VEC_OBJECT_EMBEDDING, RELIABLE_QOS)
+        self.goal_object = create(Image, topics.GOAL_OBJECT_EMBEDDING, LATCHED_QOS)
         self.rewards: dict[str, dict[int, tuple[str, float, float, float]]] = {kind: {} for kind in REWARD_TOPICS}
         self.diagnostics: list[tuple[str, dict[str, str]]] = []
         for kind, topic in REWARD_TOPICS.items():
@@ -116,7 +116,7 @@ class RewardGraph:
         """One /embeddings message per stamp, fused row i at stamps[i], then wait for the rewards of half of them:
         a best-effort message may be lost, so not every one need come back."""
         for stamp, row in zip(stamps, fused):
-            rows = np.vstack([unit_rows(rng, len(CAMERAS), len(row)), row[None]])
+            rows = np.vstack([unit_rows(rng, CAMERAS, len(row)), row[None]])
             self.embeddings.publish(array_to_image(rows, '32FC1', ns_to_stamp(stamp), model_id))
             time.sleep(0.02)
         self.until(lambda: len(set(stamps) & set(self.rewards['imitation'])) >= len(stamps) // 2,
@@ -125,111 +125,55 @@ class RewardGraph:
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_rewards_carry_their_observations_stamps_and_score_demo_goal_and_grasp(probe, demo_bag, tmp_path):
-    tcn = write_checkpoint(tmp_path / 'tcn.safetensors')
-    ccvae = LoadedModel(write_checkpoint(tmp_path / 'ccvae.safetensors', 'ccvae', TINY_CCVAE), 'ccvae', device='cpu')
-    grasp2vec = LoadedModel(write_checkpoint(tmp_path / 'grasp2vec.safetensors', 'grasp2vec', TINY_GRASP2VEC),
-                            'grasp2vec', device='cpu')
-    demo = embed_demo(demo_bag, 0, LoadedModel(tcn, 'tcn', device='cpu'), CAMERAS)
+def test_imitation_scores_embeddings_against_the_latched_demo_of_the_same_weights(probe):
     rng = np.random.default_rng(0)
-    params = {'demo_bag': demo_bag, 'embedding_checkpoint': tcn, 'vae_checkpoint': ccvae.path,
-              'grasp2vec_checkpoint': grasp2vec.path, 'latent_goal_scale': 2.0, 'grasp2vec_scale': 0.5}
-    with node_process(NODE, 'reward', params) as node:
+    demo_stamps = np.array([50 * S + i * PERIOD_NS for i in range(12)])
+    demo = EmbeddedDemo(DemoTrajectory(unit_rows(rng, len(demo_stamps), 6), demo_stamps), TCN_ID, 0.2)
+    with node_process(NODE, 'reward', {'kinds': "['imitation']"}) as node:
         graph = RewardGraph(probe, node)
-
-        # Imitation: the demo's own fused embeddings at the times of its frames, then other embeddings at those times.
-        offsets = [round(demo.first_frame_s * S) + int(stamp - demo.trajectory.stamps_ns[0])
-                   for stamp in demo.trajectory.stamps_ns]
+        probe.wait_for(lambda: graph.embeddings.get_subscription_count() > 0, TIMEOUT_S, 'the node to subscribe')
         first_episode, second_episode = 100 * S, 1000 * S
         graph.start_episode(first_episode)
-        probe.wait_for(lambda: graph.embeddings.get_subscription_count() > 0, TIMEOUT_S, 'the node to subscribe')
-        demo_stamps = [first_episode + offset for offset in offsets]
-        graph.publish_embeddings(demo_stamps, demo.trajectory.embeddings.astype(np.float32), demo.model_id, rng)
+        offsets = [round(demo.first_frame_s * S) + int(stamp - demo_stamps[0]) for stamp in demo_stamps]
+        graph.until(lambda: graph.diagnosed('no_demo', topics.DEMO_EMBEDDINGS), 'a missing demo report',
+                    lambda: graph.embeddings.publish(array_to_image(unit_rows(rng, CAMERAS + 1, 6), '32FC1',
+                                                                    ns_to_stamp(first_episode), TCN_ID)))
+        graph.demo.publish(array_to_image(demo.to_rows(), '32FC1', ns_to_stamp(int(demo_stamps[0])), demo.model_id))
+        graph.until(lambda: graph.reported('imitation_demo_from', TCN_ID), 'the demo')
+
+        # The demo's own embeddings at the times of its frames, then other embeddings at those times.
+        demo_at = [first_episode + S + offset for offset in offsets]
+        graph.start_episode(first_episode + S)
+        graph.publish_embeddings(demo_at, demo.trajectory.embeddings.astype(np.float32), TCN_ID, rng)
         graph.start_episode(second_episode)
-        other_stamps = [second_episode + offset for offset in offsets]
+        other_at = [second_episode + offset for offset in offsets]
         others = unit_rows(rng, len(offsets), demo.trajectory.dim)
-        graph.publish_embeddings(other_stamps, others, demo.model_id, rng)
+        graph.publish_embeddings(other_at, others, 'tcn:elsewhere/tcn.safetensors:step10:0123456789ab', rng)
         with probe.lock:
             imitation = dict(graph.rewards['imitation'])
-        assert set(imitation) <= set(demo_stamps) | set(other_stamps), 'a reward stamped with no embedding\'s stamp'
-        assert {frame_id for frame_id, *_ in imitation.values()} == {demo.model_id}
-        own = [imitation[stamp] for stamp in demo_stamps if stamp in imitation]
-        for _, reward, distance, zero in own:  # time-index alignment puts each on its own frame
-            assert distance == pytest.approx(0.0, abs=1e-5) and zero == 0.0
+        assert set(imitation) <= set(demo_at) | set(other_at), 'a reward stamped with no embedding\'s stamp'
+        own = [imitation[stamp] for stamp in demo_at if stamp in imitation]
+        for frame_id, reward, distance, zero in own:  # time-index alignment puts each on its own frame
+            assert distance == pytest.approx(0.0, abs=1e-5) and zero == 0.0 and frame_id == TCN_ID
             assert reward == pytest.approx(-np.sqrt(DEFAULT_GAMMA), abs=1e-4)
-        other = {i: imitation[stamp] for i, stamp in enumerate(other_stamps) if stamp in imitation}
+        other = {i: imitation[stamp] for i, stamp in enumerate(other_at) if stamp in imitation}
         for i, (_, reward, distance, _) in other.items():
             assert distance == pytest.approx(np.linalg.norm(others[i] - demo.trajectory.embeddings[i]), abs=1e-5)
             assert reward == pytest.approx(-distance ** 2 - np.sqrt(DEFAULT_GAMMA + distance ** 2), abs=1e-4)
         assert min(reward for _, reward, _, _ in own) > max(reward for _, reward, _, _ in other.values())
 
-        # Bad embeddings are dropped and reported; the node goes on.
-        bad_stamps = iter(range(other_stamps[-1] + S, other_stamps[-1] + 1000 * S, PERIOD_NS))
-        too_few_rows = unit_rows(rng, len(CAMERAS), demo.trajectory.dim)
-        graph.until(lambda: graph.diagnosed('bad_embedding', 'shape is (3, 6), expected (4, 6)'), 'a bad shape report',
-                    lambda: graph.embeddings.publish(array_to_image(too_few_rows, '32FC1',
-                                                                    ns_to_stamp(next(bad_stamps)), demo.model_id)))
-        other_weights = 'tcn:tcn.safetensors:step10:000000000000'
+        # Bad embeddings and embeddings of other weights are dropped and reported; the node goes on.
+        bad_stamps = iter(range(other_at[-1] + S, other_at[-1] + 1000 * S, PERIOD_NS))
+        wrong_width = unit_rows(rng, CAMERAS + 1, 5)
+        graph.until(lambda: graph.diagnosed('bad_embedding', 'shape is (4, 5)'), 'a bad shape report',
+                    lambda: graph.embeddings.publish(array_to_image(wrong_width, '32FC1',
+                                                                    ns_to_stamp(next(bad_stamps)), TCN_ID)))
+        other_weights = 'tcn:tcn.safetensors:step11:000000000000'
         graph.until(lambda: graph.diagnosed('model_mismatch', other_weights), 'a model mismatch report',
-                    lambda: graph.embeddings.publish(array_to_image(np.vstack([too_few_rows, others[:1]]), '32FC1',
+                    lambda: graph.embeddings.publish(array_to_image(unit_rows(rng, CAMERAS + 1, 6), '32FC1',
                                                                     ns_to_stamp(next(bad_stamps)), other_weights)))
         with probe.lock:
             assert set(graph.rewards['imitation']) == set(imitation)
-
-        # Latent goal: nothing before a goal arrives; then -|e(s | s0) - g|, s0 the episode's first scene image.
-        scene_stamps = iter(range(second_episode + S, second_episode + 1000 * S, PERIOD_NS))
-        first_scene = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
-        graph.until(lambda: graph.diagnosed('no_latent_goal', GOAL_LATENT), 'a missing goal report',
-                    lambda: graph.scene.publish(array_to_image(first_scene, 'rgb8', ns_to_stamp(next(scene_stamps)),
-                                                               CAMERAS[0])))
-        goal = rng.normal(size=(1, TINY_CCVAE['latent_dim'])).astype(np.float32)
-        graph.goal_latent.publish(array_to_image(goal, '32FC1', ns_to_stamp(5 * S), 'goal-vae'))
-        graph.until(lambda: graph.reported('latent_goal_from', 'goal-vae at 5000000000 ns'), 'the goal latent')
-        scenes: dict[int, np.ndarray] = {}
-
-        def publish_scene() -> None:
-            stamp = next(scene_stamps)
-            scenes[stamp] = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
-            graph.scene.publish(array_to_image(scenes[stamp], 'rgb8', ns_to_stamp(stamp), CAMERAS[0]))
-        graph.until(lambda: len(graph.rewards['latent_goal']) >= 3, 'latent goal rewards', publish_scene)
-        with probe.lock:
-            latent_rewards = dict(graph.rewards['latent_goal'])
-        assert set(latent_rewards) <= set(scenes)
-        context = rgb_to_tensor(preprocess([first_scene], TINY_CCVAE['image_size']))
-        for stamp, (frame_id, reward, distance, zero) in latent_rewards.items():
-            latent = ccvae.model.encode(rgb_to_tensor(preprocess([scenes[stamp]], TINY_CCVAE['image_size'])), context)
-            assert distance == pytest.approx(np.linalg.norm(latent[0].numpy() - goal[0]), rel=1e-4)
-            assert reward == pytest.approx(-2.0 * distance) and zero == 0.0 and frame_id == ccvae.model_id
-
-        # Grasp2Vec: a grasp without a goal object is reported; with one, phi_o(g) . phi_o(o) stamped with o's stamp.
-        object_stamps = iter(range(second_episode + S, second_episode + 1000 * S, PERIOD_NS))
-        objects: dict[int, np.ndarray] = {}
-
-        def publish_grasp(success: bool = True) -> None:
-            stamp = next(object_stamps)
-            objects[stamp] = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
-            graph.object_images.publish(array_to_image(objects[stamp], 'rgb8', ns_to_stamp(stamp), OBJECT_CAMERA))
-            o = topics.stamp_dict(stamp) if success else None
-            graph.grasp_events.publish(String(data=topics.encode_event(
-                'grasp', stamp + S, success=success, o=o, s_pre=topics.stamp_dict(stamp - S),
-                s_post=topics.stamp_dict(stamp + S))))
-        graph.until(lambda: graph.diagnosed('no_grasp2vec_goal', GOAL_OBJECT_IMAGE), 'a missing goal object report',
-                    publish_grasp)
-        goal_object = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
-        graph.goal_object.publish(array_to_image(goal_object, 'rgb8', ns_to_stamp(6 * S), 'goal'))
-        graph.until(lambda: graph.reported('grasp2vec_goal_from', f'{GOAL_OBJECT_IMAGE} at 6000000000 ns'),
-                    'the goal object image')
-        graph.until(lambda: graph.counted('grasp_without_object'), 'a failed grasp counted',
-                    lambda: publish_grasp(success=False))
-        graph.until(lambda: len(graph.rewards['grasp2vec']) >= 2, 'grasp2vec rewards', publish_grasp)
-        with probe.lock:
-            grasp_rewards = dict(graph.rewards['grasp2vec'])
-        assert set(grasp_rewards) <= set(objects)
-        for stamp, (frame_id, reward, score, zero) in grasp_rewards.items():
-            images = rgb_to_tensor(preprocess([goal_object, objects[stamp]], TINY_GRASP2VEC['image_size']))
-            goal_embedding, grasped = grasp2vec.model.object_embedding(images).numpy()
-            assert score == pytest.approx(float(goal_embedding @ grasped), rel=1e-4)
-            assert reward == pytest.approx(0.5 * score) and zero == 0.0 and frame_id == grasp2vec.model_id
         assert node.poll() is None
     log = ''.join(node.output)
     assert 'Traceback' not in log, log[-3000:]
@@ -237,51 +181,97 @@ def test_rewards_carry_their_observations_stamps_and_score_demo_goal_and_grasp(p
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_a_missing_demo_bag_stops_the_node_with_one_line(probe):
-    with node_process(NODE, 'reward', {'kinds': "['imitation']"}) as node:
-        assert node.wait(timeout=TIMEOUT_S) == 1
+def test_latent_goal_and_grasp2vec_score_inputs_against_the_goal_of_the_same_model(probe):
+    rng = np.random.default_rng(1)
+    params = {'kinds': "['latent_goal', 'grasp2vec']", 'latent_goal_scale': 2.0, 'grasp2vec_scale': 0.5}
+    with node_process(NODE, 'reward', params) as node:
+        graph = RewardGraph(probe, node)
+        stamps = iter(range(100 * S, 10_000 * S, PERIOD_NS))
+
+        # Latent goal: nothing before a goal arrives; then -|z - z_g| per scene latent, stamped with it.
+        scenes: dict[int, np.ndarray] = {}
+
+        def publish_scene(model_id: str = VAE_ID) -> None:
+            stamp = next(stamps)
+            scenes[stamp] = rng.normal(size=(1, 4)).astype(np.float32)
+            graph.scene_latents.publish(array_to_image(scenes[stamp], '32FC1', ns_to_stamp(stamp), model_id))
+        graph.until(lambda: graph.diagnosed('no_latent_goal', topics.GOAL_LATENT), 'a missing goal report',
+                    publish_scene)
+        goal = rng.normal(size=(1, 4)).astype(np.float32)
+        graph.goal_latent.publish(array_to_image(goal, '32FC1', ns_to_stamp(5 * S), VAE_ID))
+        graph.until(lambda: graph.reported('latent_goal_from', f'{VAE_ID} at 5000000000 ns'), 'the goal latent')
+        graph.until(lambda: len(graph.rewards['latent_goal']) >= 3, 'latent goal rewards', publish_scene)
+        graph.until(lambda: graph.diagnosed('model_mismatch', OTHER_VAE_ID), 'a latent of another VAE refused',
+                    lambda: publish_scene(OTHER_VAE_ID))
+        with probe.lock:
+            latent_rewards = dict(graph.rewards['latent_goal'])
+        assert latent_rewards and set(latent_rewards) <= set(scenes)
+        for stamp, (frame_id, reward, distance, zero) in latent_rewards.items():
+            assert distance == pytest.approx(np.linalg.norm(scenes[stamp][0] - goal[0]), rel=1e-5)
+            assert reward == pytest.approx(-2.0 * distance) and zero == 0.0 and frame_id == VAE_ID
+
+        # Grasp2Vec: phi_o(g) . phi_o(o) per object embedding, stamped with o's stamp, once the goal's embedding is in.
+        objects: dict[int, np.ndarray] = {}
+
+        def publish_object(model_id: str = GRASP2VEC_ID) -> None:
+            stamp = next(stamps)
+            objects[stamp] = rng.normal(size=(1, 5)).astype(np.float32)
+            graph.object_embeddings.publish(array_to_image(objects[stamp], '32FC1', ns_to_stamp(stamp), model_id))
+        graph.until(lambda: graph.diagnosed('no_grasp2vec_goal', topics.GOAL_OBJECT_EMBEDDING),
+                    'a missing goal object report', publish_object)
+        goal_object = rng.normal(size=(1, 5)).astype(np.float32)
+        graph.goal_object.publish(array_to_image(goal_object, '32FC1', ns_to_stamp(6 * S), GRASP2VEC_ID))
+        graph.until(lambda: graph.reported('grasp2vec_goal_from', f'{GRASP2VEC_ID} at 6000000000 ns'),
+                    'the goal object embedding')
+        graph.until(lambda: len(graph.rewards['grasp2vec']) >= 2, 'grasp2vec rewards', publish_object)
+        graph.until(lambda: graph.diagnosed('model_mismatch', VAE_ID), 'an embedding of another model refused',
+                    lambda: publish_object(VAE_ID))
+        with probe.lock:
+            grasp_rewards = dict(graph.rewards['grasp2vec'])
+        assert grasp_rewards and set(grasp_rewards) <= set(objects)
+        for stamp, (frame_id, reward, score, zero) in grasp_rewards.items():
+            assert score == pytest.approx(float(goal_object[0] @ objects[stamp][0]), rel=1e-5)
+            assert reward == pytest.approx(0.5 * score) and zero == 0.0 and frame_id == GRASP2VEC_ID
+        assert node.poll() is None
     log = ''.join(node.output)
-    assert 'reward_node: parameter demo_bag is empty' in log and 'Traceback' not in log, log
+    assert 'Traceback' not in log, log[-3000:]
 
 
 HOSTILE_EVENTS = ['{"kind": "episode", "stamp": {"sec": Infinity, "nanosec": 0}}', '[' * 100_000,
-                  '{"kind": "grasp", "stamp": {"sec": 1e400, "nanosec": 0}, "o": {"sec": NaN, "nanosec": 0}}',
+                  '{"kind": "episode", "stamp": {"sec": 1e400, "nanosec": 0}}',
                   '{"kind": "episode", "stamp": {"sec": -7, "nanosec": 0}}']
 
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_hostile_events_stamps_and_goals_are_counted_and_the_node_keeps_scoring(probe, tmp_path):
-    ccvae = LoadedModel(write_checkpoint(tmp_path / 'ccvae.safetensors', 'ccvae', TINY_CCVAE), 'ccvae', device='cpu')
-    grasp2vec = write_checkpoint(tmp_path / 'grasp2vec.safetensors', 'grasp2vec', TINY_GRASP2VEC)
-    params = {'kinds': "['latent_goal', 'grasp2vec']", 'vae_checkpoint': ccvae.path, 'grasp2vec_checkpoint': grasp2vec}
-    rng = np.random.default_rng(1)
-    with node_process(NODE, 'reward', params) as node:
+def test_hostile_events_stamps_goals_and_demos_are_counted_and_the_node_keeps_scoring(probe):
+    rng = np.random.default_rng(2)
+    with node_process(NODE, 'reward', {}) as node:
         graph = RewardGraph(probe, node)
-        probe.wait_for(lambda: graph.grasp_events.get_subscription_count() > 0
-                       and graph.episodes.get_subscription_count() > 0, TIMEOUT_S, 'the node to subscribe')
+        probe.wait_for(lambda: graph.episodes.get_subscription_count() > 0, TIMEOUT_S, 'the node to subscribe')
         for text in HOSTILE_EVENTS:  # each of these killed the node; /sim/episode is latched: it died again at start
             graph.episodes.publish(String(data=text))
-            graph.grasp_events.publish(String(data=text))
         graph.until(lambda: graph.counted('bad_event'), 'the hostile events counted')
-        goal = rng.normal(size=(1, TINY_CCVAE['latent_dim'])).astype(np.float32)
-        graph.goal_latent.publish(array_to_image(goal * 0 + 3e38, '32FC1', ns_to_stamp(5 * S), 'absurd'))
+        graph.demo.publish(array_to_image(np.array([[1.0, 0.0], [0.5, 1.0]], dtype=np.float32), '32FC1', ns_to_stamp(S), TCN_ID))
+        graph.until(lambda: graph.diagnosed('bad_demo', 'strictly increasing'), 'the demo with time going back refused')
+        goal = rng.normal(size=(1, 4)).astype(np.float32)
+        graph.goal_latent.publish(array_to_image(goal * 0 + 3e38, '32FC1', ns_to_stamp(5 * S), VAE_ID))
         graph.until(lambda: graph.diagnosed('bad_goal', 'beyond'), 'the absurd goal refused')
-        graph.goal_latent.publish(array_to_image(goal, '32FC1', ns_to_stamp(5 * S), 'goal-vae'))
-        graph.until(lambda: graph.reported('latent_goal_from', 'goal-vae at 5000000000 ns'), 'the goal latent')
+        graph.goal_latent.publish(array_to_image(goal, '32FC1', ns_to_stamp(5 * S), VAE_ID))
+        graph.until(lambda: graph.reported('latent_goal_from', f'{VAE_ID} at 5000000000 ns'), 'the goal latent')
 
-        # A scene frame with a negative stamp, which the node would republish on its reward, then good frames.
-        scene = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
-        negative = array_to_image(scene, 'rgb8', ns_to_stamp(0), CAMERAS[0])
+        # A scene latent with a negative stamp, which the node would republish on its reward, then good ones.
+        negative = array_to_image(goal, '32FC1', ns_to_stamp(0), VAE_ID)
         negative.header.stamp.sec = -3
         graph.until(lambda: graph.counted('bad_stamp'), 'the negative stamp counted',
-                    lambda: graph.scene.publish(negative))
+                    lambda: graph.scene_latents.publish(negative))
         good_stamps = iter(range(10 * S, 1000 * S, PERIOD_NS))
         graph.until(lambda: len(graph.rewards['latent_goal']) >= 2, 'latent goal rewards after the bad stamp',
-                    lambda: graph.scene.publish(array_to_image(scene, 'rgb8', ns_to_stamp(next(good_stamps)),
-                                                               CAMERAS[0])))
-        graph.until(lambda: any(int(values.get(f'received_{CAMERAS[0]}', '0')) > 2
-                                and 'receive_hz_' + CAMERAS[0] in values and 'latent_goal_hz' in values
+                    lambda: graph.scene_latents.publish(array_to_image(goal, '32FC1', ns_to_stamp(next(good_stamps)),
+                                                                       VAE_ID)))
+        scene_topic = topics.in_namespace(topics.SCENE_LATENT)
+        graph.until(lambda: any(int(values.get(f'received_{scene_topic}', '0')) > 2
+                                and f'receive_hz_{scene_topic}' in values and 'latent_goal_hz' in values
                                 for _, values in graph.diagnostics), 'receive and reward rates on /diagnostics')
         assert node.poll() is None
     log = ''.join(node.output)

@@ -11,6 +11,15 @@ the set's stamp, so an embedding is matched to the frames it came from; header.f
 because it is a standard interface that carries both a header and a 2-D float array: std_msgs/Float32MultiArray
 has no header, and this single ament_python package cannot define a message of its own.
 
+The imitation demonstration is embedded here too, by the same model (ssl_robot.demo_embedding): with demo_bag set,
+episode demo_episode of that bag, from demo_camera_topics (the bag's names of the cameras, in camera_topics order),
+at start and again whenever the checkpoint changes. It is published latched (reliable, transient local) on
+/embeddings/demo: sensor_msgs/Image 32FC1, T rows x (1 + D), per demo frame the seconds since the start of the demo's
+episode and the fused embedding (demo_trajectory.EmbeddedDemo.to_rows), stamped with the demo's first frame, the
+model id as frame_id. The reward node scores /embeddings against it without a model of its own. A demo that cannot be
+embedded at start stops the node with one line (a configuration error); after a checkpoint change, the demo embedded
+before stays published and the failure is reported.
+
 Bad input never stops the node. An image with an unusable layout (wrong encoding, size or step, empty data, NaN
 in a float image) or an unusable stamp (negative sec, nanosec >= 1e9: bad_stamp), a stamp older than the camera's
 previous one, a camera falling silent, time jumping back (the synchronizer flushes its queues: clock_jump), or a
@@ -31,6 +40,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from ssl_robot import topics
+from ssl_robot.demo_embedding import embed_demo
 from ssl_robot.input_monitor import InputMonitor
 from ssl_robot.inference import LoadedModel, MultiViewEmbedder, default_checkpoint
 from ssl_robot.models.checkpoint import CheckpointError
@@ -40,7 +50,7 @@ from ssl_robot.ros.decoders import rgb_frame
 from ssl_robot.ros.diagnostics import diagnostic_array, wall_timer
 from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.parameters import NodeParameters
-from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
+from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 from ssl_robot.sync import ApproximateTimeSynchronizer, SyncedSet
 
 DIAGNOSTIC_NAME = 'ssl_robot/embedding'
@@ -63,6 +73,12 @@ class EmbeddingNode(NodeParameters, Node):
         self._declare('sync_max_interval_ms', 10.0, 'largest stamp spread within one synchronized set (ms)')
         self._declare('silent_camera_timeout_s', 2.0, 'a camera without a frame for this long is reported silent')
         self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
+        self._declare('demo_bag', '', f'bag of the imitation demonstration, embedded and latched on '
+                                      f'{topics.DEMO_EMBEDDINGS}; empty = no demo')
+        self._declare('demo_episode', 0, 'the demonstration is this episode of demo_bag (0 = the first)')
+        self._declare('demo_camera_topics', [topics.in_namespace(topic) for topic in DEFAULT_CAMERA_TOPICS],
+                      "the demo's cameras in demo_bag, in camera_topics order; a relative name is looked up in the "
+                      "bag as this node resolves it (in its namespace)")
         self._declare_torch_threads()
 
         self._camera_topics = self._topic_param('camera_topics')
@@ -82,6 +98,12 @@ class EmbeddingNode(NodeParameters, Node):
         self._published = 0
 
         self._publisher = self.create_publisher(Image, topics.in_namespace(topics.EMBEDDINGS), SENSOR_QOS)
+        self._demo_publisher = self.create_publisher(Image, topics.in_namespace(topics.DEMO_EMBEDDINGS), LATCHED_QOS)
+        self._demo_bag = self._param('demo_bag')
+        self._demo_episode = self._param('demo_episode')
+        self._demo_cameras = [self.resolve_topic_name(topic) for topic in self._param('demo_camera_topics')]
+        if self._demo_bag:
+            self._publish_demo()  # a ValueError stops the node with one line: its demo cannot be embedded
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         for topic in self._camera_topics:
             self.create_subscription(Image, topic, functools.partial(self._on_image, topic), SENSOR_QOS)
@@ -116,13 +138,30 @@ class EmbeddingNode(NodeParameters, Node):
                                                embeddings.model_id))
         self._published += 1
 
+    def _publish_demo(self) -> None:
+        demo = embed_demo(self._demo_bag, self._demo_episode, self._model, self._demo_cameras,
+                          clip_frame_period_s=self._param('clip_frame_period_s'))
+        first_ns = int(demo.trajectory.stamps_ns[0])
+        self._demo_publisher.publish(array_to_image(demo.to_rows(), '32FC1', ns_to_stamp(first_ns), demo.model_id))
+        self.get_logger().info(f'demo: episode {self._demo_episode} of {self._demo_bag}, {len(demo.trajectory)} '
+                               f'frames embedded by {demo.model_id}, latched on {topics.DEMO_EMBEDDINGS}')
+
     def _reload_checkpoint(self) -> None:
         previous = self._model.model_id
         try:
-            if self._model.reload_if_changed():
-                self.get_logger().info(f'checkpoint changed: {previous} -> {self._model.model_id}')
+            if not self._model.reload_if_changed():
+                return
         except (CheckpointError, FileNotFoundError) as error:
             self._problems.report('checkpoint', f'{error}; still using {previous}')
+            return
+        self.get_logger().info(f'checkpoint changed: {previous} -> {self._model.model_id}')
+        if self._demo_bag:
+            try:
+                self._publish_demo()
+            except (ValueError, OSError) as error:
+                # The reward node then drops embeddings of the new weights as mismatched, rather than score them
+                # against a demo the old weights embedded.
+                self._problems.report('demo', f'{error}; the demo embedded by {previous} stays published')
 
     def _check_silent_cameras(self) -> None:
         silent = self._inputs.silent(self._silent_timeout_s)

@@ -2,7 +2,7 @@
 
 An imagined goal is z ~ N(0, I) decoded into the image it stands for (ssl_robot.goals.GoalSampler). The CC-VAE
 decodes it under the context s0 = the newest frame of the scene camera, so the goal shows the objects actually in
-front of the robot; the β-VAE (method 'betavae') decodes it from the prior alone. A goal is drawn
+front of the robot; the β-VAE (vae_method 'betavae', config/models.yaml) decodes it from the prior alone. A goal is drawn
 
 - on a /goal/sample request (std_srvs/Trigger), from the newest frame;
 - at the start of each episode (/sim/episode), from the episode's first frame: the first frame stamped at or after
@@ -80,22 +80,20 @@ class GoalNode(NodeParameters, Node):
         self._declare('camera', topics.in_namespace(DEFAULT_CAMERA),
                       'image topic of the scene camera: its newest frame is the context s0 '
                                                 'of an imagined goal, or the goal itself on /goal/from_scene')
-        self._declare('method', 'ccvae', 'ccvae (goals imagined in the current scene) or betavae (from the prior)')
-        self._declare('checkpoint', '',
-                      'checkpoint file; empty = the shipped ssl_robot/checkpoints/<method>.safetensors')
+        self._declare_vae_model()
         self._declare('seed', -1, 'seed of the goal latents: the same seed draws the same sequence; < 0 = random')
         self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
         self._declare_torch_threads()
 
         self._camera = self._topic_param('camera')
-        method = self._param('method')
+        method = self._param('vae_method')
         self._needs_context = needs_context(method)
         seed = self._param('seed')
         reload_period_s = self._param('reload_check_period_s')
         if not (reload_period_s > 0 and math.isfinite(reload_period_s)):
             raise ValueError(f'parameter reload_check_period_s must be a finite number > 0, got {reload_period_s}')
         self._sampler = GoalSampler(seed if seed >= 0 else None)
-        self._model = ModelLoader(self._param('checkpoint'), method)
+        self._model = ModelLoader(self._param('vae_checkpoint'), method)
         self._problems = ProblemLog(self.get_logger().warning)
         self._newest: StampedFrame | None = None
         # The episode's first frame: the context a CC-VAE encodes scene latents and scene goals under (an episode

@@ -18,8 +18,14 @@ goal it has achieved): a /goal/object_from_grasp request (std_srvs/Trigger) make
 successful grasp the goal object, and with goal_from_first_grasp (default on) the first successful grasp of the
 node's life does so by itself, so a graph brought up with the defaults has a goal object once it grasped something.
 It is published on /goal/object_image (rgb8 as the object camera sent it, stamped with o's stamp, in its frame_id),
-latched (reliable, transient local), which the reward node takes as the goal g of r = phi_o(g) . phi_o(o). This
-node holds the object camera's frames and reads every grasp event already, so no other node need keep them.
+latched (reliable, transient local). A goal_object_file, if given, is the goal object from the start instead (then
+no grasp makes itself the goal; a request still does), stamped with the node's clock at start.
+
+This node holds the Grasp2Vec model, so it also embeds the goal object for the reward node: whatever arrives on
+/goal/object_image (its own or another node's) is embedded and latched on /goal/object_embedding (32FC1, 1 x D,
+phi_o(g), the goal image's stamp, the model id as frame_id), and embedded again whenever the checkpoint changes. The
+reward node scores r = phi_o(g) . phi_o(o) from that and /grasp2vec/object_embedding, checking that both come from
+the same weights.
 
 Bad input never stops the node. An unusable image or stamp, an event that is not a well-formed grasp event
 (ssl_robot.events), an event whose frames are no longer (or never were) in the buffers, and a checkpoint that is
@@ -35,6 +41,7 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -46,7 +53,7 @@ from std_srvs.srv import Trigger
 from ssl_robot import topics
 from ssl_robot.events import EventError, decode_grasp_event
 from ssl_robot.frame_buffer import BYTES_PER_MB, StampedFrames
-from ssl_robot.goals import ModelLoader, ModelUnavailable, embed_grasp
+from ssl_robot.goals import ModelLoader, ModelUnavailable, embed_grasp, embed_object
 from ssl_robot.problem_log import ProblemLog
 from ssl_robot.ros.convert import MessageError, array_to_image, ns_to_stamp
 from ssl_robot.ros.decoders import rgb_frame
@@ -68,6 +75,18 @@ class Frame(NamedTuple):
     frame_id: str
 
 
+class StampedImage(NamedTuple):
+    stamp_ns: int
+    rgb: np.ndarray
+
+
+def read_rgb_file(path: str) -> np.ndarray:
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f'parameter goal_object_file: cannot read an image from {path!r}')
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 class GraspedObject(NamedTuple):
     attempt: int
     o_ns: int
@@ -84,8 +103,7 @@ class Grasp2VecNode(NodeParameters, Node):
                       'image topic of the scene camera s_pre is taken from')
         self._declare('object_camera', topics.in_namespace(topics.camera_image(topics.OBJECT_CAMERA)),
                       'image topic of the camera grasped objects are shown to (o)')
-        self._declare('checkpoint', '',
-                      'Grasp2Vec checkpoint file; empty = the shipped ssl_robot/checkpoints/grasp2vec.safetensors')
+        self._declare_grasp2vec_model()
         self._declare('frame_buffer_s', 30.0,
                       'how far back (in stamp time) frames are kept for the grasp events that will refer to them')
         self._declare('frame_buffer_max_mb', 256.0, 'most memory (MiB) the frames of each camera may take; past it the '
@@ -96,6 +114,9 @@ class Grasp2VecNode(NodeParameters, Node):
         self._declare('goal_from_first_grasp', True, f'make the object of the first successful grasp the goal object '
                                                      f'on {topics.GOAL_OBJECT_IMAGE}, as a '
                                                      f'{topics.GOAL_OBJECT_FROM_GRASP_SERVICE} request would')
+
+        self._declare('goal_object_file', '', f'image file of the goal object, published on '
+                                              f'{topics.GOAL_OBJECT_IMAGE} at start; empty = a grasped object')
 
         self._scene_camera = self._topic_param('scene_camera')
         self._object_camera = self._topic_param('object_camera')
@@ -108,11 +129,14 @@ class Grasp2VecNode(NodeParameters, Node):
         self._frames = {self._scene_camera: StampedFrames[Frame](buffer_ns, buffer_bytes),
                         self._object_camera: StampedFrames[Frame](buffer_ns, buffer_bytes)}
         self._problems = ProblemLog(self.get_logger().warning)
-        self._model = ModelLoader(self._param('checkpoint'), 'grasp2vec')
+        self._model = ModelLoader(self._param('grasp2vec_checkpoint'), 'grasp2vec')
         self._grasps = 0
         self._goal_from_first_grasp = self._param('goal_from_first_grasp')
         self._latest_grasped: GraspedObject | None = None
         self._goal_object: GraspedObject | None = None
+        self._goal_image: StampedImage | None = None  # the latest on /goal/object_image, from any node
+        self._goal_embedded_by = 'none'
+        self._goal_object_file = self._param('goal_object_file')
 
         self._scene_publisher = self.create_publisher(
             Image, topics.in_namespace(topics.GRASP2VEC_SCENE_EMBEDDING), RELIABLE_QOS)
@@ -122,15 +146,21 @@ class Grasp2VecNode(NodeParameters, Node):
             Image, topics.in_namespace(topics.GRASP2VEC_HEATMAP), RELIABLE_QOS)
         self._goal_object_publisher = self.create_publisher(
             Image, topics.in_namespace(topics.GOAL_OBJECT_IMAGE), LATCHED_QOS)
+        self._goal_embedding_publisher = self.create_publisher(
+            Image, topics.in_namespace(topics.GOAL_OBJECT_EMBEDDING), LATCHED_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         for topic in self._frames:
             self.create_subscription(Image, topic, functools.partial(self._on_image, topic), SENSOR_QOS)
         self.create_subscription(String, topics.in_namespace(topics.GRASP_EVENTS), self._on_grasp_event, RELIABLE_QOS)
+        self.create_subscription(Image, topics.in_namespace(topics.GOAL_OBJECT_IMAGE), self._on_goal_object_image,
+                                 LATCHED_QOS)
         self.create_service(Trigger, topics.in_namespace(topics.GOAL_OBJECT_FROM_GRASP_SERVICE),
                             self._on_object_from_grasp)
-        reload = functools.partial(self._model.refresh_reporting, self._problems, self.get_logger().info)
-        reload()
-        wall_timer(self, reload_period_s, reload)
+        self._reload()
+        wall_timer(self, reload_period_s, self._reload)
+        if self._goal_object_file:
+            self._goal_object_publisher.publish(array_to_image(read_rgb_file(self._goal_object_file), 'rgb8',
+                                                               self.get_clock().now().to_msg(), 'goal_object_file'))
         wall_timer(self, DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         first = 'the first successful grasp\'s object, then ' if self._goal_from_first_grasp else ''
         self.get_logger().info(f'grasp2vec on s_pre from {self._scene_camera} and o from {self._object_camera} '
@@ -164,7 +194,7 @@ class Grasp2VecNode(NodeParameters, Node):
         scene, grasped = frames['s_pre'], frames.get('o')
         if grasped is not None:  # the goal object needs no model: it is an image
             self._latest_grasped = GraspedObject(attempt, o_ns, grasped)
-            if self._goal_from_first_grasp and self._goal_object is None:
+            if self._goal_from_first_grasp and self._goal_object is None and not self._goal_object_file:
                 self.get_logger().info(f'{self._object_as_goal()} (goal_from_first_grasp)')
         missing = [self._missing_frame(role, *wanted[role]) for role, frame in frames.items() if frame is None]
         if missing:
@@ -196,6 +226,32 @@ class Grasp2VecNode(NodeParameters, Node):
         self._goal_object = grasped
         return f'goal object: the object of grasp attempt {grasped.attempt}, o stamped {grasped.o_ns} ns'
 
+    def _reload(self) -> None:
+        previous = self._model.model_id
+        self._model.refresh_reporting(self._problems, self.get_logger().info)
+        if self._model.model_id != previous:
+            self._publish_goal_embedding()  # the goal must be in the space of the weights that embed grasped objects
+
+    def _on_goal_object_image(self, message: Image) -> None:
+        try:
+            stamp_ns, rgb, _ = rgb_frame(message)
+        except MessageError as error:
+            self._problems.report(error.kind, f'{topics.GOAL_OBJECT_IMAGE}: {error}; the goal object stays as it was')
+            return
+        self._goal_image = StampedImage(stamp_ns, np.array(rgb))  # a copy: the message's buffer is not ours to keep
+        self._publish_goal_embedding()
+
+    def _publish_goal_embedding(self) -> None:
+        if self._goal_image is None or self._model.loaded is None:
+            return  # embedded once both are here: the goal image arrives, or the model loads
+        embedding, model_id = embed_object(self._model.loaded, self._goal_image.rgb)
+        if not np.isfinite(embedding).all():  # a diverged checkpoint
+            self._problems.report('bad_model_output', f'{model_id}: a non-finite goal object embedding; not published')
+            return
+        self._goal_embedding_publisher.publish(array_to_image(embedding, '32FC1', ns_to_stamp(self._goal_image.stamp_ns),
+                                                              model_id))
+        self._goal_embedded_by = model_id
+
     def _on_object_from_grasp(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         return answer_trigger(response, self._object_as_goal, (LookupError,))
 
@@ -205,6 +261,7 @@ class Grasp2VecNode(NodeParameters, Node):
         values = {'model_id': self._model.model_id, 'scene_camera': self._scene_camera,
                   'object_camera': self._object_camera, 'grasps_embedded': str(self._grasps),
                   'goal_object_o_ns': 'none' if goal is None else str(goal.o_ns),
+                  'goal_object_embedded_by': self._goal_embedded_by,
                   **self._problems.count_values()}
         self._diagnostics.publish(diagnostic_array(DIAGNOSTIC_NAME, self._model.device.type, problems, values,
                                                    ns_to_stamp(self.get_clock().now().nanoseconds)))

@@ -50,17 +50,19 @@ def float_values(message: Image) -> np.ndarray:
     return values
 
 
-def goal_latent(message: Image, latent_dim: int) -> np.ndarray:
-    """The goal latent of a /goal/latent message (32FC1, 1 x latent_dim); GoalLatentError if it is not a usable one
-    (MessageError with kind bad_stamp for a bad stamp)."""
+def goal_latent(message: Image, latent_dim: int | None = None) -> np.ndarray:
+    """The goal of a /goal/latent or /goal/object_embedding message (32FC1, 1 x latent_dim; any width >= 1 when
+    latent_dim is None, the width of the model that made it); GoalLatentError if it is not a usable one (MessageError
+    with kind bad_stamp for a bad stamp)."""
     stamp_to_ns(message.header.stamp)
     try:
         values = float_values(message)
     except ImageFormatError as error:
         raise GoalLatentError(str(error)) from None
-    if values.shape != (1, latent_dim):
-        raise GoalLatentError(f'shape is {values.shape}, not (1, {latent_dim}): a goal is one latent of the '
-                              f"model's latent_dim")
+    width = latent_dim if latent_dim is not None else values.shape[1]
+    if values.shape != (1, width):
+        raise GoalLatentError(f'shape is {values.shape}, not (1, {"D" if latent_dim is None else latent_dim}): a '
+                              f"goal is one latent of the model's size")
     largest = float(np.abs(values).max())
     if largest > MAX_GOAL_LATENT_ABS:
         raise GoalLatentError(f'a component is {largest:g}, beyond the +-{MAX_GOAL_LATENT_ABS:g} of any latent the '

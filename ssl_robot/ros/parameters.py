@@ -44,14 +44,26 @@ class NodeParameters:
             raise ValueError(f'parameter {name} must be one of {list(choices)}, got {value!r}')
         return value
 
+    # The models of the live graph, each run by one node; config/models.yaml sets them all, in one place.
+
     def _declare_embedding_model(self) -> None:
-        """Declare the TCN-family model that the embedding node runs and the reward node embeds its demonstration
-        with. Both read them from config/embedding_model.yaml, so the two cannot disagree."""
+        """Declare the TCN-family model (the embedding node's: live cameras and the imitation demo)."""
         self._declare('embedding_method', 'tcn', 'tcn, svtcn or mftcn; a checkpoint of another method is refused')
         self._declare('embedding_checkpoint', '',
                       'checkpoint file; empty = the shipped ssl_robot/checkpoints/<embedding_method>.safetensors')
         self._declare('clip_frame_period_s', 0.1, 'mftcn: stamp time between the frames of a clip, as in the training '
                                                   'bags; sets that come sooner are not embedded; 0 = every set')
+
+    def _declare_vae_model(self) -> None:
+        """Declare the VAE (the goal node's: goals and the latents of the scene frames)."""
+        self._declare('vae_method', 'ccvae', 'ccvae (goals imagined in the current scene) or betavae (from the prior)')
+        self._declare('vae_checkpoint', '',
+                      'checkpoint file; empty = the shipped ssl_robot/checkpoints/<vae_method>.safetensors')
+
+    def _declare_grasp2vec_model(self) -> None:
+        """Declare the Grasp2Vec model (the grasp2vec node's: grasp embeddings and the goal object's)."""
+        self._declare('grasp2vec_checkpoint', '',
+                      'checkpoint file; empty = the shipped ssl_robot/checkpoints/grasp2vec.safetensors')
 
     def _declare_torch_threads(self) -> None:
         """Declare torch_threads and run this process's models on that many threads (see set_torch_threads)."""
