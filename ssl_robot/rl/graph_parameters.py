@@ -1,6 +1,7 @@
 """The node parameters under which the ROS graph shows a RosGoalEnv what TrayGoalEnv's latent mode computes in
-process: the same task camera (rig, size; one frame per control period), the same VAE in the goal node (scene latents, goals) and the reward node
-(rewards), and reward scale 1 (the env's compute_reward is observers.Observer.reward, unscaled).
+process: the same task camera (rig, size; one frame per control period), the env's VAE in the goal node (scene
+latents and goals, which the reward node scores), and reward scale 1 (the env's compute_reward is
+observers.Observer.reward, unscaled).
 
     parameters = graph_parameters(EnvConfig(mode='latent'), real_time_factor=0.0)
     # {'sim': {...}, 'goal': {...}, 'reward': {...}}: -p key:=value for sim_node, goal_node, reward_node
@@ -41,9 +42,8 @@ def graph_parameters(config: EnvConfig, real_time_factor: float = 1.0, seed: int
         'sim': {'camera_rig': config.rig, 'image_width': config.image_size, 'image_height': config.image_size,
                 'num_objects': 0, 'mode': 'idle', 'seed': seed, 'real_time_factor': float(real_time_factor),
                 'publish_segmentation': False, 'render_every': ticks_per_step},
-        'goal': {'camera': camera, 'method': method, 'checkpoint': checkpoint, 'seed': seed},
-        'reward': {'kinds': ['latent_goal'], 'latent_goal_camera': camera, 'vae_method': method,
-                   'vae_checkpoint': checkpoint, 'latent_goal_scale': 1.0},
+        'goal': {'camera': camera, 'vae_method': method, 'vae_checkpoint': checkpoint, 'seed': seed},
+        'reward': {'kinds': ['latent_goal'], 'latent_goal_scale': 1.0},
     }
 
 

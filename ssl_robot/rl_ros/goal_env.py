@@ -6,7 +6,8 @@ controller learns from the reward topic.
     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
 
 Spaces, episode length, action size and compute_reward are those of TrayGoalEnv with the same EnvConfig. The graph
-must run the task camera, and the same VAE in the goal node and the reward node (ssl_robot.rl.graph_parameters):
+must run the task camera and the env's VAE in the goal node, whose latents the reward node scores
+(ssl_robot.rl.graph_parameters):
 
 - step publishes the hand target (the commanded hand position plus the action, at most action_step_m per axis, in
   the workspace, at the task's hover height) on /arm/ee_target, then waits on the node's clock (/clock with sim time,
@@ -190,7 +191,7 @@ class RosGoalEnv(gymnasium.Env):
         models = {latent.model_id, reward.model_id} | ({goal.model_id} if goal is not None else set())
         if len(models) > 1:
             raise ValueError(f'the scene latents ({topics.SCENE_LATENT}), rewards ({graph.reward_topic}) and goal '
-                             f'come from different models {sorted(models)}: give the goal and reward nodes one VAE')
+                             f'come from different models {sorted(models)}: give the goal node the env\'s VAE')
         return latent, reward
 
     # --- API ----------------------------------------------------------------------------------------------------------
