@@ -14,7 +14,7 @@ from rcl_interfaces.srv import SetParameters
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
@@ -170,3 +170,25 @@ def test_bad_input_is_refused_with_reason_and_sim_keeps_running(probe):
                        and counts.get('count_rejected_parameters') == '3', 30, 'the rejections on /diagnostics')
     log = ''.join(sim.output)
     assert 'ee_target' in log and 'nan' in log.lower(), log[-2000:]
+
+
+def test_render_every_publishes_frames_on_every_nth_tick_and_state_on_every_tick(probe):
+    frames: dict[str, dict[int, np.ndarray]] = {}
+    subscribe_images(probe, CAMERAS[0], frames)
+    joint_stamps: set[int] = set()
+
+    def on_joints(message: JointState) -> None:
+        with probe.lock:
+            joint_stamps.add(stamp_to_ns(message.header.stamp))
+
+    probe.node.create_subscription(JointState, topics.JOINT_STATES, on_joints, SENSOR_QOS)
+    with node_process(SIM, 'sim', {'render_every': 3, 'publish_segmentation': False}):
+        probe.wait_for(lambda: len(frames.get(CAMERAS[0], {})) >= 10, 120, '10 frames')
+        ok, reason = set_parameter(probe, 'render_every', 0)
+        assert not ok and 'render_every' in reason
+    tick_ns = int(round(1e9 / load_sim_config().tick_rate_hz))
+    with probe.lock:
+        frame_ticks = {stamp // tick_ns for stamp in frames[CAMERAS[0]]}
+        joint_ticks = {stamp // tick_ns for stamp in joint_stamps}
+    assert all(tick % 3 == 0 for tick in frame_ticks), sorted(frame_ticks)
+    assert any(tick % 3 != 0 for tick in joint_ticks), 'no state between the rendered ticks'

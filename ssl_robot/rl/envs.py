@@ -21,8 +21,8 @@ from gymnasium import spaces
 
 from ssl_robot.rl.observers import Observer, make_observer
 from ssl_robot.rl.tasks import (HAND_HEIGHT_M, PUCK_HALF_EXTENT_M, PUSH_OBJECT_SET, EnvConfig, GoalState,
-                                hand_start_away_from, sample_goal_state, state_vector, task_distance,
-                                true_distances, uniform_xy, workspace_bounds)
+                                action_target, hand_start_away_from, sample_goal_state, state_vector, task_distance,
+                                true_distances, uniform_xy)
 from ssl_robot.sim.cameras import Camera
 from ssl_robot.sim.config import Pose, load_sim_config
 from ssl_robot.sim.world import TrayWorld
@@ -62,7 +62,6 @@ class TrayGoalEnv(gymnasium.Env):
         self.camera = Camera(self.world.client, self.sim_config.cameras[0])
         self.hand_z = self.sim_config.tray_floor_z + HAND_HEIGHT_M[config.task]
         self.hand_orientation = np.array(self.sim_config.home.orientation_xyzw())
-        self.workspace_low, self.workspace_high = workspace_bounds()
 
         box = spaces.Box(-self.observer.bound, self.observer.bound, (self.observer.dim,), np.float32)
         self.observation_space = spaces.Dict({'observation': box, 'achieved_goal': box, 'desired_goal': box})
@@ -156,11 +155,7 @@ class TrayGoalEnv(gymnasium.Env):
         return desired
 
     def step(self, action: np.ndarray):
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (2,) or not np.all(np.isfinite(action)):
-            raise ValueError(f'action must be 2 finite numbers, got {action!r}')
-        target = np.clip(self.hand_xy() + np.clip(action, -1.0, 1.0) * self.config.action_step_m,
-                         self.workspace_low, self.workspace_high)
+        target = action_target(self.hand_xy(), action, self.config.action_step_m)
         self.world.arm.set_goal((float(target[0]), float(target[1]), self.hand_z), self.hand_orientation)
         self._run_ticks(self.ticks_per_step)
         self.steps += 1

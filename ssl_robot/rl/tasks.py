@@ -96,6 +96,16 @@ def workspace_bounds() -> tuple[np.ndarray, np.ndarray]:
     return center - WORKSPACE_HALF_EXTENT_M, center + WORKSPACE_HALF_EXTENT_M
 
 
+def action_target(hand_xy: np.ndarray, action: np.ndarray, action_step_m: float) -> np.ndarray:
+    """Where an action sends the hand: at most action_step_m per axis from hand_xy (each action entry is clipped
+    to [-1, 1]), kept inside the workspace. ValueError unless the action is 2 finite numbers."""
+    action = np.asarray(action, dtype=np.float64)
+    if action.shape != (2,) or not np.all(np.isfinite(action)):
+        raise ValueError(f'action must be 2 finite numbers, got {action!r}')
+    low, high = workspace_bounds()
+    return np.clip(np.asarray(hand_xy, float) + np.clip(action, -1.0, 1.0) * action_step_m, low, high)
+
+
 def uniform_xy(rng: np.random.Generator, half_extent: float, count: int | None = None) -> np.ndarray:
     """Positions drawn uniformly from a square of the given half extent around the workspace centre."""
     shape = (2,) if count is None else (count, 2)

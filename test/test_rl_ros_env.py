@@ -1,0 +1,113 @@
+"""RosGoalEnv over a live graph (sim, goal and reward nodes as processes, with graph_parameters): on the states the
+graph visits, its observations, goal and rewards equal those TrayGoalEnv's latent mode computes in process, and a
+reward stream that stops is one line naming the topic.
+
+"The same states": the in-process env's arm is put into the joint positions /joint_states reported at each frame's
+stamp, its task camera renders that scene and its observer encodes and scores it against the goal the graph gave.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import numpy as np
+import pybullet
+import pytest
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+
+from ros_harness import running
+from ssl_robot import topics
+from ssl_robot.rl.envs import TrayGoalEnv
+from ssl_robot.rl.graph_parameters import graph_parameters, node_commands, task_camera_topic
+from ssl_robot.rl.lockstep import RosEnvConfig, StreamTimeout
+from ssl_robot.rl.tasks import EnvConfig, GoalState
+from ssl_robot.rl_ros import RosGoalEnv
+from ssl_robot.ros.convert import stamp_to_ns
+from ssl_robot.ros.decoders import rgb_frame
+from ssl_robot.ros.qos import SENSOR_QOS
+
+pytestmark = pytest.mark.ros
+
+# Generous: a wait that fails is a real stall, whatever the load on the machine. The env's own bound is also how long
+# the last step waits for the stopped reward stream.
+STARTUP_TIMEOUT_S = 180.0
+TIMEOUT_S = 30.0
+STEPS = 8
+# Float32 latents through 32FC1 messages against float32 latents in process; the images themselves are identical.
+TOLERANCE = 1e-4
+
+
+def pose_joints(env: TrayGoalEnv, names: list[str], positions: list[float]) -> None:
+    """Put the in-process arm into these joint positions, as the graph's arm was."""
+    arm = env.world.arm
+    for name, position in zip(names, positions):
+        pybullet.resetJointState(arm.body, arm.joint_indices[arm.joint_names.index(name)], position,
+                                 physicsClientId=env.world.client)
+
+
+def test_ros_env_matches_the_in_process_env_and_a_stopped_reward_stream_is_a_one_line_error(probe, ros_domain_id):
+    config = EnvConfig(mode='latent', goal_source='state', episode_steps=STEPS)
+    joints: dict[int, tuple[list[str], list[float]]] = {}
+
+    frames: dict[int, np.ndarray] = {}
+
+    def on_joints(message: JointState) -> None:
+        with probe.lock:
+            joints[stamp_to_ns(message.header.stamp)] = (list(message.name), list(message.position))
+
+    def on_frame(message: Image) -> None:
+        with probe.lock:
+            frames[stamp_to_ns(message.header.stamp)] = np.array(rgb_frame(message).rgb)
+
+    # Best effort as the sim publishes, but a deep history: a probe thread stalled by a loaded machine loses nothing.
+    deep = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)
+    probe.node.create_subscription(JointState, topics.JOINT_STATES, on_joints, deep)
+    probe.node.create_subscription(Image, task_camera_topic(config), on_frame, deep)
+    reference = TrayGoalEnv(config, render_mode='rgb_array')
+    with ExitStack() as stack:
+        nodes = {name: stack.enter_context(running(command))
+                 for name, command in node_commands(graph_parameters(config, real_time_factor=1.0)).items()}
+        # Up: the goal node publishes scene latents, the reward node (subscribed once its VAE loaded) takes goals.
+        scene_latents = []
+        probe.node.create_subscription(Image, topics.SCENE_LATENT, scene_latents.append, SENSOR_QOS)
+        probe.wait_for(lambda: scene_latents and probe.node.count_subscribers(topics.GOAL_LATENT) > 0,
+                       STARTUP_TIMEOUT_S, 'the goal and reward nodes to start')
+        env = RosGoalEnv(config, RosEnvConfig(timeout_s=TIMEOUT_S), domain_id=ros_domain_id,
+                         observer=reference.observer)
+        stack.callback(env.close)
+        obs, info = env.reset(seed=0, options={'goal_state': GoalState((0.55, 0.05))})
+        visited = [(info['stamp_ns'], obs['achieved_goal'], None)]
+        actions = np.random.default_rng(0).uniform(-1, 1, (STEPS, 2))
+        for action in actions:
+            obs, reward, terminated, truncated, info = env.step(action)
+            visited.append((info['stamp_ns'], obs['achieved_goal'], reward))
+        assert truncated and not terminated
+        assert env.observation_space.contains(obs)
+        stamps = [info['goal_stamp_ns']] + [stamp for stamp, _, _ in visited]
+        probe.wait_for(lambda: all(stamp in joints and stamp in frames for stamp in stamps), STARTUP_TIMEOUT_S,
+                       'the joint states and images of every frame the env was answered with')
+
+        # The same states, in process.
+        reference.reset(seed=0)
+        pose_joints(reference, *joints[info['goal_stamp_ns']])
+        np.testing.assert_allclose(reference.observe(), obs['desired_goal'], atol=TOLERANCE)
+        for stamp, achieved, reward in visited:
+            pose_joints(reference, *joints[stamp])
+            latent = reference.observe()
+            np.testing.assert_array_equal(reference.render(), frames[stamp])  # the very image the graph encoded
+            np.testing.assert_allclose(latent, achieved, atol=TOLERANCE)
+            if reward is not None:
+                assert reward == pytest.approx(float(reference.compute_reward(latent, obs['desired_goal'], None)),
+                                               abs=TOLERANCE)
+                assert reward == pytest.approx(float(env.compute_reward(achieved, obs['desired_goal'], None)),
+                                               abs=TOLERANCE)
+
+        # The reward node stops: the next step fails with one line naming its topic.
+        nodes['reward'].send_signal(2)
+        nodes['reward'].wait(timeout=TIMEOUT_S)
+        with pytest.raises(StreamTimeout) as stopped:
+            env.step(np.zeros(2))
+        message = str(stopped.value)
+        assert '\n' not in message and topics.reward_topic('latent_goal') in message
+    reference.close()
