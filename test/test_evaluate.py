@@ -171,6 +171,34 @@ def test_a_shipped_checkpoint_loads_with_the_data_settings_it_was_trained_with()
         load_run(default_checkpoint('tcn'), torch.device('cpu'), role='--baseline svtcn', methods=('svtcn',))
 
 
+def test_held_out_rigs_are_reported_beside_the_bags_rig_metric_by_metric(bags, runs, tmp_path, capsys):
+    moved = write_bag(tmp_path / 'moved', dataclasses.replace(MOTION_HELD_OUT, rig='held_out_a'))
+    status = cli.main(['eval', str(runs['tcn']), '--bag', str(bags['held_out']), '--rig', f'held_out_a={moved}',
+                       '--out', str(tmp_path / 'eval'), '--knn-k', '3', '--device', 'cpu'])
+    assert status == 0
+    report = json.loads((tmp_path / 'eval' / 'report.json').read_text())
+    report_files(tmp_path / 'eval', report)
+
+    rows = rows_by_metric(report)
+    # The synthetic --bag bag names no rig; the moved one does.
+    assert list(rows)[:2] == ['alignment error [bags]', 'alignment error [held_out_a]']
+    assert len(rows) == 8
+    # The two bags hold the same images, so every figure is the same on both rigs.
+    for metric in ('alignment error', 'kNN error: object_lifted'):
+        assert rows[f'{metric} [bags]'] == rows[f'{metric} [held_out_a]']
+    assert report['meta']['rigs']['held_out_a']['bags'] == [str(moved)]
+    assert report['meta']['rigs']['held_out_a']['recorded_rigs'] == ['held_out_a']
+    assert {'embedding_trajectories', 'embedding_trajectories-held_out_a'} == set(report['plots'])
+    assert 'alignment error [held_out_a]: trained ' in capsys.readouterr().out
+
+
+def test_a_bag_given_for_a_rig_it_was_not_recorded_with_is_refused(bags, runs, tmp_path):
+    moved = write_bag(tmp_path / 'moved', dataclasses.replace(MOTION_HELD_OUT, rig='held_out_a'))
+    with pytest.raises(EvalError, match=f'--rig held_out_b={moved}: the bags were recorded with rig held_out_a'):
+        evaluate_run(runs['tcn'], [bags['held_out']], tmp_path, rigs={'held_out_b': [moved]}, options=OPTIONS,
+                     device='cpu')
+
+
 def test_tcn_without_the_svtcn_baseline_reports_it_as_not_measured(bags, runs, tmp_path):
     report = evaluate_run(runs['tcn'], [bags['held_out']], tmp_path, options=OPTIONS, device='cpu')
 

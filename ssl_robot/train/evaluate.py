@@ -1,5 +1,6 @@
-"""`ssl-robot eval RUN_DIR --bag HELD_OUT [HELD_OUT ...] [--out DIR] [--baseline svtcn=RUN_DIR] [--compare RUN_DIR]`:
-how good a trained representation is on held-out bags, next to baselines, as a report (ssl_robot.train.report:
+"""`ssl-robot eval RUN_DIR|CHECKPOINT --bag HELD_OUT [HELD_OUT ...] [--rig RIG=BAG ...] [--out DIR]
+[--baseline svtcn=RUN_DIR] [--compare RUN_DIR]`: how good a trained representation is on held-out bags (and on the
+bags of held-out camera rigs, side by side), next to baselines, as a report (ssl_robot.train.report:
 report.json, report.md, plots/*.png) in RUN_DIR/eval/ or --out. The Python API is evaluate_run().
 
 Every episode of every bag given is evaluated: the bags are the held-out data. The run's latest checkpoint is
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,6 +33,7 @@ from ssl_robot.train.baselines import (FrameEmbedder, PixelEmbedder, alignment_c
                                        model_embedder, random_model)
 from ssl_robot.train.checkpoint import MODEL_FILE, latest_checkpoint
 from ssl_robot.train.config import TrainConfig, config_from_dict, read_yaml_mapping
+from ssl_robot.train.eval_rigs import recorded_rig_label, recorded_rig_problem, rig_name, side_by_side
 from ssl_robot.train.intervals import ratio_interval
 from ssl_robot.train.metrics import (area_downsample, attribute_probe_errors, batched_retrieval_top1,
                                      goal_consistency, goal_consistency_chance, localisation_chance,
@@ -60,6 +62,9 @@ betavae, ccvae: reconstruction error of the held-out frames, and goal consistenc
     consistent when that is their own episode. Columns: trained, `compare: METHOD` (--compare OTHER_VAE_RUN, on
     the same frames), random encoder, mean image (reconstruction: every frame rebuilt as the mean frame), chance
     (goal consistency: the largest episode's share).
+Every measured figure has a 95 % confidence interval, a bootstrap over the units the note names (episodes; retrieval:
+batches). With --rig RIG=BAG every metric is reported once per rig, 'METRIC [RIG]': first the rig the --bag bags were
+recorded with ('bags' if they do not name one), then each held-out rig.
 """
 
 EMBEDDING_METHODS = ('tcn', 'mftcn', 'svtcn')
@@ -192,6 +197,11 @@ class Evaluation(NamedTuple):
     meta: dict[str, Any]
 
 
+def _recorded_rigs(recordings: Recordings) -> list[str]:
+    """The camera rigs the episodes of the recordings name (none for bags recorded before rigs were)."""
+    return sorted({episode.rig for episode in recordings.episodes if episode.rig})
+
+
 def _episode_images(recordings: Recordings, episode: int,
                     sizes: set[int]) -> tuple[dict[int, np.ndarray], np.ndarray | None]:
     """The frames of one episode at each size, (T, V, S, S, 3) uint8, and its (T, 3) ground-truth labels in
@@ -301,6 +311,7 @@ def _evaluate_embeddings(run: TrainedRun, svtcn: TrainedRun | None, bags: list[P
         probe[f'{half}_episodes'] = len(members)
         probe[f'{half}_rows'] = sum(len(probe_times[episode]) for episode in members) * len(recordings.cameras)
     meta: dict[str, Any] = {'cameras': list(recordings.cameras), 'episodes': len(episodes),
+                            'recorded_rigs': _recorded_rigs(recordings),
                             'frames_per_view': int(sum(episode_lengths)), 'first_time': first_time,
                             'raw_pixels': f'{pixel_size}x{pixel_size} RGB',
                             'probe': probe,
@@ -431,7 +442,7 @@ def _evaluate_grasps(run: TrainedRun, bags: list[Path], options: EvalOptions, de
                        f'mean share of the scene the object covers',
                   **_intervals('episodes', {column: (hits, grasps_per_episode)
                                             for column, hits in localisation.items()}))]
-    meta = {'successful_grasps': grasps, 'failed_grasps': failed,
+    meta = {'successful_grasps': grasps, 'failed_grasps': failed, 'recorded_rigs': _recorded_rigs(stream.recordings),
             'grasps_left_out': dict(stream.recordings.skipped)}
     return Evaluation(rows, {'heatmaps': plot}, meta)
 
@@ -591,6 +602,7 @@ def _evaluate_vaes(run: TrainedRun, compared: TrainedRun | None, bags: list[Path
     first_contexts = rgb_to_tensor(np.stack(first_frames[run.image_size][:options.plot_examples]))
     plot = _vae_figure(plot_frames, plot_reconstructions, first_contexts, plot_goals)
     meta = {'camera': recordings.cameras[0], 'episodes': len(episodes), 'frames': frame_count,
+            'recorded_rigs': _recorded_rigs(recordings),
             'compare': {'run': compared.path, 'checkpoint': compared.checkpoint} if compared else None}
     return Evaluation(rows, {'reconstructions_and_goals': plot}, meta)
 
@@ -616,12 +628,15 @@ def default_out(run_dir: Path) -> Path:
 
 def evaluate_run(run_dir: str | Path, bags: Sequence[str | Path], out: str | Path | None = None,
                  baseline_runs: Mapping[str, str | Path] | None = None, compare: str | Path | None = None, *,
-                 options: EvalOptions = EvalOptions(), device: str | torch.device | None = None) -> dict[str, Any]:
-    """Evaluate the latest checkpoint of run_dir on the held-out bags and write the report into out (default
-    RUN_DIR/eval). baseline_runs: {'svtcn': RUN_DIR} adds a single-view TCN column to a tcn or mftcn report.
-    compare: another beta-VAE or CC-VAE run, evaluated beside a VAE run. Returns the report as report.json holds it:
-    'method', 'columns', 'rows' (each {'metric', 'values': {column: number or None}, 'lower_is_better', 'note'}),
-    'meta', 'plots' (paths relative to out). Bad input raises a ValueError naming the file and the problem."""
+                 rigs: Mapping[str, Sequence[str | Path]] | None = None, options: EvalOptions = EvalOptions(),
+                 device: str | torch.device | None = None) -> dict[str, Any]:
+    """Evaluate the latest checkpoint of run_dir (or a checkpoint file) on the held-out bags and write the report into
+    out (default: default_out). baseline_runs: {'svtcn': RUN_DIR} adds a single-view TCN column to a tcn or mftcn
+    report. compare: another beta-VAE or CC-VAE run, evaluated beside a VAE run. rigs: {rig name: its held-out bags},
+    each evaluated alone and reported beside the bags' rig (ssl_robot.train.eval_rigs). Returns the report as
+    report.json holds it: 'method', 'columns', 'rows' (each {'metric', 'values': {column: number or None},
+    'lower_is_better', 'note', 'intervals', 'interval_units'}), 'meta', 'plots' (paths relative to out). Bad input
+    raises a ValueError naming the file and the problem."""
     device = resolve_device(device)
     baseline_runs = dict(baseline_runs or {})
     unknown = sorted(set(baseline_runs) - set(BASELINE_RUNS))
@@ -637,16 +652,32 @@ def evaluate_run(run_dir: str | Path, bags: Sequence[str | Path], out: str | Pat
                             f'{run.path} is a {run.method!r} run')
     if compare is not None and run.method not in VAE_METHODS:
         raise EvalError(f'--compare sets one VAE run beside another; {run.path} is a {run.method!r} run')
+    svtcn = baseline_runs.get('svtcn')
+    svtcn_run = load_run(svtcn, device, role='--baseline svtcn', methods=('svtcn',)) if svtcn else None
+    compared = load_run(compare, device, role='--compare', methods=VAE_METHODS) if compare else None
 
-    if run.method in EMBEDDING_METHODS:
-        svtcn = baseline_runs.get('svtcn')
-        svtcn_run = load_run(svtcn, device, role='--baseline svtcn', methods=('svtcn',)) if svtcn else None
-        evaluation = _evaluate_embeddings(run, svtcn_run, bags, options, device)
-    elif run.method in VAE_METHODS:
-        compared = load_run(compare, device, role='--compare', methods=VAE_METHODS) if compare else None
-        evaluation = _evaluate_vaes(run, compared, bags, options, device)
-    else:
-        evaluation = _evaluate_grasps(run, bags, options, device)
+    def evaluate(held_out: list[Path]) -> Evaluation:
+        if run.method in EMBEDDING_METHODS:
+            return _evaluate_embeddings(run, svtcn_run, held_out, options, device)
+        if run.method in VAE_METHODS:
+            return _evaluate_vaes(run, compared, held_out, options, device)
+        return _evaluate_grasps(run, held_out, options, device)
+
+    evaluation = evaluate(bags)
+    if rigs:
+        groups = {recorded_rig_label(evaluation.meta['recorded_rigs']): evaluation._replace(
+            meta={'bags': bags, **evaluation.meta})}
+        for name, rig_bags in rigs.items():
+            if rig_name(name) in groups:
+                raise EvalError(f'--rig {name}: rig {rig_name(name)} is already in the report')
+            rig_bags = [Path(bag) for bag in rig_bags]
+            result = evaluate(rig_bags)
+            problem = recorded_rig_problem(name, rig_bags, result.meta['recorded_rigs'])
+            if problem:
+                raise EvalError(problem)
+            groups[rig_name(name)] = result._replace(meta={'bags': rig_bags, **result.meta})
+        rows, plots, rig_meta = side_by_side(groups)
+        evaluation = Evaluation(rows, plots, {**evaluation.meta, **rig_meta})
     meta = {'run': run.path, 'checkpoint': run.checkpoint, 'step': run.step, 'bags': bags, 'device': str(device),
             'options': options, **evaluation.meta}
     files = write_report(Path(out) if out is not None else default_out(run.path), run.method, evaluation.rows,
@@ -654,11 +685,14 @@ def evaluate_run(run_dir: str | Path, bags: Sequence[str | Path], out: str | Pat
     return json.loads(files.json.read_text())
 
 
-def _baseline_argument(text: str) -> tuple[str, Path]:
-    name, separator, path = text.partition('=')
-    if not separator or not name or not path:
-        raise argparse.ArgumentTypeError(f'expected NAME=RUN_DIR, e.g. svtcn=runs/svtcn, got {text!r}')
-    return name, Path(path)
+def _named_path(example: str) -> Callable[[str], tuple[str, Path]]:
+    """An argparse type for NAME=PATH arguments; example shows one in the error."""
+    def parse(text: str) -> tuple[str, Path]:
+        name, separator, path = text.partition('=')
+        if not separator or not name or not path:
+            raise argparse.ArgumentTypeError(f'expected {example}, got {text!r}')
+        return name, Path(path)
+    return parse
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -672,10 +706,15 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar='HELD_OUT', help='held-out rosbag2 recordings, every episode evaluated (repeatable)')
     parser.add_argument('--out', type=Path, metavar='DIR',
                         help='report directory (default: RUN_DIR/eval; for a checkpoint file runs/eval-NAME)')
-    parser.add_argument('--baseline', dest='baselines', type=_baseline_argument, action='append', default=[],
+    parser.add_argument('--baseline', dest='baselines', type=_named_path('NAME=RUN_DIR, e.g. svtcn=runs/svtcn'),
+                        action='append', default=[],
                         metavar='svtcn=RUN_DIR',
                         help='a single-view TCN run for the single-view TCN column of a tcn or mftcn report '
                              '(without it the column says n/a)')
+    parser.add_argument('--rig', dest='rigs', type=_named_path('RIG=BAG, e.g. held_out_a=bags/held_out_a'),
+                        action='append', default=[], metavar='RIG=BAG',
+                        help='held-out bags recorded with another camera rig (ssl-robot collect --rig RIG), reported '
+                             'beside the --bag bags, every metric once per rig; repeat for more rigs or bags')
     parser.add_argument('--compare', type=Path, metavar='RUN_DIR',
                         help='another betavae or ccvae run, evaluated beside a VAE run on the same frames')
     parser.add_argument('--batch-size', type=int, default=EvalOptions.batch_size, metavar='N',
@@ -701,7 +740,10 @@ def run_eval(args: argparse.Namespace) -> int:
     if len(baselines) < len(args.baselines):
         raise EvalError('--baseline names the same baseline twice')
     options = EvalOptions(batch_size=args.batch_size, retrieval_batch=args.retrieval_batch, knn_k=args.knn_k)
-    report = evaluate_run(args.run_dir, args.bags, args.out, baselines, args.compare, options=options,
+    rigs: dict[str, list[Path]] = {}
+    for name, bag in args.rigs:
+        rigs.setdefault(name, []).append(bag)
+    report = evaluate_run(args.run_dir, args.bags, args.out, baselines, args.compare, rigs=rigs, options=options,
                           device=args.device)
     out = args.out if args.out is not None else default_out(args.run_dir)
     for row in report['rows']:
