@@ -201,7 +201,8 @@ def test_rewards_carry_their_observations_stamps_and_score_demo_goal_and_grasp(p
             assert distance == pytest.approx(np.linalg.norm(latent[0].numpy() - goal[0]), rel=1e-4)
             assert reward == pytest.approx(-2.0 * distance) and zero == 0.0 and frame_id == ccvae.model_id
 
-        # Grasp2Vec: a grasp without a goal object is reported; with one, phi_o(g) . phi_o(o) stamped with o's stamp.
+        # Grasp2Vec: a grasp without a goal object is reported; with one, cos(phi_o(g), phi_o(o)) stamped with o's
+        # stamp.
         object_stamps = iter(range(second_episode + S, second_episode + 1000 * S, PERIOD_NS))
         objects: dict[int, np.ndarray] = {}
 
@@ -228,7 +229,8 @@ def test_rewards_carry_their_observations_stamps_and_score_demo_goal_and_grasp(p
         for stamp, (frame_id, reward, score, zero) in grasp_rewards.items():
             images = rgb_to_tensor(preprocess([goal_object, objects[stamp]], TINY_GRASP2VEC['image_size']))
             goal_embedding, grasped = grasp2vec.model.object_embedding(images).numpy()
-            assert score == pytest.approx(float(goal_embedding @ grasped), rel=1e-4)
+            cosine = goal_embedding @ grasped / np.linalg.norm(goal_embedding) / np.linalg.norm(grasped)
+            assert score == pytest.approx(float(cosine), rel=1e-4)   # grasp2vec_normalize's default
             assert reward == pytest.approx(0.5 * score) and zero == 0.0 and frame_id == grasp2vec.model_id
         assert node.poll() is None
     log = ''.join(node.output)

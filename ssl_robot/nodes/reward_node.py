@@ -131,7 +131,7 @@ class RewardNode(NodeParameters, Node):
                                                   'ssl_robot/checkpoints/grasp2vec.safetensors')
         self._declare('grasp2vec_goal_image', '', f'grasp2vec: image file of the goal object, used until one '
                                                   f'arrives on {topics.GOAL_OBJECT_IMAGE}; empty = wait for one')
-        self._declare('grasp2vec_normalize', False, 'grasp2vec: score the cosine of the embeddings, not their dot '
+        self._declare('grasp2vec_normalize', True, 'grasp2vec: score the cosine of the embeddings, not their dot '
                                                     'product')
         self._declare('object_camera_topic', topics.in_namespace(topics.camera_image(topics.OBJECT_CAMERA)),
                       'grasp2vec: image topic of the object camera')
