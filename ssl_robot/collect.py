@@ -9,6 +9,10 @@ runs, and the bag is exactly what a recorder would have received from the graph.
 - motion mode (TCN, mfTCN): scripted reach/push/grasp-lift-place episodes; images every
   `--record-every`-th tick from all scene cameras at once.
 
+With `--camera-position-m`, `--camera-aim-deg` or `--camera-fov-deg` (or sim/scene.yaml's camera_randomization)
+every episode's scene camera poses are drawn anew within those bounds, from the episode's seed, and recorded in its
+/sim/episode event (read back as ssl_robot.data.samplers.Episode.camera_poses).
+
 With `--max-minutes M` collection stops at an episode boundary before the episodes asked for once another
 episode, at the slowest pace seen so far, would not end within M minutes of wall time, so a collection
 budget ("data made in at most 10 minutes") holds on a slow or busy machine too; the bag then holds fewer
@@ -18,6 +22,7 @@ episodes, all complete, and the summary says why it stopped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +33,7 @@ from rclpy.serialization import serialize_message
 from ssl_robot import topics
 from ssl_robot.data.bag_writer import BagWriter
 from ssl_robot.ros.sim_messages import ros_type_name, sim_topic_specs, tick_messages
-from ssl_robot.sim.config import load_sim_config
+from ssl_robot.sim.config import CameraRandomization, load_sim_config
 from ssl_robot.sim.runner import GraspEvent, SimRunner
 
 MODES = ('grasp', 'motion')
@@ -69,10 +74,12 @@ class CollectReport:
 def collect(mode: str, episodes: int, output: Path, *, seed: int = 0, storage: str = 'mcap',
             record_every: int = 3, segmentation: bool = True, rig: str = 'default', object_set: str | None = None,
             num_objects: int | None = None, image_size: tuple[int, int] | None = None,
-            attempts_per_episode: int = 5, max_minutes: float | None = None, progress=print,
+            attempts_per_episode: int = 5, max_minutes: float | None = None,
+            camera_randomization: CameraRandomization | None = None, progress=print,
             clock: Callable[[], float] = time.monotonic) -> CollectReport:
     """Record `episodes` episodes of `mode` to a new bag at output (see the module docstring); with max_minutes,
-    fewer when the wall-time budget would not hold another (clock: seconds, monotonic)."""
+    fewer when the wall-time budget would not hold another (clock: seconds, monotonic). camera_randomization
+    replaces the scene's bounds of the per-episode camera poses (None: sim/scene.yaml's)."""
     if mode not in MODES:
         raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
     if episodes < 1:
@@ -81,7 +88,9 @@ def collect(mode: str, episodes: int, output: Path, *, seed: int = 0, storage: s
         raise ValueError(f'record_every must be >= 1, got {record_every}')
     if max_minutes is not None and not max_minutes > 0:
         raise ValueError(f'max_minutes must be > 0, got {max_minutes}')
-    config = load_sim_config(rig=rig, object_set=object_set, num_objects=num_objects, image_size=image_size)
+    overrides = {} if camera_randomization is None else {'camera_randomization': camera_randomization}
+    config = load_sim_config(rig=rig, object_set=object_set, num_objects=num_objects, image_size=image_size,
+                             **overrides)
     specs = sim_topic_specs([camera.name for camera in config.cameras], segmentation=segmentation)
     del specs[topics.CLOCK]  # the bag's own timestamps are the sim time
     report = CollectReport(0, 0, 0, 0, 0, 0.0, 1.0 / config.tick_rate_hz)
@@ -135,6 +144,14 @@ def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--num-objects', type=int, default=None, help='objects per tray (default: the scene\'s)')
     parser.add_argument('--image-size', type=int, nargs=2, metavar=('W', 'H'), default=None,
                         help='camera resolution (default: the rig\'s)')
+    parser.add_argument('--camera-position-m', type=float, default=None, metavar='M',
+                        help='move every scene camera by up to M metres, drawn anew each episode (default: '
+                             'sim/scene.yaml camera_randomization); the poses are recorded in /sim/episode')
+    parser.add_argument('--camera-aim-deg', type=float, default=None, metavar='DEG',
+                        help='turn every scene camera by up to DEG degrees each episode (default: the scene\'s)')
+    parser.add_argument('--camera-fov-deg', type=float, default=None, metavar='DEG',
+                        help='change every scene camera\'s vertical field of view by up to +-DEG degrees each '
+                             'episode (default: the scene\'s)')
     parser.add_argument('--attempts-per-episode', type=int, default=5, help='grasp mode: attempts per tray reset')
     parser.add_argument('--task', choices=('reach', 'push'), default='reach', help='explore mode: the RL task')
     parser.add_argument('--episode-steps', type=int, default=50, help='explore mode: steps per episode')
@@ -158,6 +175,16 @@ def run_collect(args: argparse.Namespace) -> int:
                      record_every=args.record_every, segmentation=not args.no_segmentation, rig=args.rig,
                      object_set=args.object_set, num_objects=args.num_objects,
                      image_size=tuple(args.image_size) if args.image_size else None,
-                     attempts_per_episode=args.attempts_per_episode, max_minutes=args.max_minutes)
+                     attempts_per_episode=args.attempts_per_episode, max_minutes=args.max_minutes,
+                     camera_randomization=_camera_randomization(args))
     print(f'wrote {args.out}: {report.summary()}')
     return 0
+
+
+def _camera_randomization(args: argparse.Namespace) -> CameraRandomization | None:
+    """The scene's camera randomization with the bounds the command line gives replacing its own; None if none."""
+    given = {name: value for name, value in (('position_m', args.camera_position_m), ('aim_deg', args.camera_aim_deg),
+                                             ('fov_deg', args.camera_fov_deg)) if value is not None}
+    if not given:
+        return None
+    return dataclasses.replace(load_sim_config().camera_randomization, **given)

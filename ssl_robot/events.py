@@ -9,7 +9,7 @@ builtin_interfaces/Time (sec an int32 >= 0, nanosec < 1e9) so that they can be p
 
     event = decode_event(text, 'ground_truth')    # the kind and stamp checked, the rest as parsed
     grasp = decode_grasp_event(text)              # GraspEvent, every field the nodes use checked
-    episode = decode_episode_event(text)          # EpisodeEvent
+    episode = decode_episode_event(text)          # EpisodeEvent, with the camera poses of the episode
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
@@ -137,6 +137,16 @@ def decode_grasp_event(text: Any) -> GraspEvent:
 
 
 @dataclass(frozen=True)
+class CameraPose:
+    """A scene camera's pose in one episode, as the sim recorded it: eye, target and up (m, world frame), vertical
+    field of view (deg)."""
+    eye: tuple[float, float, float]
+    target: tuple[float, float, float]
+    up: tuple[float, float, float]
+    fov_deg: float
+
+
+@dataclass(frozen=True)
 class EpisodeEvent:
     """A /sim/episode message as the nodes read it."""
     stamp_ns: int
@@ -144,10 +154,40 @@ class EpisodeEvent:
     seed: int
     mode: str
     behaviour: str
+    rig: str = ''
+    """'' when the event does not say (a bag recorded before rigs were recorded)."""
+    cameras: dict[str, CameraPose] = field(default_factory=dict)
+    """Each scene camera's pose by camera name; empty when the event does not say."""
+
+
+def _vector3(pose: dict[str, Any], name: str, where: str) -> tuple[float, float, float]:
+    value = pose.get(name)
+    if not (isinstance(value, list) and len(value) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise EventError(f'{where} field {name!r} is not 3 numbers: {str(value)[:80]}')
+    return tuple(float(v) for v in value)
+
+
+def decode_camera_poses(event: dict[str, Any]) -> dict[str, CameraPose]:
+    """The 'cameras' of a decoded episode event ({} when it has none), every pose checked."""
+    cameras = event.get('cameras', {})
+    if not isinstance(cameras, dict):
+        raise EventError(f'episode event field \'cameras\' is not an object: {str(cameras)[:80]}')
+    poses = {}
+    for name, pose in cameras.items():
+        where = f'episode event camera {name[:40]!r}'
+        if not isinstance(pose, dict):
+            raise EventError(f'{where} is not an object: {str(pose)[:80]}')
+        fov = pose.get('fov_deg')
+        if not (isinstance(fov, (int, float)) and not isinstance(fov, bool) and 0 < fov < 180):
+            raise EventError(f'{where} field \'fov_deg\' is not a number in (0, 180): {str(fov)[:40]}')
+        poses[name] = CameraPose(*(_vector3(pose, key, where) for key in ('eye', 'target', 'up')), float(fov))
+    return poses
 
 
 def decode_episode_event(text: Any) -> EpisodeEvent:
     event = decode_event(text, 'episode')
     return EpisodeEvent(stamp_ns=event_stamp(event, 'stamp'), episode=_field(event, 'episode', int),
                         seed=_field(event, 'seed', int), mode=_field(event, 'mode', str),
-                        behaviour=_field(event, 'behaviour', str, ''))
+                        behaviour=_field(event, 'behaviour', str, ''), rig=_field(event, 'rig', str, ''),
+                        cameras=decode_camera_poses(event))

@@ -174,7 +174,7 @@ class AuxiliaryGoals(NamedTuple):
 
 def auxiliary_grasp_goals(transitions: Transitions, grasped_embeddings: Any, success: Any,
                           rng: np.random.Generator | int, *, object_ids: Any = None, goals_per_transition: int = 1,
-                          normalize: bool = False, scale: float = 1.0) -> AuxiliaryGoals:
+                          normalize: bool = True, scale: float = 1.0) -> AuxiliaryGoals:
     """Grasp2Vec auxiliary goals: each grasp relabeled with up to goals_per_transition objects it did not grasp.
 
     Candidate goals are phi_o of the objects successfully grasped in the batch, drawn at random without

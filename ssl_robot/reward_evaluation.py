@@ -7,6 +7,8 @@ the reward node publishes, and so can anyone checking a retrained checkpoint the
   arm moves toward the goal pose; ranks, not values, because the reward need not be linear in the distance.
 - ranking_auc: the fraction of (positive, negative) pairs a reward puts in the right order, ties counting half. A
   Grasp2Vec reward should score grasps of the goal object above grasps of other objects.
+- goal_ranked_first: how often the Grasp2Vec reward ranks the goal object first among the objects of one tray, given
+  an image of it from another grasp (bench/bench_grasp2vec_reward.py measures it, dot product against cosine).
 - straight_path: evenly spaced positions from one point to another, the steps of the arm from pose B to pose A.
 - TimedPath: end-effector positions due at given times after an episode starts, the scripted motion that a
   demonstration and its replay both follow.
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import spearmanr
+
+from ssl_robot.rewards import grasp2vec_reward
 
 Position = tuple[float, float, float]
 
@@ -53,6 +57,37 @@ def ranking_auc(positives: Sequence[float], negatives: Sequence[float]) -> float
     above = (high[:, None] > low[None, :]).sum()
     ties = (high[:, None] == low[None, :]).sum()
     return float((above + 0.5 * ties) / (len(high) * len(low)))
+
+
+def goal_ranked_first(embeddings: np.ndarray, objects: Sequence[str], episodes: Sequence[int], *,
+                      normalize: bool) -> dict[int, tuple[int, int]]:
+    """How often the Grasp2Vec reward ranks the goal object first among the objects grasped from one tray.
+
+    embeddings: (N, D) phi_o of the object images of N successful grasps; objects: the name of each grasped object;
+    episodes: the tray (episode) each was grasped from. For every episode with two or more grasped objects, every
+    object in it, and every image of that object grasped in another episode (the goal image): the episode's objects
+    are scored with grasp2vec_reward(goal, object, normalize=normalize); the trial is a hit when the goal's own object
+    scores highest. Returns {episode: (hits, trials)} for the episodes with a trial."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    objects, episodes = np.asarray(objects), np.asarray(episodes)
+    if embeddings.ndim != 2 or not len(embeddings) == len(objects) == len(episodes):
+        raise ValueError(f'need (N, D) embeddings and N objects and episodes, got shapes {embeddings.shape}, '
+                         f'{objects.shape} and {episodes.shape}')
+    results = {}
+    for episode in np.unique(episodes):
+        tray = np.flatnonzero(episodes == episode)
+        if len(tray) < 2:
+            continue
+        hits = trials = 0
+        for position, grasp in enumerate(tray):
+            for goal in np.flatnonzero((objects == objects[grasp]) & (episodes != episode)):
+                scores = grasp2vec_reward(np.repeat(embeddings[goal][None], len(tray), 0), embeddings[tray],
+                                          normalize=normalize)
+                hits += int(np.argmax(scores) == position)
+                trials += 1
+        if trials:
+            results[int(episode)] = (hits, trials)
+    return results
 
 
 def _position(value: Sequence[float], name: str) -> Position:

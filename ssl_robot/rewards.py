@@ -113,12 +113,13 @@ def latent_distance_reward(latents: Any, goals: Any, *, scale: float = 1.0) -> n
     return -scale * np.linalg.norm(achieved - goal, axis=-1)
 
 
-def grasp2vec_reward(goal_embeddings: Any, grasped_embeddings: Any, *, normalize: bool = False,
+def grasp2vec_reward(goal_embeddings: Any, grasped_embeddings: Any, *, normalize: bool = True,
                      scale: float = 1.0) -> np.ndarray:
-    """Grasp2Vec's reward r = scale * phi_o(g) . phi_o(o) of goal object embeddings against the embeddings of the
-    objects grasped (as Grasp2Vec.reward), row by row: (D,) -> () or (N, D) -> (N,). normalize=True scores their
-    cosine instead, which does not grow with embedding magnitude; an all-zero embedding then has no direction and
-    is refused."""
+    """Grasp2Vec's reward of goal object embeddings against the embeddings of the objects grasped (as
+    Grasp2Vec.reward), row by row: (D,) -> () or (N, D) -> (N,). normalize=True (the default) scores their cosine,
+    r = scale * cos(phi_o(g), phi_o(o)), which does not grow with embedding magnitude; an all-zero embedding then has
+    no direction and is refused. normalize=False scores the paper's dot product, r = scale * phi_o(g) . phi_o(o),
+    which ranks the goal object first less often (README, reward_node; bench/bench_grasp2vec_reward.py)."""
     scale = positive_scale(scale)
     require_bool(normalize, 'normalize')
     goals, grasped = paired_embeddings(goal_embeddings, 'goal_embeddings', grasped_embeddings, 'grasped_embeddings')
@@ -299,10 +300,11 @@ class LatentGoalReward(_GoalReward):
 
 
 class Grasp2VecReward(_GoalReward):
-    """Grasp2Vec: r = scale * phi_o(g) . phi_o(o) (cosine when normalize) between the goal object's embedding
-    (set_goal) and that of the object a grasp brought to the object camera, scored when the grasp event arrives."""
+    """Grasp2Vec: r = scale * cos(phi_o(g), phi_o(o)) (the dot product unless normalize) between the goal object's
+    embedding (set_goal) and that of the object a grasp brought to the object camera, scored when the grasp event
+    arrives."""
 
-    def __init__(self, scale: float = 1.0, normalize: bool = False):
+    def __init__(self, scale: float = 1.0, normalize: bool = True):
         super().__init__(scale)
         require_bool(normalize, 'normalize')
         self.normalize = bool(normalize)

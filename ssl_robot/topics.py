@@ -111,9 +111,12 @@ def encode_grasp_event(event: Any) -> str:
 
 
 def encode_episode_event(event: Any) -> str:
-    """/sim/episode (latched): a new episode began at `stamp` after a reset with `seed`."""
+    """/sim/episode (latched): a new episode began at `stamp` after a reset with `seed`; from the sim, also the camera
+    rig and each scene camera's pose in this episode ({name: {eye, target, up, fov_deg}}, ssl_robot.sim.cameras)."""
+    cameras = getattr(event, 'cameras', None)
     return encode_event('episode', event.stamp_ns, episode=event.episode, seed=event.seed,
-                        mode=event.mode, behaviour=event.behaviour)
+                        mode=event.mode, behaviour=event.behaviour,
+                        **({'rig': event.rig, 'cameras': cameras} if cameras else {}))
 
 
 def encode_ground_truth(tick: Any) -> str:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
-from ssl_robot import topics
+from ssl_robot import cli, topics
 from ssl_robot.collect import collect
-from ssl_robot.sim.config import load_sim_config
+from ssl_robot.data.reader import find_bags, index_bag
+from ssl_robot.data.samplers import bag_episodes
+from ssl_robot.sim.config import CameraRandomization, load_sim_config
 
 pytestmark = pytest.mark.slow
 
@@ -71,12 +74,36 @@ def test_motion_mode_records_episodes_with_sampled_synchronized_images(tmp_path)
     assert timestamp == message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
 
 
+def test_randomized_camera_poses_are_recorded_per_episode_and_read_back_by_the_data_reader(tmp_path):
+    status = cli.main(['collect', '--mode', 'motion', '--episodes', '2', '-o', str(tmp_path / 'bag'), '--seed', '5',
+                       '--record-every', '10000', '--rig', 'held_out_a', '--camera-position-m', '0.04',
+                       '--camera-fov-deg', '2'])
+    assert status == 0
+    (index,) = [index_bag(bag, []) for bag in find_bags([tmp_path / 'bag'])]
+    episodes = bag_episodes(index, 0, 0)
+    rig = {camera.name: camera for camera in load_sim_config(rig='held_out_a').cameras}
+    assert [episode.rig for episode in episodes] == ['held_out_a', 'held_out_a']
+    poses = [episode.camera_poses for episode in episodes]
+    assert poses[0] != poses[1] and all(list(pose) == list(rig) for pose in poses)
+    for pose in poses:
+        for name, camera in pose.items():
+            assert 0 < np.linalg.norm(np.subtract(camera.eye, rig[name].eye)) <= 0.04 + 1e-9
+            assert 0 < abs(camera.fov_deg - rig[name].fov_deg) <= 2
+            assert camera.target == rig[name].target   # no aim bound: the cameras still look at the rig's target
+    # Deterministic by seed: the same command draws the same poses.
+    collect('motion', 2, tmp_path / 'again', seed=5, record_every=10_000, rig='held_out_a', progress=lambda _: None,
+            camera_randomization=CameraRandomization(position_m=0.04, fov_deg=2.0))
+    (again,) = [index_bag(bag, []) for bag in find_bags([tmp_path / 'again'])]
+    assert [episode.camera_poses for episode in bag_episodes(again, 0, 0)] == poses
+
+
 def test_cli_errors_are_one_line(tmp_path):
     (tmp_path / 'exists').mkdir()
     for args, expected in ((['--object-set', 'no_such_set'], 'no_such_set'),
                            (['--image-size', '0', '64'], 'width'),
                            (['--episodes', '0'], 'episodes'),
-                           (['--max-minutes', '0'], 'max_minutes')):
+                           (['--max-minutes', '0'], 'max_minutes'),
+                           (['--camera-position-m', '-1'], 'position_m')):
         command = [sys.executable, '-m', 'ssl_robot.cli', 'collect', '--mode', 'motion', '--episodes', '1',
                    '-o', str(tmp_path / 'new'), *args]
         result = subprocess.run(command, capture_output=True, text=True)

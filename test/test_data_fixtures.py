@@ -65,6 +65,8 @@ class BagSpec:
     row_padding: int = 4
     """Bytes after each image row (step > width * 3)."""
     extra_topics: dict[str, str] = field(default_factory=dict)
+    rig: str = ''
+    """The camera rig the episode events name (with a pose per camera); '' for events that name none."""
 
     def stamp(self, tick: int, camera: int = 0) -> int:
         offsets = self.camera_offsets_ns or (0,) * len(self.cameras)
@@ -153,8 +155,10 @@ def write_bag(path: Path, spec: BagSpec = BagSpec(), storage: str = 'mcap') -> P
             String(data=topics.encode_grasp_event(event)))
     if spec.episode_events:
         for number, start in enumerate(spec.episode_starts):
+            poses = {camera: {'eye': [1.0, float(index), 0.5], 'target': [0.6, 0.0, 0.0], 'up': [0.0, 0.0, 1.0],
+                              'fov_deg': 36.0} for index, camera in enumerate(spec.cameras)} if spec.rig else {}
             event = SimpleNamespace(stamp_ns=spec.stamp(start), episode=number, seed=100 + number, mode='motion',
-                                    behaviour='reach')
+                                    behaviour='reach', rig=spec.rig, cameras=poses)
             add(topics.EPISODES, 'std_msgs/msg/String', spec.stamp(start), String(data=topics.encode_episode_event(event)))
     if spec.ground_truth:
         for tick in range(sum(spec.episode_ticks)):

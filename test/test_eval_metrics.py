@@ -8,6 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from ssl_robot.train.intervals import ratio_interval
 from ssl_robot.train.metrics import (area_downsample, attribute_probe_errors, batched_retrieval_top1,
                                      goal_consistency, goal_consistency_chance, knn_classification_error,
                                      localisation_chance, localisation_success, majority_class_error,
@@ -303,3 +304,34 @@ def test_goal_consistency_matches_a_loop_on_random_data():
 def test_goal_consistency_refuses_images_of_another_size():
     with pytest.raises(ValueError, match='images of one size'):
         goal_consistency(np.zeros((2, 1, 16, 16)), np.zeros(2), np.zeros((2, 1, 32, 32)), np.zeros(2))
+
+
+# --- confidence intervals -----------------------------------------------------------------------------------
+
+def test_ratio_interval_brackets_the_mean_and_repeats_exactly():
+    errors = [0.10, 0.14, 0.12, 0.30, 0.11, 0.13]
+    interval = ratio_interval(errors)
+
+    assert interval.units == 6
+    assert min(errors) <= interval.low <= np.mean(errors) <= interval.high <= max(errors)
+    assert ratio_interval(errors) == interval
+    assert ratio_interval([0.2, 0.2, 0.2]) == (pytest.approx(0.2), pytest.approx(0.2), 3)
+
+
+def test_ratio_interval_of_pooled_rates_weighs_units_by_their_rows():
+    # Wrong rows over all rows: an episode of 1000 rows weighs 100 times one of 10.
+    interval = ratio_interval([900.0, 0.0, 0.0], [1000.0, 10.0, 10.0])
+    assert interval.high == pytest.approx(0.9) and interval.low == 0.0
+    assert ratio_interval([1.0], [2.0]) is None  # one unit shows no spread
+
+
+def test_ratio_interval_refuses_unpaired_or_non_positive_weights():
+    with pytest.raises(ValueError, match='pair up'):
+        ratio_interval([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match='denominators finite and positive'):
+        ratio_interval([1.0, 2.0], [1.0, 0.0])
+
+
+def test_the_majority_class_baseline_can_exceed_one_half():
+    # The majority of the fit half (0) is the minority of the test half: 'chance' is no coin toss.
+    assert majority_class_error(np.array([0, 0, 0, 1]), np.array([1, 1, 1, 0])) == 0.75

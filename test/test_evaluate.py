@@ -24,7 +24,8 @@ from ssl_robot.models import (BetaVAEConfig, CCVAEConfig, CheckpointError, Grasp
 from ssl_robot.train.baselines import alignment_chance, random_model
 from ssl_robot.train.checkpoint import MODEL_FILE, latest_checkpoint
 from ssl_robot.train.config import DataConfig, TrainConfig
-from ssl_robot.train.evaluate import EvalError, EvalOptions, evaluate_run
+from ssl_robot.inference import default_checkpoint
+from ssl_robot.train.evaluate import EvalError, EvalOptions, evaluate_run, load_run
 from ssl_robot.train.loop import train
 from ssl_robot.train.report import PNG_SIGNATURE
 
@@ -116,6 +117,86 @@ def test_tcn_report_has_alignment_and_attribute_rows_against_every_baseline(bags
     assert meta['probe'] == {'fit_episodes': 2, 'fit_rows': 2 * (frames[0] + frames[2]),
                              'test_episodes': 2, 'test_rows': 2 * (frames[1] + frames[3])}
     assert meta['baselines']['svtcn'] == str(latest_checkpoint(runs['svtcn'] / 'checkpoints') / MODEL_FILE)
+
+
+def test_every_measured_figure_has_a_confidence_interval_over_its_episodes(bags, runs, tmp_path):
+    report = evaluate_run(runs['tcn'], [bags['held_out']], tmp_path, {'svtcn': runs['svtcn']}, options=OPTIONS,
+                          device='cpu')
+
+    rows = {row['metric']: row for row in report['rows']}
+    alignment = rows['alignment error']
+    assert alignment['interval_units'] == '4 episodes'
+    assert set(alignment['intervals']) == {'trained', 'random encoder', 'raw pixels', 'single-view TCN'}
+    for column, (low, high) in alignment['intervals'].items():
+        assert 0 <= low <= alignment['values'][column] <= high <= 1, column
+    knn = rows['kNN error: gripper_closed']
+    assert knn['interval_units'] == '2 test episodes'
+    # The majority class's error varies over the test episodes too.
+    assert set(knn['intervals']) == {'trained', 'random encoder', 'raw pixels', 'single-view TCN', 'chance'}
+    assert 'chance: the majority class of the fit half, scored on the test half' in knn['note']
+    assert '95 % CI over 4 episodes' in (tmp_path / 'report.md').read_text()
+
+
+def test_grasp_and_vae_figures_have_intervals_over_batches_and_episodes(bags, runs, tmp_path):
+    grasps = {row['metric']: row for row in evaluate_run(runs['grasp2vec'], [bags['grasp']], tmp_path / 'g',
+                                                           options=OPTIONS, device='cpu')['rows']}
+    assert grasps['retrieval top-1']['interval_units'] == '2 batches'   # 10 grasps in batches of 4
+    assert grasps['localisation success']['interval_units'] == '3 episodes'
+    vaes = {row['metric']: row for row in evaluate_run(runs['ccvae'], [bags['held_out']], tmp_path / 'v',
+                                                         compare=runs['betavae'], options=OPTIONS,
+                                                         device='cpu')['rows']}
+    for metric in ('reconstruction error', 'goal consistency'):
+        assert vaes[metric]['interval_units'] == '4 episodes'
+        assert {'trained', 'compare: betavae', 'random encoder'} <= set(vaes[metric]['intervals'])
+
+
+def test_a_checkpoint_file_is_evaluated_as_the_run_it_came_from(bags, runs, tmp_path, monkeypatch):
+    checkpoint = latest_checkpoint(runs['betavae'] / 'checkpoints') / MODEL_FILE
+    from_run = evaluate_run(runs['betavae'], [bags['held_out']], tmp_path / 'run', options=OPTIONS, device='cpu')
+    from_file = evaluate_run(checkpoint, [bags['held_out']], tmp_path / 'file', options=OPTIONS, device='cpu')
+
+    assert from_file['rows'] == from_run['rows']
+    assert from_file['meta']['checkpoint'] == from_file['meta']['run'] == str(checkpoint)
+    # With no --out, the report of a checkpoint file goes to runs/eval-NAME, never beside the (shipped) file.
+    monkeypatch.chdir(tmp_path)
+    status = cli.main(['eval', str(checkpoint), '--bag', str(bags['held_out']), '--device', 'cpu'])
+    assert status == 0
+    assert (tmp_path / 'runs' / 'eval-model' / 'report.md').is_file()
+
+
+def test_a_shipped_checkpoint_loads_with_the_data_settings_it_was_trained_with():
+    run = load_run(default_checkpoint('tcn'), torch.device('cpu'))
+    assert (run.method, run.checkpoint, run.config.data.views) == ('tcn', default_checkpoint('tcn'), 3)
+    with pytest.raises(EvalError, match="--baseline svtcn .*tcn.safetensors is a 'tcn' checkpoint"):
+        load_run(default_checkpoint('tcn'), torch.device('cpu'), role='--baseline svtcn', methods=('svtcn',))
+
+
+def test_held_out_rigs_are_reported_beside_the_bags_rig_metric_by_metric(bags, runs, tmp_path, capsys):
+    moved = write_bag(tmp_path / 'moved', dataclasses.replace(MOTION_HELD_OUT, rig='held_out_a'))
+    status = cli.main(['eval', str(runs['tcn']), '--bag', str(bags['held_out']), '--rig', f'held_out_a={moved}',
+                       '--out', str(tmp_path / 'eval'), '--knn-k', '3', '--device', 'cpu'])
+    assert status == 0
+    report = json.loads((tmp_path / 'eval' / 'report.json').read_text())
+    report_files(tmp_path / 'eval', report)
+
+    rows = rows_by_metric(report)
+    # The synthetic --bag bag names no rig; the moved one does.
+    assert list(rows)[:2] == ['alignment error [bags]', 'alignment error [held_out_a]']
+    assert len(rows) == 8
+    # The two bags hold the same images, so every figure is the same on both rigs.
+    for metric in ('alignment error', 'kNN error: object_lifted'):
+        assert rows[f'{metric} [bags]'] == rows[f'{metric} [held_out_a]']
+    assert report['meta']['rigs']['held_out_a']['bags'] == [str(moved)]
+    assert report['meta']['rigs']['held_out_a']['recorded_rigs'] == ['held_out_a']
+    assert {'embedding_trajectories', 'embedding_trajectories-held_out_a'} == set(report['plots'])
+    assert 'alignment error [held_out_a]: trained ' in capsys.readouterr().out
+
+
+def test_a_bag_given_for_a_rig_it_was_not_recorded_with_is_refused(bags, runs, tmp_path):
+    moved = write_bag(tmp_path / 'moved', dataclasses.replace(MOTION_HELD_OUT, rig='held_out_a'))
+    with pytest.raises(EvalError, match=f'--rig held_out_b={moved}: the bags were recorded with rig held_out_a'):
+        evaluate_run(runs['tcn'], [bags['held_out']], tmp_path, rigs={'held_out_b': [moved]}, options=OPTIONS,
+                     device='cpu')
 
 
 def test_tcn_without_the_svtcn_baseline_reports_it_as_not_measured(bags, runs, tmp_path):

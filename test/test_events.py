@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ssl_robot import topics
-from ssl_robot.events import (MAX_EVENT_CHARS, MAX_EVENT_DEPTH, EpisodeEvent, EventError, GraspEvent, decode_event,
-                              decode_episode_event, decode_grasp_event)
+from ssl_robot.events import (MAX_EVENT_CHARS, MAX_EVENT_DEPTH, CameraPose, EpisodeEvent, EventError, GraspEvent,
+                              decode_event, decode_episode_event, decode_grasp_event)
 
 S = 1_000_000_000
 FUZZ = settings(max_examples=200, deadline=None)
@@ -36,6 +36,31 @@ def test_events_the_sim_writes_decode_to_what_it_wrote():
     assert decode_grasp_event(grasp_text(o_ns=None, success=False)).o_ns is None
     assert decode_episode_event(episode_text()) == EpisodeEvent(9 * S, 2, 40, 'motion', 'push')
     assert topics.decode_event(episode_text(), 'episode')['seed'] == 40
+
+
+POSE = {'eye': [1.0, 0.5, 0.5], 'target': [0.6, 0.0, 0.05], 'up': [0.0, 0.0, 1.0], 'fov_deg': 36.0}
+
+
+def test_the_camera_poses_of_an_episode_decode_to_what_the_sim_recorded():
+    text = topics.encode_episode_event(SimpleNamespace(stamp_ns=S, episode=0, seed=1, mode='motion', behaviour='push',
+                                                       rig='held_out_a', cameras={'front_left': POSE}))
+    event = decode_episode_event(text)
+    assert event.rig == 'held_out_a'
+    assert event.cameras == {'front_left': CameraPose((1.0, 0.5, 0.5), (0.6, 0.0, 0.05), (0.0, 0.0, 1.0), 36.0)}
+    assert decode_episode_event(episode_text()).cameras == {}   # a bag from before poses were recorded
+
+
+@pytest.mark.parametrize('cameras, problem', [
+    ([1, 2], "'cameras' is not an object"),
+    ({'a': 'pose'}, "camera 'a' is not an object"),
+    ({'a': {**POSE, 'eye': [1.0, 2.0]}}, "field 'eye' is not 3 numbers"),
+    ({'a': {**POSE, 'up': [1.0, True, 0.0]}}, "field 'up' is not 3 numbers"),
+    ({'a': {**POSE, 'fov_deg': 180}}, "'fov_deg' is not a number in"),
+])
+def test_a_malformed_camera_pose_is_an_event_error(cameras, problem):
+    text = topics.encode_event('episode', S, episode=0, seed=1, mode='motion', cameras=cameras)
+    with pytest.raises(EventError, match=problem):
+        decode_episode_event(text)
 
 
 HOSTILE = {

@@ -164,13 +164,13 @@ def test_auxiliary_goals_are_objects_grasped_in_other_episodes():
 def test_auxiliary_rewards_are_grasp2vec_scores_and_zero_for_failed_grasps():
     batch, grasped = grasp_batch([0, 1, 2])
     success = np.array([True, True, False])
-    aux = auxiliary_grasp_goals(batch, grasped, success, 0, goals_per_transition=2, scale=2.0)
+    aux = auxiliary_grasp_goals(batch, grasped, success, 0, goals_per_transition=2, normalize=False, scale=2.0)
     for copy, (source, goal) in enumerate(zip(aux.source_row, aux.goal_row)):
         expected = 2.0 * grasped[goal] @ grasped[source] if success[source] else 0.0
         assert aux.transitions.reward[copy] == pytest.approx(expected)
     # Row 2 failed: its goals are the two successful grasps, and its empty-gripper image is never scored.
     assert sorted(aux.goal_row[aux.source_row == 2].tolist()) == [0, 1]
-    cosine = auxiliary_grasp_goals(batch, grasped, success, 0, normalize=True)
+    cosine = auxiliary_grasp_goals(batch, grasped, success, 0)
     assert ((cosine.transitions.reward > 0) & (cosine.transitions.reward <= 1)).sum() == 2
 
 

@@ -46,7 +46,8 @@ def test_report_json_holds_rows_meta_and_plots(tmp_path):
     assert report['columns'] == ['trained', 'random encoder', 'single-view TCN', 'chance', 'raw pixels']
     assert report['rows'][2] == {'metric': 'retrieval top-1', 'values': {'trained': 0.75, 'random encoder': None,
                                                                            'chance': 0.125},
-                                 'lower_is_better': False, 'note': 'batches of 8 | 40 grasps'}
+                                 'lower_is_better': False, 'note': 'batches of 8 | 40 grasps', 'intervals': {},
+                                 'interval_units': ''}
     assert report['meta'] == {'checkpoint': 'runs/tcn/checkpoints/step_000001000', 'run': 'runs/tcn',
                               'bags': ['bags/a.mcap', 'bags/b.mcap'], 'episodes': 12, 'samples': 3400}
     assert report['plots'] == {'reward': 'plots/reward.png'}
@@ -130,6 +131,30 @@ def test_report_refuses_bad_rows_and_plots(tmp_path):
 def test_report_row_refuses_bad_values(values, message):
     with pytest.raises(ValueError, match=message):
         ReportRow('alignment error', values, lower_is_better=True)
+
+
+def test_confidence_intervals_sit_beside_their_values_and_the_note_names_their_units(tmp_path):
+    row = ReportRow('alignment error', {'trained': 0.134, 'random encoder': 0.32, 'chance': 0.333},
+                    lower_is_better=True, note='3 views', intervals={'trained': (0.12, 0.151)},
+                    interval_units='36 episodes')
+    files = write_report(tmp_path, 'tcn', [row], {}, META)
+
+    assert ('| alignment error | lower | **0.134** [0.12, 0.151] | 0.32 | 0.333 | 3 views; 95 % CI over 36 '
+            'episodes |' in files.markdown.read_text().splitlines())
+    saved = json.loads(files.json.read_text())['rows'][0]
+    assert saved['intervals'] == {'trained': [0.12, 0.151]} and saved['interval_units'] == '36 episodes'
+
+
+@pytest.mark.parametrize('intervals, units, message', [
+    ({'chance': (0.1, 0.2)}, 'episodes', "an interval for 'chance', which has no value"),
+    ({'trained': (0.3, 0.2)}, 'episodes', "the interval of 'trained' must be finite"),
+    ({'trained': (0.1, float('inf'))}, 'episodes', "the interval of 'trained' must be finite"),
+    ({'trained': (0.1, 0.2)}, '', 'intervals need interval_units'),
+])
+def test_report_row_refuses_bad_intervals(intervals, units, message):
+    with pytest.raises(ValueError, match=message):
+        ReportRow('alignment error', {'trained': 0.15, 'chance': None}, lower_is_better=True, intervals=intervals,
+                  interval_units=units)
 
 
 def test_embedding_trajectories_plot_is_a_png(tmp_path):

@@ -7,7 +7,27 @@ import math
 import numpy as np
 import pytest
 
-from ssl_robot.reward_evaluation import TimedPath, ranking_auc, spearman_rho, straight_path
+from ssl_robot.reward_evaluation import TimedPath, goal_ranked_first, ranking_auc, spearman_rho, straight_path
+
+
+def test_goal_ranked_first_scores_each_trays_objects_against_images_from_other_trays():
+    # Tray 0 holds a (small embedding) and b (large, in another direction); tray 1 an image of each, tray 2 only a
+    # (one object: no ranking to judge).
+    embeddings = np.array([[1.0, 0.0], [6.0, 8.0], [1.0, 0.1], [0.5, 0.9], [2.0, 0.0]])
+    objects = ['a', 'b', 'a', 'b', 'a']
+    episodes = [0, 0, 1, 1, 2]
+    # Tray 0: goals a (rows 2, 4) and b (row 3); tray 1: goals a (rows 0, 4) and b (row 1).
+    cosine = goal_ranked_first(embeddings, objects, episodes, normalize=True)
+    dot = goal_ranked_first(embeddings, objects, episodes, normalize=False)
+    assert cosine == {0: (3, 3), 1: (3, 3)}
+    # In tray 0 the dot product prefers b's large embedding whatever the goal: only b's own goal hits. In tray 1 the
+    # objects' embeddings are of similar size, and it ranks as the cosine does.
+    assert dot == {0: (1, 3), 1: (3, 3)}
+
+
+def test_goal_ranked_first_needs_one_row_per_grasp():
+    with pytest.raises(ValueError, match='need .N, D. embeddings'):
+        goal_ranked_first(np.zeros((3, 2)), ['a', 'b'], [0, 0, 1], normalize=True)
 
 
 def test_spearman_rho_reads_ranks_not_values():

@@ -230,7 +230,9 @@ def test_latent_goal_and_grasp2vec_score_inputs_against_the_goal_of_the_same_mod
             grasp_rewards = dict(graph.rewards['grasp2vec'])
         assert grasp_rewards and set(grasp_rewards) <= set(objects)
         for stamp, (frame_id, reward, score, zero) in grasp_rewards.items():
-            assert score == pytest.approx(float(goal_object[0] @ objects[stamp][0]), rel=1e-5)
+            goal_vector, grasped = goal_object[0], objects[stamp][0]
+            cosine = goal_vector @ grasped / np.linalg.norm(goal_vector) / np.linalg.norm(grasped)
+            assert score == pytest.approx(float(cosine), rel=1e-5)  # grasp2vec_normalize's default
             assert reward == pytest.approx(0.5 * score) and zero == 0.0 and frame_id == GRASP2VEC_ID
         assert node.poll() is None
     log = ''.join(node.output)

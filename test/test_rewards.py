@@ -37,8 +37,9 @@ def test_latent_distance_reward_by_hand():
 
 
 def test_grasp2vec_reward_dot_and_cosine_by_hand():
-    assert grasp2vec_reward([1.0, 2.0], [3.0, 4.0]) == pytest.approx(11.0)
-    assert grasp2vec_reward([1.0, 2.0], [3.0, 4.0], scale=2.0) == pytest.approx(22.0)
+    assert grasp2vec_reward([1.0, 2.0], [3.0, 4.0], normalize=False) == pytest.approx(11.0)
+    assert grasp2vec_reward([1.0, 2.0], [3.0, 4.0], normalize=False, scale=2.0) == pytest.approx(22.0)
+    assert grasp2vec_reward([1.0, 2.0], [3.0, 4.0]) == pytest.approx(11.0 / (math.sqrt(5.0) * 5.0))  # cosine
     np.testing.assert_allclose(grasp2vec_reward([[1.0, 2.0], [2.0, 0.0]], [[3.0, 4.0], [5.0, 0.0]], normalize=True),
                                [11.0 / (math.sqrt(5.0) * 5.0), 1.0])
 
@@ -197,10 +198,10 @@ def test_latent_goal_reward_scores_against_the_current_goal():
 
 
 def test_grasp2vec_reward_scores_the_grasped_object_against_the_goal_object():
-    dot = Grasp2VecReward(scale=0.5)
+    dot = Grasp2VecReward(scale=0.5, normalize=False)
     dot.set_goal([1.0, 2.0])
     assert dot.reward([3.0, 4.0]) == pytest.approx(5.5)
-    cosine = Grasp2VecReward(normalize=True)
+    cosine = Grasp2VecReward()
     cosine.set_goal([2.0, 0.0])
     assert cosine.reward([3.0, 3.0]) == pytest.approx(math.sqrt(0.5))
     with pytest.raises(ValueError, match='normalize must be a bool, got 1'):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from ssl_robot.sim.behaviours import MOTION_BEHAVIOURS, top_down
-from ssl_robot.sim.config import load_sim_config
+from ssl_robot.sim.cameras import camera_pose
+from ssl_robot.sim.config import CameraRandomization, load_sim_config
 from ssl_robot.sim.runner import EpisodeEvent, SimRunner, episode_seed
 
 
@@ -30,7 +31,8 @@ def test_ticks_stamp_render_and_report(config, idle):
     assert first.object_camera.name == 'object'
     assert [type(e) for e in first.events] == [EpisodeEvent]
     assert first.events[0] == EpisodeEvent(episode=0, seed=episode_seed(5, 0), mode='idle',
-                                           stamp_ns=first.stamp_ns, behaviour='idle')
+                                           stamp_ns=first.stamp_ns, behaviour='idle', rig='default',
+                                           cameras={c.name: camera_pose(c) for c in config.cameras})
     assert len(first.objects) == 3 and first.gripper.held_object is None and not first.gripper.closed_cmd
     second = idle.tick(render=False)
     assert second.stamp_ns == 2 * idle.tick_period_ns
@@ -110,7 +112,8 @@ def test_requested_reset_respawns_with_the_seed(config, idle):
     idle.request_reset(seed=11)
     output = idle.tick(render=False)
     assert output.events == [EpisodeEvent(episode=1, seed=11, mode='idle', stamp_ns=output.stamp_ns,
-                                          behaviour='idle')]
+                                          behaviour='idle', rig='default',
+                                          cameras={c.name: camera_pose(c) for c in config.cameras})]
     assert idle.episodes_completed == 1
     assert [o.name for o in output.objects] != [o.name for o in first.objects] or \
         [o.position for o in output.objects] != [o.position for o in first.objects]
@@ -164,3 +167,59 @@ def test_closed_runner_refuses_to_tick(config):
     runner.close()
     with pytest.raises(RuntimeError, match='closed'):
         runner.tick()
+
+
+# --- camera randomization -----------------------------------------------------------------------------------
+
+BOUNDS = CameraRandomization(position_m=0.05, aim_deg=3.0, fov_deg=2.0)
+
+
+def episode_cameras(config, seed: int, episodes: int) -> list[dict]:
+    """The camera poses each of the first episodes of an idle runner recorded, and its first tick's images."""
+    poses = []
+    with SimRunner(config, mode='idle', seed=seed) as runner:
+        for episode in range(episodes):
+            if episode:
+                runner.request_reset()
+            output = runner.tick()
+            (event,) = output.events
+            poses.append((event.cameras, output.scene['front_left'].rgb, output.scene['front_left'].K))
+    return poses
+
+
+def test_randomized_cameras_move_within_their_bounds_every_episode_and_repeat_by_seed(config):
+    randomized = load_sim_config(object_set='primitives', num_objects=3, image_size=(48, 40),
+                                 camera_randomization=BOUNDS)
+    runs = episode_cameras(randomized, seed=3, episodes=3)
+    rig = {camera.name: camera for camera in config.cameras}
+    for cameras, _, _ in runs:
+        assert list(cameras) == list(rig)
+        for name, pose in cameras.items():
+            spec = rig[name]
+            assert 0 < np.linalg.norm(np.subtract(pose['eye'], spec.eye)) <= BOUNDS.position_m + 1e-9
+            assert 0 < abs(pose['fov_deg'] - spec.fov_deg) <= BOUNDS.fov_deg
+            # The direction turned by at most aim_deg from the one towards the rig's target.
+            towards, view = np.subtract(spec.target, pose['eye']), np.subtract(pose['target'], pose['eye'])
+            cosine = towards @ view / np.linalg.norm(towards) / np.linalg.norm(view)
+            assert math.degrees(math.acos(min(1.0, cosine))) <= BOUNDS.aim_deg + 1e-6
+    assert runs[0][0] != runs[1][0] != runs[2][0]
+    # The image and the intrinsics follow the drawn pose.
+    assert not np.array_equal(runs[0][1], runs[1][1]) and not np.array_equal(runs[0][2], runs[1][2])
+    again = episode_cameras(randomized, seed=3, episodes=3)
+    assert [cameras for cameras, _, _ in again] == [cameras for cameras, _, _ in runs]
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(again, runs))
+
+
+def test_without_randomization_every_episode_records_the_rigs_poses(config):
+    for cameras, _, _ in episode_cameras(config, seed=3, episodes=2):
+        assert cameras == {camera.name: camera_pose(camera) for camera in config.cameras}
+
+
+@pytest.mark.parametrize('values, message', [
+    ({'position_m': -0.1}, 'position_m must be a finite number >= 0'),
+    ({'fov_deg': float('nan')}, 'fov_deg must be a finite number >= 0'),
+    ({'aim_deg': 90.0}, 'aim_deg must be below 90'),
+])
+def test_camera_randomization_refuses_bad_bounds(values, message):
+    with pytest.raises(ValueError, match=message):
+        CameraRandomization(**values)

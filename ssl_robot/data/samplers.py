@@ -22,6 +22,7 @@ import numpy as np
 
 from ssl_robot import topics
 from ssl_robot.data.reader import BagIndex, GroundTruthFlags, ImageRef, StampIndex
+from ssl_robot.events import CameraPose, decode_camera_poses
 from ssl_robot.sync import ApproximateTimeSynchronizer
 
 BEFORE_ALL_NS = -(2**63)
@@ -41,7 +42,18 @@ class Episode:
     key: str
     """Names the episode the same way on every run: '<bag name>:<start stamp>'."""
     event: dict[str, Any] | None
-    """The /sim/episode event (episode, seed, mode, behaviour), None when the bag has none."""
+    """The /sim/episode event (episode, seed, mode, behaviour, rig, cameras), None when the bag has none."""
+
+    @property
+    def rig(self) -> str:
+        """The camera rig the episode was recorded with; '' when its bag does not say."""
+        return str(self.event.get('rig', '')) if self.event else ''
+
+    @property
+    def camera_poses(self) -> dict[str, CameraPose]:
+        """Each scene camera's pose in this episode (drawn per episode when the sim randomized the cameras); {} when
+        its bag does not say."""
+        return decode_camera_poses(self.event) if self.event else {}
 
 
 def bag_episodes(index: BagIndex, bag: int, first_id: int) -> list[Episode]:

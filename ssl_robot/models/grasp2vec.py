@@ -113,12 +113,14 @@ class Grasp2Vec(nn.Module):
         return heat
 
     @inference
-    def reward(self, goal_objects: Tensor, grasped_objects: Tensor, normalize: bool = False) -> Tensor:
-        """Goal-conditioned grasping reward r = phi_o(g) . phi_o(o), per row: (N,).
+    def reward(self, goal_objects: Tensor, grasped_objects: Tensor, normalize: bool = True) -> Tensor:
+        """Goal-conditioned grasping reward, per row: (N,).
 
         goal_objects, grasped_objects: (N, C, H, W) images of the goal object and of the object actually grasped.
-        normalize=True returns the cosine similarity instead, in [0, 1] (the embeddings are non-negative), which
-        does not grow with embedding magnitude, so one success threshold fits every object.
+        normalize=True (the default) returns the cosine similarity of phi_o(g) and phi_o(o), in [0, 1] (the
+        embeddings are non-negative), which does not grow with embedding magnitude, so one success threshold fits
+        every object, and ranks the goal object first more often than the paper's dot product phi_o(g) . phi_o(o)
+        (normalize=False) does (README, reward_node).
         """
         self._check_pairs({'goal_objects': goal_objects, 'grasped_objects': grasped_objects})
         goals = self.object_encoder(goal_objects)

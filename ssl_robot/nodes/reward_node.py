@@ -102,7 +102,7 @@ class RewardNode(NodeParameters, Node):
                                                            f'{list(ALIGNMENTS)}')
         self._declare('imitation_window', 0, 'imitation, nearest_neighbour: frames the match may move ahead per '
                                              'embedding; 0 = any frame of the demo')
-        self._declare('grasp2vec_normalize', False, 'grasp2vec: score the cosine of the embeddings, not their dot '
+        self._declare('grasp2vec_normalize', True, 'grasp2vec: score the cosine of the embeddings, not their dot '
                                                     'product')
 
         self._kinds = self._kind_list()

@@ -1,13 +1,20 @@
-"""Fixed cameras rendered with PyBullet's TinyRenderer; view and projection matrices are computed once."""
+"""Fixed cameras rendered with PyBullet's TinyRenderer; view and projection matrices are computed once per pose.
+
+randomized_camera draws a camera's pose for one episode within CameraRandomization's bounds; camera_pose is the
+pose as an episode event records it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pybullet
 
-from ssl_robot.sim.config import CameraSpec
+from ssl_robot.sim.config import CameraRandomization, CameraSpec
 
 
 @dataclass
@@ -46,3 +53,35 @@ class Camera:
         return CameraFrame(name=spec.name, rgb=np.ascontiguousarray(rgba[..., :3]),
                            segmentation=segmentation_lut[bodies],
                            K=self._intrinsics.copy())
+
+
+def _rotated(vector: np.ndarray, axis: np.ndarray, angle_rad: float) -> np.ndarray:
+    """vector turned by angle_rad about the unit axis (Rodrigues)."""
+    return (vector * math.cos(angle_rad) + np.cross(axis, vector) * math.sin(angle_rad)
+            + axis * float(axis @ vector) * (1.0 - math.cos(angle_rad)))
+
+
+def _unit(rng: np.random.Generator) -> np.ndarray:
+    direction = rng.normal(size=3)
+    return direction / np.linalg.norm(direction)
+
+
+def randomized_camera(spec: CameraSpec, bounds: CameraRandomization, rng: np.random.Generator) -> CameraSpec:
+    """spec with its pose drawn within bounds (see CameraRandomization); the same rng state gives the same pose.
+    Every draw is made whatever the bounds, so that one camera's bounds do not shift the next camera's draws."""
+    offset = _unit(rng) * bounds.position_m * rng.uniform() ** (1.0 / 3.0)   # uniform in the ball
+    across = np.cross(_unit(rng), np.subtract(spec.target, spec.eye))
+    aim_rad = math.radians(bounds.aim_deg) * rng.uniform()
+    fov_deg = spec.fov_deg + bounds.fov_deg * rng.uniform(-1.0, 1.0)
+    eye = np.add(spec.eye, offset)
+    target = spec.target
+    if aim_rad > 0 and np.linalg.norm(across) > 0:
+        view = _rotated(np.subtract(spec.target, eye), across / np.linalg.norm(across), aim_rad)
+        target = tuple((eye + view).tolist())
+    return dataclasses.replace(spec, eye=tuple(eye.tolist()), target=target, fov_deg=fov_deg)
+
+
+def camera_pose(spec: CameraSpec) -> dict[str, Any]:
+    """The pose of a camera as an episode event records it: eye, target, up (m, world frame), vertical fov (deg)."""
+    return {'eye': [float(v) for v in spec.eye], 'target': [float(v) for v in spec.target],
+            'up': [float(v) for v in spec.up], 'fov_deg': float(spec.fov_deg)}

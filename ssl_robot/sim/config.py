@@ -106,6 +106,30 @@ class CameraSpec:
 
 
 @dataclass(frozen=True)
+class CameraRandomization:
+    """Bounds of the per-episode camera pose draw (ssl_robot.sim.cameras.randomized_camera), for every scene camera:
+    the eye moves by an offset drawn uniformly from the ball of radius position_m (the target stays, so the camera
+    keeps looking at the tray), the viewing direction then turns by an angle drawn uniformly from [0, aim_deg] about
+    a random axis across it, and the vertical field of view changes by a value drawn uniformly from
+    [-fov_deg, fov_deg]. All zero: the rig's cameras, unchanged."""
+
+    position_m: float = 0.0
+    aim_deg: float = 0.0
+    fov_deg: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ('position_m', 'aim_deg', 'fov_deg'):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and value >= 0,
+                     f'camera_randomization.{name} must be a finite number >= 0, got {value}')
+        _require(self.aim_deg < 90.0, f'camera_randomization.aim_deg must be below 90, got {self.aim_deg}')
+
+    @property
+    def active(self) -> bool:
+        return any((self.position_m, self.aim_deg, self.fov_deg))
+
+
+@dataclass(frozen=True)
 class ObjectSpec:
     """One object of a set: either a URDF (path relative to pybullet_data) or a primitive shape."""
 
@@ -174,6 +198,7 @@ class SimConfig:
     still_speed_mps: float
     tick_rate_hz: float = 30.0
     physics_hz: float = 240.0
+    camera_randomization: CameraRandomization = CameraRandomization()
 
     def __post_init__(self) -> None:
         _require(self.tick_rate_hz > 0, f'tick_rate_hz must be positive, got {self.tick_rate_hz}')

@@ -15,7 +15,7 @@ import numpy as np
 from ssl_robot.sim.arm import JointStates
 from ssl_robot.sim.behaviours import (MOTION_BEHAVIOURS, GraspEvent, Script, ScriptContext, grasp_collection_attempt,
                                       grasp_collection_episode, motion_episode, within_reach)
-from ssl_robot.sim.cameras import Camera, CameraFrame
+from ssl_robot.sim.cameras import Camera, CameraFrame, camera_pose, randomized_camera
 from ssl_robot.sim.config import SimConfig
 from ssl_robot.sim.world import GripperState, ObjectState, TrayWorld
 
@@ -32,6 +32,11 @@ class EpisodeEvent:
     mode: str
     stamp_ns: int
     behaviour: str
+    rig: str = ''
+    """The camera rig's name (or file) in sim/rigs/."""
+    cameras: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each scene camera's pose in this episode (ssl_robot.sim.cameras.camera_pose), drawn per episode when the
+    config randomizes the cameras."""
 
 
 @dataclass
@@ -151,6 +156,12 @@ class SimRunner:
         self._episode += 1
         self.world.reset(seed)
         self._context.rng = np.random.default_rng([seed, 1])
+        bounds = self.config.camera_randomization
+        if bounds.active:
+            # A stream of its own, so that randomizing the cameras leaves the behaviours' draws as they were.
+            camera_rng = np.random.default_rng([seed, 2])
+            self._scene_cameras = [Camera(self.world.client, randomized_camera(spec, bounds, camera_rng))
+                                   for spec in self.config.cameras]
         if self.mode == 'grasp':
             behaviour = 'grasp_collection'
             self._script = grasp_collection_episode(self._context, self.attempts_per_episode)
@@ -160,7 +171,9 @@ class SimRunner:
         else:
             behaviour = 'idle'
         self._events.append(EpisodeEvent(episode=self._episode, seed=seed, mode=self.mode,
-                                         stamp_ns=self._current_stamp_ns(), behaviour=behaviour))
+                                         stamp_ns=self._current_stamp_ns(), behaviour=behaviour, rig=self.config.rig,
+                                         cameras={camera.spec.name: camera_pose(camera.spec)
+                                                  for camera in self._scene_cameras}))
 
     def _script_finished(self) -> None:
         if self.mode != 'idle':

@@ -1,5 +1,6 @@
-"""`ssl-robot eval RUN_DIR --bag HELD_OUT [HELD_OUT ...] [--out DIR] [--baseline svtcn=RUN_DIR] [--compare RUN_DIR]`:
-how good a trained representation is on held-out bags, next to baselines, as a report (ssl_robot.train.report:
+"""`ssl-robot eval RUN_DIR|CHECKPOINT --bag HELD_OUT [HELD_OUT ...] [--rig RIG=BAG ...] [--out DIR]
+[--baseline svtcn=RUN_DIR] [--compare RUN_DIR]`: how good a trained representation is on held-out bags (and on the
+bags of held-out camera rigs, side by side), next to baselines, as a report (ssl_robot.train.report:
 report.json, report.md, plots/*.png) in RUN_DIR/eval/ or --out. The Python API is evaluate_run().
 
 Every episode of every bag given is evaluated: the bags are the held-out data. The run's latest checkpoint is
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -25,11 +26,15 @@ from torch import Tensor, nn
 from ssl_robot.data.datasets import LABEL_KEYS, Recordings, episode_frames, index_recordings, make_dataset
 from ssl_robot.data.samplers import EpisodeFrames
 from ssl_robot.data.reader import resize_rgb, rgb_to_tensor
-from ssl_robot.models import CCVAE, METHODS, build_model, default_device, load_weights, method_spec
+from ssl_robot.models import (CCVAE, METHODS, build_model, default_device, load_weights, method_spec,
+                              read_checkpoint_header)
+from ssl_robot.resources import share_path
 from ssl_robot.train.baselines import (FrameEmbedder, PixelEmbedder, alignment_chance, images_to_device,
                                        model_embedder, random_model)
 from ssl_robot.train.checkpoint import MODEL_FILE, latest_checkpoint
 from ssl_robot.train.config import TrainConfig, config_from_dict, read_yaml_mapping
+from ssl_robot.train.eval_rigs import recorded_rig_label, recorded_rig_problem, rig_name, side_by_side
+from ssl_robot.train.intervals import ratio_interval
 from ssl_robot.train.metrics import (area_downsample, attribute_probe_errors, batched_retrieval_top1,
                                      goal_consistency, goal_consistency_chance, localisation_chance,
                                      localisation_success, mean_alignment_error, reconstruction_error,
@@ -44,7 +49,8 @@ tcn, mftcn, svtcn: alignment error between the camera views (every ordered view 
     half the kNN is fitted on and the half it is tested on; every view of a time is one row. Columns: trained,
     random encoder (same architecture, fixed seed), raw pixels (each view on its own, area-downsampled to
     16x16 RGB), single-view TCN (tcn and mftcn only; n/a unless --baseline svtcn=RUN_DIR is given), chance (a
-    uniformly random neighbour; for kNN the majority-class error). svtcn is evaluated on the views a multi-view TCN
+    uniformly random neighbour; for kNN the error of predicting the majority class of the fit half on the test
+    half, which can exceed 0.5 when the halves differ). svtcn is evaluated on the views a multi-view TCN
     would be. For mftcn time t is the clip ending at t, and the times before the first full clip are left out of
     every column, the baselines' too.
 grasp2vec: top-1 retrieval of each scene difference's object within batches of B successful grasps (a fixed
@@ -56,6 +62,9 @@ betavae, ccvae: reconstruction error of the held-out frames, and goal consistenc
     consistent when that is their own episode. Columns: trained, `compare: METHOD` (--compare OTHER_VAE_RUN, on
     the same frames), random encoder, mean image (reconstruction: every frame rebuilt as the mean frame), chance
     (goal consistency: the largest episode's share).
+Every measured figure has a 95 % confidence interval, a bootstrap over the units the note names (episodes; retrieval:
+batches). With --rig RIG=BAG every metric is reported once per rig, 'METRIC [RIG]': first the rig the --bag bags were
+recorded with ('bags' if they do not name one), then each held-out rig.
 """
 
 EMBEDDING_METHODS = ('tcn', 'mftcn', 'svtcn')
@@ -131,10 +140,12 @@ class TrainedRun:
 
 def load_run(run_dir: str | Path, device: torch.device, *, role: str = 'RUN_DIR',
              methods: Sequence[str] = tuple(METHODS)) -> TrainedRun:
-    """The run in run_dir with its latest checkpoint's weights on device; role names the argument in errors, and a
-    run of a method outside methods is refused."""
+    """The run in run_dir with its latest checkpoint's weights on device, or a checkpoint file itself (see
+    _load_checkpoint_file); role names the argument in errors, and a run of a method outside methods is refused."""
     path = Path(run_dir)
     run = RunDir(path)
+    if path.is_file():
+        return _load_checkpoint_file(path, device, role, methods)
     if not path.is_dir():
         raise EvalError(f'{role} {path} is not a directory')
     if not run.config_file.is_file():
@@ -161,10 +172,34 @@ def load_run(run_dir: str | Path, device: torch.device, *, role: str = 'RUN_DIR'
     return TrainedRun(path, config, checkpoint, header.step, model.to(device).eval())
 
 
+def _load_checkpoint_file(path: Path, device: torch.device, role: str, methods: Sequence[str]) -> TrainedRun:
+    """A checkpoint file (a shipped one, or a run's model.safetensors) as a run: the model its header describes, and
+    the data settings (cameras, views, clips) of config/train/METHOD.yaml, the config the shipped checkpoints are
+    trained with, or the defaults when there is none."""
+    header = read_checkpoint_header(path)
+    if header.method not in methods:
+        raise EvalError(f'{role} {path} is a {header.method!r} checkpoint; it must be one of {", ".join(methods)}')
+    train_config = share_path('config', 'train', f'{header.method}.yaml')
+    values = read_yaml_mapping(train_config) if train_config.is_file() else {}
+    try:
+        config = config_from_dict(header.method, method_spec(header.method).config_class,
+                                  {**values, 'model': header.config})
+    except ValueError as err:
+        raise EvalError(f'{role} {path}: {err}') from None
+    model = build_model(header.method, config.model)
+    load_weights(path, model)
+    return TrainedRun(path, config, path, header.step, model.to(device).eval())
+
+
 class Evaluation(NamedTuple):
     rows: list[ReportRow]
     plots: dict[str, Figure]
     meta: dict[str, Any]
+
+
+def _recorded_rigs(recordings: Recordings) -> list[str]:
+    """The camera rigs the episodes of the recordings name (none for bags recorded before rigs were)."""
+    return sorted({episode.rig for episode in recordings.episodes if episode.rig})
 
 
 def _episode_images(recordings: Recordings, episode: int,
@@ -269,18 +304,20 @@ def _evaluate_embeddings(run: TrainedRun, svtcn: TrainedRun | None, bags: list[P
         **{column: float(np.mean(alignment[column])) if column in embedders else None for column in columns},
         CHANCE: alignment_chance(episode_lengths)}, lower_is_better=True,
         note=f'{len(recordings.cameras)} views, every ordered pair; {len(episodes)} episodes{skipped}; '
-             f'chance: a uniformly random neighbour')]
+             f'chance: a uniformly random neighbour',
+        **_intervals('episodes', {column: (errors, None) for column, errors in alignment.items()}))]
     probe: dict[str, int] = {}
     for half, members in halves.items():
         probe[f'{half}_episodes'] = len(members)
         probe[f'{half}_rows'] = sum(len(probe_times[episode]) for episode in members) * len(recordings.cameras)
     meta: dict[str, Any] = {'cameras': list(recordings.cameras), 'episodes': len(episodes),
+                            'recorded_rigs': _recorded_rigs(recordings),
                             'frames_per_view': int(sum(episode_lengths)), 'first_time': first_time,
                             'raw_pixels': f'{pixel_size}x{pixel_size} RGB',
                             'probe': probe,
                             'baselines': {'svtcn': svtcn.checkpoint if svtcn else None}}
     if halves['test']:
-        rows += _probe_rows(columns, probe_rows, probe_labels, halves, options.knn_k)
+        rows += _probe_rows(columns, probe_rows, probe_labels, halves, len(recordings.cameras), options.knn_k)
     else:
         meta['not_measured'] = 'kNN attribute errors: they need two held-out episodes, one to fit and one to test'
     title = f'{run.method} embeddings of episode {episodes[0]} (step {run.step})'
@@ -288,18 +325,47 @@ def _evaluate_embeddings(run: TrainedRun, svtcn: TrainedRun | None, bags: list[P
 
 
 def _probe_rows(columns: list[str], probe_rows: dict[str, dict[str, list[np.ndarray]]],
-                probe_labels: dict[str, list[np.ndarray]], halves: dict[str, list[int]], k: int) -> list[ReportRow]:
-    """One kNN error row per attribute, from the embeddings of the fit and test halves of every measured column."""
+                probe_labels: dict[str, list[np.ndarray]], halves: dict[str, list[int]], views: int,
+                k: int) -> list[ReportRow]:
+    """One kNN error row per attribute, from the embeddings of the fit and test halves of every measured column.
+    probe_rows and probe_labels hold `views` entries per episode, episode by episode. Each test episode is scored
+    on its own (against the whole fit half), so that the errors have an interval over test episodes."""
     labels = {half: np.concatenate(probe_labels[half]) for half in probe_labels}
-    attributes = {half: {key: labels[half][:, i] for i, key in enumerate(LABEL_KEYS)} for half in labels}
-    errors = {column: attribute_probe_errors(np.concatenate(rows['fit']), attributes['fit'],
-                                             np.concatenate(rows['test']), attributes['test'], k)
-              for column, rows in probe_rows.items()}
+    fit_attributes = {key: labels['fit'][:, i] for i, key in enumerate(LABEL_KEYS)}
+    test_episodes = [np.concatenate(probe_labels['test'][start:start + views])
+                     for start in range(0, len(probe_labels['test']), views)]
+    # {column: {attribute: ([wrong rows per test episode], [rows per test episode])}}, CHANCE the majority class's.
+    wrong: dict[str, dict[str, list[float]]] = {column: {key: [] for key in LABEL_KEYS}
+                                               for column in [*probe_rows, CHANCE]}
+    for column, rows in probe_rows.items():
+        fit = np.concatenate(rows['fit'])
+        for episode, episode_labels in enumerate(test_episodes):
+            test = np.concatenate(rows['test'][episode * views:(episode + 1) * views])
+            errors = attribute_probe_errors(fit, fit_attributes, test,
+                                            {key: episode_labels[:, i] for i, key in enumerate(LABEL_KEYS)}, k)
+            for key, error in errors.items():
+                wrong[column][key].append(error.error * len(test))
+                if column == TRAINED:
+                    wrong[CHANCE][key].append(error.majority_baseline * len(test))
+    counts = [float(len(episode_labels)) for episode_labels in test_episodes]
     note = (f'k={k}; fit on {len(halves["fit"])} episodes ({len(labels["fit"])} rows), tested on '
-            f'{len(halves["test"])} ({len(labels["test"])} rows); chance: always the majority class')
+            f'{len(halves["test"])} ({len(labels["test"])} rows); chance: the majority class of the fit half, '
+            f'scored on the test half (it can exceed 0.5 when the halves differ)')
     return [ReportRow(f'kNN error: {key}', {
-        **{column: errors[column][key].error if column in errors else None for column in columns},
-        CHANCE: errors[TRAINED][key].majority_baseline}, lower_is_better=True, note=note) for key in LABEL_KEYS]
+        **{column: sum(wrong[column][key]) / sum(counts) if column in wrong else None for column in columns},
+        CHANCE: sum(wrong[CHANCE][key]) / sum(counts)}, lower_is_better=True, note=note,
+        **_intervals('test episodes', {column: (per_episode[key], counts) for column, per_episode in wrong.items()}))
+        for key in LABEL_KEYS]
+
+
+def _intervals(units: str, samples: Mapping[str, tuple[Sequence[float], Sequence[float] | None]]) -> dict[str, Any]:
+    """ReportRow's intervals and interval_units: for each column, the interval of sum(numerators) /
+    sum(denominators) over its units (ssl_robot.train.intervals); columns with fewer than two units have none."""
+    intervals = {column: ratio_interval(numerators, denominators)
+                 for column, (numerators, denominators) in samples.items()}
+    measured = {column: [interval.low, interval.high] for column, interval in intervals.items() if interval}
+    counts = {interval.units for interval in intervals.values() if interval}
+    return {'intervals': measured, 'interval_units': f'{"/".join(map(str, sorted(counts)))} {units}' if counts else ''}
 
 
 # --- Grasp2Vec ----------------------------------------------------------------------------------------------
@@ -327,6 +393,7 @@ def _evaluate_grasps(run: TrainedRun, bags: list[Path], options: EvalOptions, de
     objects: dict[str, list[np.ndarray]] = {column: [] for column in models}
     heatmaps: dict[str, list[np.ndarray]] = {column: [] for column in models}
     masks: list[np.ndarray] = []
+    grasp_episodes: list[np.ndarray] = []
     failed = 0
     plot: Figure | None = None
     for batch in stream:
@@ -340,6 +407,7 @@ def _evaluate_grasps(run: TrainedRun, bags: list[Path], options: EvalOptions, de
             objects[column].append(model.object_embedding(shown).cpu().numpy())
             heatmaps[column].append(model.heatmap(pre, shown).cpu().numpy())
         masks.append(batch['pre_mask'][success].numpy())
+        grasp_episodes.append(batch['episode'][success].numpy())
         if plot is None:
             examples = slice(0, options.plot_examples)
             plot = _heatmap_figure(pre[examples], shown[examples],
@@ -352,18 +420,29 @@ def _evaluate_grasps(run: TrainedRun, bags: list[Path], options: EvalOptions, de
                         f'successful grasps, the bags hold {grasps}: lower --retrieval-batch or add bags')
     order = np.random.default_rng(RETRIEVAL_ORDER_SEED).permutation(grasps)
     all_masks = np.concatenate(masks)
-    retrieval = {column: batched_retrieval_top1(np.concatenate(differences[column])[order],
-                                                np.concatenate(objects[column])[order], size) for column in models}
-    localisation = {column: localisation_success(np.concatenate(heatmaps[column]), all_masks) for column in models}
+    batches = [order[start:start + size] for start in range(0, grasps - size + 1, size)]
+    retrieval = {column: [batched_retrieval_top1(np.concatenate(differences[column])[batch],
+                                                 np.concatenate(objects[column])[batch], size) for batch in batches]
+                 for column in models}
+    episode_of_grasp = np.concatenate(grasp_episodes)
+    by_episode = [episode_of_grasp == episode for episode in np.unique(episode_of_grasp)]
+    localisation = {column: [localisation_success(np.concatenate(heatmaps[column])[grasps_of], all_masks[grasps_of])
+                             * grasps_of.sum() for grasps_of in by_episode] for column in models}
+    grasps_per_episode = [float(grasps_of.sum()) for grasps_of in by_episode]
     rows = [
-        ReportRow('retrieval top-1', {**retrieval, CHANCE: retrieval_chance(size)}, lower_is_better=False,
+        ReportRow('retrieval top-1', {**{column: float(np.mean(rates)) for column, rates in retrieval.items()},
+                                      CHANCE: retrieval_chance(size)}, lower_is_better=False,
                   note=f'{grasps // size} batches of {size} of the {grasps} successful grasps, in a fixed shuffled '
-                       f'order; chance: 1/{size}'),
-        ReportRow('localisation success', {**localisation, CHANCE: localisation_chance(all_masks)},
+                       f'order; chance: 1/{size}',
+                  **_intervals('batches', {column: (rates, None) for column, rates in retrieval.items()})),
+        ReportRow('localisation success', {**{column: sum(hits) / grasps for column, hits in localisation.items()},
+                                           CHANCE: localisation_chance(all_masks)},
                   lower_is_better=False,
                   note=f'heatmap argmax on the grasped object in s_pre, {grasps} successful grasps; chance: the '
-                       f'mean share of the scene the object covers')]
-    meta = {'successful_grasps': grasps, 'failed_grasps': failed,
+                       f'mean share of the scene the object covers',
+                  **_intervals('episodes', {column: (hits, grasps_per_episode)
+                                            for column, hits in localisation.items()}))]
+    meta = {'successful_grasps': grasps, 'failed_grasps': failed, 'recorded_rigs': _recorded_rigs(stream.recordings),
             'grasps_left_out': dict(stream.recordings.skipped)}
     return Evaluation(rows, {'heatmaps': plot}, meta)
 
@@ -440,12 +519,12 @@ class _MeanFrameError:
 
 def _goal_consistencies(models: dict[str, nn.Module], first_frames: dict[int, np.ndarray], episodes: list[int],
                         references: np.ndarray, reference_episodes: np.ndarray, goal_size: int, options: EvalOptions,
-                        device: torch.device) -> tuple[dict[str, float], dict[str, Tensor]]:
-    """Each model's goal consistency, and for the plot one goal each for the first episodes. first_frames: the
-    episodes' first frames (E, S, S, 3) per image size; references: (M, C, goal_size, goal_size) frames of the
-    reference_episodes."""
-    context_episodes = np.repeat(episodes, options.goals_per_episode)
-    consistency: dict[str, float] = {}
+                        device: torch.device) -> tuple[dict[str, list[float]], dict[str, Tensor]]:
+    """Each model's goal consistency per episode (of the goals imagined from its first frame), and for the plot one
+    goal each for the first episodes. first_frames: the episodes' first frames (E, S, S, 3) per image size;
+    references: (M, C, goal_size, goal_size) frames of the reference_episodes."""
+    count = options.goals_per_episode
+    consistency: dict[str, list[float]] = {}
     plot_goals: dict[str, Tensor] = {}
     for column, model in models.items():
         generator = torch.Generator(device=device).manual_seed(GOAL_SEED)
@@ -457,8 +536,10 @@ def _goal_consistencies(models: dict[str, nn.Module], first_frames: dict[int, np
             if start == 0:
                 plot_goals[column] = imagined[:options.plot_examples, 0]
             goals.append(area_downsample(imagined.flatten(0, 1).cpu().numpy(), goal_size))
-        consistency[column] = goal_consistency(np.concatenate(goals), context_episodes, references,
-                                               reference_episodes, downsample_size=goal_size)
+        goals = np.concatenate(goals)
+        consistency[column] = [goal_consistency(goals[number * count:(number + 1) * count], np.repeat(episode, count),
+                                                references, reference_episodes, downsample_size=goal_size)
+                               for number, episode in enumerate(episodes)]
     return consistency, plot_goals
 
 
@@ -472,7 +553,8 @@ def _evaluate_vaes(run: TrainedRun, compared: TrainedRun | None, bags: list[Path
     models[RANDOM] = random_model(run.method, run.config.model, device)
     sizes = {model.config.image_size for model in models.values()}
     goal_size = min(options.pixel_size, *sizes)
-    squared_errors = dict.fromkeys(models, 0.0)
+    squared_errors: dict[str, list[float]] = {column: [] for column in models}
+    values_per_episode: list[float] = []
     mean_frame = _MeanFrameError()
     first_frames: dict[int, list[np.ndarray]] = {size: [] for size in sizes}
     references, reference_episodes = [], []
@@ -484,12 +566,14 @@ def _evaluate_vaes(run: TrainedRun, compared: TrainedRun | None, bags: list[Path
             first_frames[size].append(images[size][0, 0])
         for column, model in models.items():
             frames = images[model.config.image_size][:, 0]
-            squared_errors[column] += _squared_error_sum(model, frames, device, options.batch_size)
+            squared_errors[column].append(_squared_error_sum(model, frames, device, options.batch_size)
+                                          / (3 * model.config.image_size ** 2))
             if number == 0:
                 shown = images_to_device(frames[_evenly_spaced(len(frames), options.plot_examples)], device)
                 plot_reconstructions[column] = _reconstruct(model, shown, images_to_device(frames[0], device))
         frames = rgb_to_tensor(images[run.image_size][:, 0]).double().numpy()
         mean_frame.add(frames)
+        values_per_episode.append(float(len(frames)))
         if number == 0:
             plot_frames = frames[_evenly_spaced(len(frames), options.plot_examples)]
         references.append(area_downsample(frames[_evenly_spaced(len(frames), options.references_per_episode)],
@@ -502,19 +586,23 @@ def _evaluate_vaes(run: TrainedRun, compared: TrainedRun | None, bags: list[Path
     frame_count = mean_frame.count
     rows = [
         ReportRow('reconstruction error', {
-            **{column: squared_errors[column] / (frame_count * 3 * model.config.image_size ** 2)
-               for column, model in models.items()},
+            **{column: sum(errors) / frame_count for column, errors in squared_errors.items()},
             MEAN_IMAGE: mean_frame.error, CHANCE: None}, lower_is_better=True,
-            note=f'mean squared error per pixel and channel, images in [0, 1]; {frame_count} frames'),
-        ReportRow('goal consistency', {**consistency, MEAN_IMAGE: None,
+            note=f'mean squared error per pixel and channel, images in [0, 1]; {frame_count} frames',
+            **_intervals('episodes', {column: (errors, values_per_episode)
+                                      for column, errors in squared_errors.items()})),
+        ReportRow('goal consistency', {**{column: float(np.mean(rates)) for column, rates in consistency.items()},
+                                       MEAN_IMAGE: None,
                                        CHANCE: goal_consistency_chance(np.repeat(episodes, options.goals_per_episode))},
                   lower_is_better=False,
                   note=f'{options.goals_per_episode} goals for each of {len(episodes)} episodes, matched to '
                        f'{len(reference_episodes)} frames as {goal_size}x{goal_size} pixels; chance: the largest '
-                       f'episode share')]
+                       f'episode share',
+                  **_intervals('episodes', {column: (rates, None) for column, rates in consistency.items()}))]
     first_contexts = rgb_to_tensor(np.stack(first_frames[run.image_size][:options.plot_examples]))
     plot = _vae_figure(plot_frames, plot_reconstructions, first_contexts, plot_goals)
     meta = {'camera': recordings.cameras[0], 'episodes': len(episodes), 'frames': frame_count,
+            'recorded_rigs': _recorded_rigs(recordings),
             'compare': {'run': compared.path, 'checkpoint': compared.checkpoint} if compared else None}
     return Evaluation(rows, {'reconstructions_and_goals': plot}, meta)
 
@@ -532,18 +620,23 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
 
 
 def default_out(run_dir: Path) -> Path:
-    """Where a run's report goes when no --out is given."""
-    return Path(run_dir) / 'eval'
+    """Where a run's report goes when no --out is given: RUN_DIR/eval, or for a checkpoint file (which may be a
+    shipped one, inside the package) runs/eval-<file name without suffix> in the working directory."""
+    run_dir = Path(run_dir)
+    return Path('runs') / f'eval-{run_dir.stem}' if run_dir.is_file() else run_dir / 'eval'
 
 
 def evaluate_run(run_dir: str | Path, bags: Sequence[str | Path], out: str | Path | None = None,
                  baseline_runs: Mapping[str, str | Path] | None = None, compare: str | Path | None = None, *,
-                 options: EvalOptions = EvalOptions(), device: str | torch.device | None = None) -> dict[str, Any]:
-    """Evaluate the latest checkpoint of run_dir on the held-out bags and write the report into out (default
-    RUN_DIR/eval). baseline_runs: {'svtcn': RUN_DIR} adds a single-view TCN column to a tcn or mftcn report.
-    compare: another beta-VAE or CC-VAE run, evaluated beside a VAE run. Returns the report as report.json holds it:
-    'method', 'columns', 'rows' (each {'metric', 'values': {column: number or None}, 'lower_is_better', 'note'}),
-    'meta', 'plots' (paths relative to out). Bad input raises a ValueError naming the file and the problem."""
+                 rigs: Mapping[str, Sequence[str | Path]] | None = None, options: EvalOptions = EvalOptions(),
+                 device: str | torch.device | None = None) -> dict[str, Any]:
+    """Evaluate the latest checkpoint of run_dir (or a checkpoint file) on the held-out bags and write the report into
+    out (default: default_out). baseline_runs: {'svtcn': RUN_DIR} adds a single-view TCN column to a tcn or mftcn
+    report. compare: another beta-VAE or CC-VAE run, evaluated beside a VAE run. rigs: {rig name: its held-out bags},
+    each evaluated alone and reported beside the bags' rig (ssl_robot.train.eval_rigs). Returns the report as
+    report.json holds it: 'method', 'columns', 'rows' (each {'metric', 'values': {column: number or None},
+    'lower_is_better', 'note', 'intervals', 'interval_units'}), 'meta', 'plots' (paths relative to out). Bad input
+    raises a ValueError naming the file and the problem."""
     device = resolve_device(device)
     baseline_runs = dict(baseline_runs or {})
     unknown = sorted(set(baseline_runs) - set(BASELINE_RUNS))
@@ -559,16 +652,32 @@ def evaluate_run(run_dir: str | Path, bags: Sequence[str | Path], out: str | Pat
                             f'{run.path} is a {run.method!r} run')
     if compare is not None and run.method not in VAE_METHODS:
         raise EvalError(f'--compare sets one VAE run beside another; {run.path} is a {run.method!r} run')
+    svtcn = baseline_runs.get('svtcn')
+    svtcn_run = load_run(svtcn, device, role='--baseline svtcn', methods=('svtcn',)) if svtcn else None
+    compared = load_run(compare, device, role='--compare', methods=VAE_METHODS) if compare else None
 
-    if run.method in EMBEDDING_METHODS:
-        svtcn = baseline_runs.get('svtcn')
-        svtcn_run = load_run(svtcn, device, role='--baseline svtcn', methods=('svtcn',)) if svtcn else None
-        evaluation = _evaluate_embeddings(run, svtcn_run, bags, options, device)
-    elif run.method in VAE_METHODS:
-        compared = load_run(compare, device, role='--compare', methods=VAE_METHODS) if compare else None
-        evaluation = _evaluate_vaes(run, compared, bags, options, device)
-    else:
-        evaluation = _evaluate_grasps(run, bags, options, device)
+    def evaluate(held_out: list[Path]) -> Evaluation:
+        if run.method in EMBEDDING_METHODS:
+            return _evaluate_embeddings(run, svtcn_run, held_out, options, device)
+        if run.method in VAE_METHODS:
+            return _evaluate_vaes(run, compared, held_out, options, device)
+        return _evaluate_grasps(run, held_out, options, device)
+
+    evaluation = evaluate(bags)
+    if rigs:
+        groups = {recorded_rig_label(evaluation.meta['recorded_rigs']): evaluation._replace(
+            meta={'bags': bags, **evaluation.meta})}
+        for name, rig_bags in rigs.items():
+            if rig_name(name) in groups:
+                raise EvalError(f'--rig {name}: rig {rig_name(name)} is already in the report')
+            rig_bags = [Path(bag) for bag in rig_bags]
+            result = evaluate(rig_bags)
+            problem = recorded_rig_problem(name, rig_bags, result.meta['recorded_rigs'])
+            if problem:
+                raise EvalError(problem)
+            groups[rig_name(name)] = result._replace(meta={'bags': rig_bags, **result.meta})
+        rows, plots, rig_meta = side_by_side(groups)
+        evaluation = Evaluation(rows, plots, {**evaluation.meta, **rig_meta})
     meta = {'run': run.path, 'checkpoint': run.checkpoint, 'step': run.step, 'bags': bags, 'device': str(device),
             'options': options, **evaluation.meta}
     files = write_report(Path(out) if out is not None else default_out(run.path), run.method, evaluation.rows,
@@ -576,25 +685,36 @@ def evaluate_run(run_dir: str | Path, bags: Sequence[str | Path], out: str | Pat
     return json.loads(files.json.read_text())
 
 
-def _baseline_argument(text: str) -> tuple[str, Path]:
-    name, separator, path = text.partition('=')
-    if not separator or not name or not path:
-        raise argparse.ArgumentTypeError(f'expected NAME=RUN_DIR, e.g. svtcn=runs/svtcn, got {text!r}')
-    return name, Path(path)
+def _named_path(example: str) -> Callable[[str], tuple[str, Path]]:
+    """An argparse type for NAME=PATH arguments; example shows one in the error."""
+    def parse(text: str) -> tuple[str, Path]:
+        name, separator, path = text.partition('=')
+        if not separator or not name or not path:
+            raise argparse.ArgumentTypeError(f'expected {example}, got {text!r}')
+        return name, Path(path)
+    return parse
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = REPORT_CONTENTS
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument('run_dir', type=Path, metavar='RUN_DIR',
-                        help='run directory of `ssl-robot train`: its latest checkpoint is evaluated')
+    parser.add_argument('run_dir', type=Path, metavar='RUN_DIR|CHECKPOINT',
+                        help='run directory of `ssl-robot train` (its latest checkpoint is evaluated), or a checkpoint '
+                             'file such as ssl_robot/checkpoints/tcn.safetensors (read with the data settings of '
+                             'config/train/METHOD.yaml)')
     parser.add_argument('--bag', dest='bags', type=Path, nargs='+', action='extend', required=True,
                         metavar='HELD_OUT', help='held-out rosbag2 recordings, every episode evaluated (repeatable)')
-    parser.add_argument('--out', type=Path, metavar='DIR', help='report directory (default: RUN_DIR/eval)')
-    parser.add_argument('--baseline', dest='baselines', type=_baseline_argument, action='append', default=[],
+    parser.add_argument('--out', type=Path, metavar='DIR',
+                        help='report directory (default: RUN_DIR/eval; for a checkpoint file runs/eval-NAME)')
+    parser.add_argument('--baseline', dest='baselines', type=_named_path('NAME=RUN_DIR, e.g. svtcn=runs/svtcn'),
+                        action='append', default=[],
                         metavar='svtcn=RUN_DIR',
                         help='a single-view TCN run for the single-view TCN column of a tcn or mftcn report '
                              '(without it the column says n/a)')
+    parser.add_argument('--rig', dest='rigs', type=_named_path('RIG=BAG, e.g. held_out_a=bags/held_out_a'),
+                        action='append', default=[], metavar='RIG=BAG',
+                        help='held-out bags recorded with another camera rig (ssl-robot collect --rig RIG), reported '
+                             'beside the --bag bags, every metric once per rig; repeat for more rigs or bags')
     parser.add_argument('--compare', type=Path, metavar='RUN_DIR',
                         help='another betavae or ccvae run, evaluated beside a VAE run on the same frames')
     parser.add_argument('--batch-size', type=int, default=EvalOptions.batch_size, metavar='N',
@@ -608,17 +728,26 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help='where the models run (default auto: CUDA when present)')
 
 
+def _printed_value(value: float | None, interval: list[float] | None) -> str:
+    if value is None:
+        return 'n/a'
+    return f'{value:.4g}' + (f' [{interval[0]:.3g}, {interval[1]:.3g}]' if interval else '')
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """Evaluate as args say and print the table; returns the exit status."""
     baselines = dict(args.baselines)
     if len(baselines) < len(args.baselines):
         raise EvalError('--baseline names the same baseline twice')
     options = EvalOptions(batch_size=args.batch_size, retrieval_batch=args.retrieval_batch, knn_k=args.knn_k)
-    report = evaluate_run(args.run_dir, args.bags, args.out, baselines, args.compare, options=options,
+    rigs: dict[str, list[Path]] = {}
+    for name, bag in args.rigs:
+        rigs.setdefault(name, []).append(bag)
+    report = evaluate_run(args.run_dir, args.bags, args.out, baselines, args.compare, rigs=rigs, options=options,
                           device=args.device)
     out = args.out if args.out is not None else default_out(args.run_dir)
     for row in report['rows']:
-        values = ', '.join(f'{column} {"n/a" if value is None else f"{value:.4g}"}'
+        values = ', '.join(f'{column} {_printed_value(value, row["intervals"].get(column))}'
                            for column, value in row['values'].items())
         print(f'{row["metric"]}: {values}')
     print(f'report: {out / "report.md"}')

@@ -39,12 +39,16 @@ _VIEW_MARKERS = ('o', 's', '^', 'D', 'v', 'P', 'X', '*')
 
 @dataclasses.dataclass
 class ReportRow:
-    """One metric: its value for the trained model and for each baseline, by column name (None: not measured)."""
+    """One metric: its value for the trained model and for each baseline, by column name (None: not measured), and
+    the 95 % confidence interval of the values that have one, by column name ([low, high]; see
+    ssl_robot.train.intervals), over interval_units (e.g. '36 episodes')."""
 
     metric: str
     values: dict[str, float | None]
     lower_is_better: bool
     note: str = ''
+    intervals: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    interval_units: str = ''
 
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not self.metric.strip():
@@ -68,6 +72,18 @@ class ReportRow:
             raise ValueError(f'ReportRow {self.metric!r}: lower_is_better must be a bool, got {self.lower_is_better!r}')
         if not isinstance(self.note, str):
             raise ValueError(f'ReportRow {self.metric!r}: note must be a string, got {self.note!r}')
+        intervals = {}
+        for column, bounds in self.intervals.items():
+            if self.values.get(column) is None:
+                raise ValueError(f'ReportRow {self.metric!r}: an interval for {column!r}, which has no value')
+            low, high = (float(bound) for bound in bounds)
+            if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+                raise ValueError(f'ReportRow {self.metric!r}: the interval of {column!r} must be finite [low, high], '
+                                 f'got {bounds!r}')
+            intervals[column] = [low, high]
+        self.intervals = intervals
+        if intervals and not self.interval_units:
+            raise ValueError(f'ReportRow {self.metric!r}: intervals need interval_units, what they resample')
 
 
 class ReportFiles(NamedTuple):
@@ -235,7 +251,8 @@ def _cell(text: str) -> str:
 
 
 def _number_cells(row: ReportRow, columns: list[str]) -> list[str]:
-    """The row's values, the best one(s) in bold, n/a where a column was not measured."""
+    """The row's values, the best one(s) in bold, each with its [low, high] 95 % interval if it has one, n/a where a
+    column was not measured."""
     measured = [value for value in row.values.values() if value is not None]
     best = (min if row.lower_is_better else max)(measured, default=None)
     cells = []
@@ -243,8 +260,12 @@ def _number_cells(row: ReportRow, columns: list[str]) -> list[str]:
         value = row.values.get(column)
         if value is None:
             cells.append('n/a')
-        else:
-            cells.append(f'**{value:.4g}**' if value == best and len(measured) > 1 else f'{value:.4g}')
+            continue
+        text = f'**{value:.4g}**' if value == best and len(measured) > 1 else f'{value:.4g}'
+        if column in row.intervals:
+            low, high = row.intervals[column]
+            text += f' [{low:.3g}, {high:.3g}]'
+        cells.append(text)
     return cells
 
 
@@ -260,12 +281,14 @@ def _markdown(method: str, rows: Sequence[ReportRow], meta: dict[str, Any], plot
               version: str, written_at: str) -> str:
     columns = _columns(rows)
     lines = [f'# Evaluation of {method}', '',
-             'Best value of each row in bold; n/a: not measured.', '',
+             'Best value of each row in bold; n/a: not measured; [low, high]: 95 % confidence interval, a bootstrap '
+             'over the units the note names (n).', '',
              '| ' + ' | '.join(['metric', 'better', *map(_cell, columns), 'note']) + ' |',
              '|' + '---|---|' + '---:|' * len(columns) + '---|']
     for row in rows:
+        note = f'{row.note}; 95 % CI over {row.interval_units}' if row.interval_units else row.note
         cells = [_cell(row.metric), 'lower' if row.lower_is_better else 'higher', *_number_cells(row, columns),
-                 _cell(row.note)]
+                 _cell(note)]
         lines.append('| ' + ' | '.join(cells) + ' |')
     lines += ['', '## Data and provenance', '']
     lines += [f'- {key}: {_meta_text(value)}' for key, value in meta.items()]
