@@ -81,6 +81,18 @@ def default_checkpoint(method: str) -> Path:
     return path
 
 
+def checkpoint_path(path: str | os.PathLike) -> Path:
+    """The file a checkpoint parameter names: the path as given, except that a bare file name which is not in the
+    working directory names a shipped checkpoint of ssl_robot/checkpoints/ if there is one (e.g.
+    'rl_reach_vae.safetensors', the RL task camera's beta-VAE, which launch files can name wherever the package is
+    installed)."""
+    path = Path(path)
+    shipped = CHECKPOINTS_DIR / path.name
+    if path.parent == Path('.') and not path.exists() and shipped.is_file():
+        return shipped
+    return path
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, 'rb') as file:
@@ -128,7 +140,7 @@ class LoadedModel:
 
     def __init__(self, path: str | os.PathLike, method: str, device: torch.device | str | None = None) -> None:
         require_known_method(method)
-        self.path = Path(path)
+        self.path = checkpoint_path(path)
         self.method = method
         self.device = torch.device(device) if device is not None else default_device()
         self.current = self._load()
