@@ -171,14 +171,22 @@ class Goal:
     model_id: str
 
 
-def scene_goal(loaded: LoadedModel, frame: np.ndarray, context: np.ndarray | None) -> Goal:
-    """The scene in frame ((H, W, 3) uint8 RGB) as a goal: its latent e(g) = mu(g), the posterior mean, as the reward
-    node encodes the scenes it scores. A CC-VAE encodes under the context of the episode's first frame (context,
-    required); a β-VAE takes no context (None)."""
+@dataclass(frozen=True)
+class SceneLatent:
+    latent: np.ndarray
+    """(1, latent_dim) float32: the posterior mean e(s) = mu(s), or e(s | s0) for a CC-VAE."""
+    model_id: str
+
+
+def scene_latent(loaded: LoadedModel, frame: np.ndarray, context: np.ndarray | None) -> SceneLatent:
+    """The latent of the scene in frame ((H, W, 3) uint8 RGB): its posterior mean, the same for a scene made the goal
+    and for every scene the goal node publishes on /latent/scene, so that the latent-goal reward is 0 when the scene
+    looks like the goal. A CC-VAE encodes under the context of the episode's first frame (context, required); a β-VAE
+    takes no context (None)."""
     current = loaded.current
     model = current.model
     if needs_context(loaded.method) != (context is not None):
-        raise ValueError(f'a {loaded.method} scene goal is encoded '
+        raise ValueError(f'a {loaded.method} scene latent is encoded '
                          f'{"under a context image" if context is None else "without a context image"}')
     if isinstance(model, CCVAE):
         latent = model.encode(_model_input(loaded, frame), _model_input(loaded, context))
@@ -186,7 +194,13 @@ def scene_goal(loaded: LoadedModel, frame: np.ndarray, context: np.ndarray | Non
         latent = model.encode(_model_input(loaded, frame))
     else:
         raise ValueError(f'{current.model_id} is not a β-VAE or CC-VAE model')
-    return Goal(latent.cpu().numpy().astype(np.float32), np.array(frame), current.model_id)
+    return SceneLatent(latent.cpu().numpy().astype(np.float32), current.model_id)
+
+
+def scene_goal(loaded: LoadedModel, frame: np.ndarray, context: np.ndarray | None) -> Goal:
+    """The scene in frame as a goal: its latent (scene_latent, under the same context rules) and the frame itself."""
+    encoded = scene_latent(loaded, frame, context)
+    return Goal(encoded.latent, np.array(frame), encoded.model_id)
 
 
 class GoalSampler:

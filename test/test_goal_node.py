@@ -244,3 +244,49 @@ def test_a_hostile_latched_episode_event_and_a_negative_stamp_leave_the_node_ans
         assert node.poll() is None
     log = ''.join(node.output)
     assert 'bad_event' in log and 'bad_stamp' in log and 'Traceback' not in log, log[-3000:]
+
+
+def test_every_scene_frame_gets_its_latent_under_the_episode_context_stamped_with_the_frame(probe, tmp_path: Path):
+    """/latent/scene: e(s | s0) of each frame, s0 the episode's first frame, with the frame's stamp and the model id."""
+    checkpoint = write_checkpoint(tmp_path / 'ccvae.safetensors', 'ccvae', TINY_CCVAE)
+    model = LoadedModel(checkpoint, 'ccvae', device='cpu')
+    camera = probe.node.create_publisher(Image, DEFAULT_CAMERA, SENSOR_QOS)
+    received: dict[int, tuple[str, np.ndarray]] = {}
+
+    def keep(message: Image) -> None:
+        with probe.lock:
+            received[stamp_to_ns(message.header.stamp)] = (message.header.frame_id,
+                                                           np.array(image_to_array(message)))
+
+    probe.node.create_subscription(Image, topics.SCENE_LATENT, keep, SENSOR_QOS)
+    context, scene = camera_frames(21, views=2, shape=(24, 32))
+    stamps = itertools.count(100 * 1_000_000_000, FRAME_PERIOD_NS)
+
+    def send_until_encoded(node, frame: np.ndarray, what: str) -> int:
+        """Send frame (best effort) until a latent stamped like one of the copies sent comes back; that stamp."""
+        sent: set[int] = set()
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            with probe.lock:
+                back = sorted(sent & set(received))
+            if back:
+                return back[0]
+            assert time.monotonic() < deadline, f'timed out waiting for the latent of {what}'
+            assert node.poll() is None, f'the goal node died:\n{"".join(node.output)[-3000:]}'
+            stamp_ns = next(stamps)
+            sent.add(stamp_ns)
+            camera.publish(array_to_image(frame, 'rgb8', ns_to_stamp(stamp_ns), 'front_left_optical_frame'))
+            time.sleep(0.1)
+
+    with node_process(NODE, 'goal', {'checkpoint': checkpoint}) as node:
+        # Only copies of context are sent until one is encoded: whichever arrived first is the episode's context.
+        context_ns = send_until_encoded(node, context, 'the context frame')
+        scene_ns = send_until_encoded(node, scene, 'a scene frame')
+    with probe.lock:
+        (context_id, context_latent), (scene_id, scene_latent) = received[context_ns], received[scene_ns]
+    assert context_id == scene_id == model.model_id
+    assert scene_latent.shape == (1, TINY_CCVAE['latent_dim']) and scene_latent.dtype == np.float32
+    np.testing.assert_allclose(context_latent, model.model.encode(model_input(context), model_input(context)).numpy(),
+                               atol=1e-5)
+    np.testing.assert_allclose(scene_latent, model.model.encode(model_input(scene), model_input(context)).numpy(),
+                               atol=1e-5)

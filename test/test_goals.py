@@ -9,7 +9,7 @@ import torch
 
 from ssl_robot.data.reader import rgb_to_tensor
 from ssl_robot.goals import (GoalSampler, ModelLoader, ModelUnavailable, colour_heatmap,
-                             embed_grasp, heatmap_overlay, needs_context, scene_goal)
+                             embed_grasp, heatmap_overlay, needs_context, scene_goal, scene_latent)
 from ssl_robot.problem_log import ProblemLog
 from ssl_robot.inference import LoadedModel, preprocess
 from test_inference import camera_frames, write_checkpoint
@@ -125,10 +125,32 @@ def test_scene_goal_is_the_frame_and_its_posterior_mean_under_the_episode_contex
     np.testing.assert_allclose(goal.latent, betavae.model.encode(model_input(frame)).numpy(), atol=1e-6)
     np.testing.assert_array_equal(goal.image, frame)
 
-    with pytest.raises(ValueError, match='a ccvae scene goal is encoded under a context image'):
+    with pytest.raises(ValueError, match='a ccvae scene latent is encoded under a context image'):
         scene_goal(ccvae, frame, None)
-    with pytest.raises(ValueError, match='a betavae scene goal is encoded without a context image'):
+    with pytest.raises(ValueError, match='a betavae scene latent is encoded without a context image'):
         scene_goal(betavae, frame, context)
+
+
+def test_scene_latent_is_e_of_s_given_s0_for_the_ccvae_and_e_of_s_for_the_betavae(tmp_path):
+    """What the goal node publishes on /latent/scene for every scene frame, and a scene goal's latent: one encoding."""
+    frame, context, other_context = camera_frames(8, views=3, shape=(24, 32))
+    ccvae = LoadedModel(write_model(tmp_path, 'ccvae'), 'ccvae', device='cpu')
+    encoded = scene_latent(ccvae, frame, context)
+    np.testing.assert_allclose(encoded.latent, ccvae.model.encode(model_input(frame), model_input(context)).numpy(),
+                               atol=1e-6)
+    assert encoded.latent.shape == (1, 4) and encoded.latent.dtype == np.float32
+    assert encoded.model_id == ccvae.model_id
+    np.testing.assert_array_equal(scene_goal(ccvae, frame, context).latent, encoded.latent)
+    assert not np.allclose(scene_latent(ccvae, frame, other_context).latent, encoded.latent, atol=1e-4)
+
+    betavae = LoadedModel(write_model(tmp_path, 'betavae'), 'betavae', device='cpu')
+    encoded = scene_latent(betavae, frame, None)
+    np.testing.assert_allclose(encoded.latent, betavae.model.encode(model_input(frame)).numpy(), atol=1e-6)
+    assert encoded.model_id == betavae.model_id
+    with pytest.raises(ValueError, match='a ccvae scene latent is encoded under a context image'):
+        scene_latent(ccvae, frame, None)
+    with pytest.raises(ValueError, match='a betavae scene latent is encoded without a context image'):
+        scene_latent(betavae, frame, context)
 
 
 def test_model_loader_waits_for_its_checkpoint_then_keeps_it_fresh(tmp_path):

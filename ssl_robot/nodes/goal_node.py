@@ -9,8 +9,7 @@ front of the robot; the β-VAE (method 'betavae') decodes it from the prior alon
   the episode's stamp.
 
 A scene goal is the newest frame itself, made the goal on a /goal/from_scene request (std_srvs/Trigger): its latent
-is the posterior mean e(g) = mu(g) (ssl_robot.goals.scene_goal), encoded as the reward node encodes the scenes it
-scores, a CC-VAE under the context of the episode's first frame, so that the latent-goal reward is 0 when the scene
+is the posterior mean e(g) = mu(g) (ssl_robot.goals.scene_goal), encoded as the scene latents this node publishes, a CC-VAE under the context of the episode's first frame, so that the latent-goal reward is 0 when the scene
 looks like that frame again. A controller (or a test) shows the robot the goal state and asks for it.
 
 Either service's response says why no goal was published (no model loaded yet, no camera frame yet).
@@ -20,6 +19,12 @@ in force: /goal/latent (sensor_msgs/Image 32FC1, 1 x latent_dim) and /goal/image
 model's image size, a scene goal at the camera's). Both carry the stamp of the frame the goal comes from (the context
 frame of an imagined goal, the goal frame of a scene goal; a β-VAE imagined goal: the newest frame's, or the node
 clock's before any frame) and the model id as frame_id.
+
+The latent of every scene frame goes out on /latent/scene (sensor_msgs/Image 32FC1, 1 x latent_dim, sensor-data QoS:
+best effort, keep last 5, as the camera it comes from), stamped with the frame, the model id as frame_id: e(s | s0)
+for the CC-VAE, s0 the episode's first frame, e(s) for the β-VAE (ssl_robot.goals.scene_latent). The reward node
+scores it against /goal/latent, so this node is the one place that holds the VAE and the episode context. A frame
+that arrives before the model has loaded gets no latent (counted as scene_without_model).
 
 Bad input never stops the node: an unusable image or stamp, an episode event that cannot be read (ssl_robot.events)
 and a checkpoint that is missing or unloadable are dropped or ignored, warned about (rate-limited per kind) and
@@ -43,7 +48,7 @@ from std_srvs.srv import Trigger
 from ssl_robot import topics
 from ssl_robot.demo_trajectory import EpisodeClock, StampRejected
 from ssl_robot.events import EventError, decode_episode_event
-from ssl_robot.goals import Goal, GoalSampler, ModelLoader, ModelUnavailable, needs_context, scene_goal
+from ssl_robot.goals import Goal, GoalSampler, ModelLoader, ModelUnavailable, needs_context, scene_goal, scene_latent
 from ssl_robot.problem_log import ProblemLog
 from ssl_robot.ros.convert import MessageError, array_to_image, ns_to_stamp
 from ssl_robot.ros.decoders import rgb_frame
@@ -93,15 +98,18 @@ class GoalNode(NodeParameters, Node):
         self._model = ModelLoader(self._param('checkpoint'), method)
         self._problems = ProblemLog(self.get_logger().warning)
         self._newest: StampedFrame | None = None
-        # The episode's first frame: the context a CC-VAE encodes scene goals under, taken as the reward node takes
-        # the context of the scenes it scores (an episode starts at a /sim/episode event, or at the first frame).
+        # The episode's first frame: the context a CC-VAE encodes scene latents and scene goals under (an episode
+        # starts at a /sim/episode event, or at the first frame). This node is the only owner of that context.
         self._episode = EpisodeClock()
         self._episode_first: StampedFrame | None = None
         self._goal_due = False  # an episode started: draw a goal from its first frame
         self._goals = 0
+        self._scene_latents = 0
 
         self._latent_publisher = self.create_publisher(Image, topics.in_namespace(topics.GOAL_LATENT), LATCHED_QOS)
         self._image_publisher = self.create_publisher(Image, topics.in_namespace(topics.GOAL_IMAGE), LATCHED_QOS)
+        self._scene_latent_publisher = self.create_publisher(Image, topics.in_namespace(topics.SCENE_LATENT),
+                                                             SENSOR_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         self.create_subscription(Image, self._camera, self._on_image, SENSOR_QOS)
         self.create_subscription(String, topics.in_namespace(topics.EPISODES), self._on_episode, LATCHED_QOS)
@@ -124,17 +132,35 @@ class GoalNode(NodeParameters, Node):
         self._newest = StampedFrame(stamp_ns, rgb)
         try:
             first = self._episode.observe(self._newest.stamp_ns).first
-        except StampRejected:
-            return  # a frame of the previous episode, arriving after the event: neither a context nor a goal
-        if not first:
+        except StampRejected as rejected:
+            # A frame of the previous episode, arriving after the event: neither a context, a scene latent nor a goal.
+            if rejected.kind == 'before_episode':
+                self._problems.counts[rejected.kind] += 1  # normal at an episode boundary: counted, not a problem
+            else:
+                self._problems.report(rejected.kind, f'{self._camera}: {rejected}; no scene latent')
             return
-        self._episode_first = self._newest
-        if self._goal_due:
+        if first:
+            self._episode_first = self._newest
+        self._publish_scene_latent(self._newest)
+        if first and self._goal_due:
             self._goal_due = False
             try:
                 self._imagine_goal()
             except ModelUnavailable as error:
                 self._problems.report('no_model', f'{error}; no goal for the new episode')
+
+    def _publish_scene_latent(self, frame: StampedFrame) -> None:
+        if self._model.loaded is None:
+            self._problems.counts['scene_without_model'] += 1  # the checkpoint problem is reported by the reload
+            return
+        encoded = scene_latent(self._model.loaded, frame.rgb, self._episode_first.rgb if self._needs_context else None)
+        if not np.isfinite(encoded.latent).all():  # a diverged checkpoint: a NaN latent would poison every reward
+            self._problems.report('bad_model_output', f'{encoded.model_id}: a non-finite latent of the frame stamped '
+                                                      f'{frame.stamp_ns} ns; not published')
+            return
+        self._scene_latent_publisher.publish(array_to_image(encoded.latent, '32FC1', ns_to_stamp(frame.stamp_ns),
+                                                            encoded.model_id))
+        self._scene_latents += 1
 
     def _on_episode(self, message: String) -> None:
         try:
@@ -188,6 +214,7 @@ class GoalNode(NodeParameters, Node):
     def _publish_diagnostics(self) -> None:
         problems = self._problems.take_recent()
         values = {'model_id': self._model.model_id, 'camera': self._camera, 'goals_published': str(self._goals),
+                  'scene_latents_published': str(self._scene_latents),
                   **self._problems.count_values()}
         self._diagnostics.publish(diagnostic_array(DIAGNOSTIC_NAME, self._model.device.type, problems, values,
                                                    ns_to_stamp(self.get_clock().now().nanoseconds)))
