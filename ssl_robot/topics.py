@@ -45,8 +45,6 @@ GOAL_OBJECT_IMAGE = '/goal/object_image'
 GOAL_SAMPLE_SERVICE = '/goal/sample'
 GOAL_FROM_SCENE_SERVICE = '/goal/from_scene'
 GOAL_OBJECT_FROM_GRASP_SERVICE = '/goal/object_from_grasp'
-# goal_node: the VAE latent of every frame of its camera, in the space of /goal/latent.
-SCENE_LATENT = '/latent/scene'
 # policy_node: its status (JSON) and the service that enables (true) or disables (false) its commands.
 POLICY_STATUS = '/policy/status'
 POLICY_ENABLE_SERVICE = '/policy/enable'
