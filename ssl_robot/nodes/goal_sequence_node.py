@@ -72,7 +72,7 @@ class GoalSequenceNode(NodeParameters, Node):
 
         self._ee_target = self.create_publisher(PoseStamped, topics.in_namespace(topics.EE_TARGET), RELIABLE_QOS)
         self._events = self.create_publisher(String, topics.in_namespace(topics.GOAL_SEQUENCE_EVENTS), RELIABLE_QOS)
-        self._clients = {
+        self._service_clients = {
             'close_gripper': self.create_client(SetBool, topics.in_namespace(topics.GRIPPER_SET_CLOSED_SERVICE)),
             'enable': self.create_client(SetBool, topics.in_namespace(topics.POLICY_ENABLE_SERVICE)),
             'sample': self.create_client(Trigger, topics.in_namespace(topics.GOAL_SAMPLE_SERVICE)),
@@ -137,7 +137,7 @@ class GoalSequenceNode(NodeParameters, Node):
                 self._last_request_ns = None
                 return True
             self.get_logger().warning(f'{name}: {response.message}; retrying', throttle_duration_sec=5.0)
-        client = self._clients[name]
+        client = self._service_clients[name]
         if client.service_is_ready() and (self._last_request_ns is None or
                                           now_ns - self._last_request_ns >= RETRY_PERIOD_S * 1e9):
             self._last_request_ns = now_ns
