@@ -101,6 +101,7 @@ setup(
         (f'share/{PACKAGE}', ['package.xml']),
         share('launch'),
         share('config'),
+        share('config/foxglove'),
         share('sim'),
         share('sim/objects'),
         share('sim/rigs'),
