@@ -41,6 +41,9 @@ REWARD_TOPIC = topics.reward_topic('latent_goal')
 # Rewards of frames within this of the goal's stamp may still be scored against the previous goal (the reward node
 # gets the goal over DDS after the frame it was imagined in): the start reward is the first one after it.
 GOAL_ARRIVAL_S = 0.2
+# Seconds each node gets to stop after the last goal: on 2 loaded cores a node with torch and stable-baselines3 loaded
+# took 4 s to exit, close to the launch runner's default 5.
+SHUTDOWN_GRACE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -252,7 +255,8 @@ def run_demo(args: argparse.Namespace) -> int:
     if bag.exists():
         raise FileExistsError(f'{bag} exists: give a new --out directory')
     command = [sys.executable, '-m', 'ssl_robot.cli', 'launch', 'demo', f'bag:={bag}', f'seed:={args.seed}',
-               f'goal_seed:={args.seed}', f'goals:={args.goals}', '--duration', str(args.duration)]
+               f'goal_seed:={args.seed}', f'goals:={args.goals}', '--duration', str(args.duration),
+               '--grace-period', str(SHUTDOWN_GRACE_S)]
     print('$ ' + ' '.join(command[2:]), flush=True)
     status = subprocess.run(command, check=False).returncode
     if status != 0:

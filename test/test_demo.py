@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from ssl_robot import topics
-from ssl_robot.demo import DemoRecording, GoalRow, Stamped, format_goal_table, goal_rows, plot_demo, read_recording
+from ssl_robot.demo import (SHUTDOWN_GRACE_S, DemoRecording, GoalRow, Stamped, format_goal_table, goal_rows, plot_demo,
+                            read_recording)
 from ssl_robot.goal_sequence import GoalSequenceConfig, Step, goal_sequence_plan
 
 S = 1_000_000_000
@@ -108,7 +109,8 @@ def test_the_policy_brings_the_gripper_within_5_cm_of_scene_goals(tmp_path, ros_
     positions = '[' + ', '.join(f'{v}' for position in SCENE_GOALS for v in position) + ']'
     bag = tmp_path / 'bag'
     result = subprocess.run([sys.executable, '-m', 'ssl_robot.cli', 'launch', 'demo', f'bag:={bag}',
-                             f'goal_positions:={positions}', '--duration', '1500'],
+                             f'goal_positions:={positions}', '--duration', '1500', '--grace-period',
+                             str(SHUTDOWN_GRACE_S)],
                             capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, f'{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
     rows = goal_rows(read_recording(bag), nearest_position=None)
