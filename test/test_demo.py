@@ -115,6 +115,7 @@ def test_the_policy_brings_the_gripper_within_5_cm_of_scene_goals(tmp_path, ros_
     assert result.returncode == 0, f'{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
     rows = goal_rows(read_recording(bag), nearest_position=None)
     table = format_goal_table(rows)
+    print(table)   # the figures, with pytest -s
     assert [row.source for row in rows] == ['scene'] * len(SCENE_GOALS), table
     assert [row.goal_xy for row in rows] == [position[:2] for position in SCENE_GOALS], table
     assert sum(row.success for row in rows) >= 4, table
