@@ -1,5 +1,5 @@
 # Entry points for a machine without a ROS install (ROS 2 Kilted from PyPI wheels).
-#   make demo   set up .venv and run the main job: the sim graph reaching toward an imagined goal, headless
+#   make demo   set up .venv and run the main job: the RL policy reaching five imagined goals in the sim graph, headless
 #   make test   set up .venv and run every test
 #   make bench  set up .venv and print the benchmark figures
 # Every process that creates a ROS node runs inside scripts/loopback-run (a loopback-only netns).
@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEMO_SECONDS ?= 300
+DEMO_SECONDS ?= 600
 LOOPBACK := scripts/loopback-run
 
 .PHONY: setup demo test bench clean

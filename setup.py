@@ -17,7 +17,8 @@ EXECUTABLES = {
     'reward_node': 'ssl_robot.nodes.reward_node:main',
     'grasp2vec_node': 'ssl_robot.nodes.grasp2vec_node:main',
     'goal_node': 'ssl_robot.nodes.goal_node:main',
-    'goal_reacher_node': 'ssl_robot.nodes.goal_reacher_node:main',
+    'policy_node': 'ssl_robot.nodes.policy_node:main',
+    'goal_sequence_node': 'ssl_robot.nodes.goal_sequence_node:main',
     'diagnostics_monitor_node': 'ssl_robot.nodes.diagnostics_monitor_node:main',
 }
 SHARED_FOLDERS = ['launch', 'config', 'sim']
@@ -100,6 +101,7 @@ setup(
         (f'share/{PACKAGE}', ['package.xml']),
         share('launch'),
         share('config'),
+        share('config/foxglove'),
         share('sim'),
         share('sim/objects'),
         share('sim/rigs'),

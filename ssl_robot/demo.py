@@ -1,14 +1,17 @@
-"""`ssl-robot demo`: the main job. The sim graph reaches toward a goal it imagined, and the rewards are reported.
+"""`ssl-robot demo`: the main job. The sim robot reaches, with the shipped RL policy, for goals it imagined.
 
 It runs launch/demo.launch.xml through `ssl-robot launch` (the same file a real `ros2 launch` runs): the sim in idle
-mode, the embedding, reward, Grasp2Vec and goal nodes with the shipped checkpoints, the recorder, and
-goal_reacher_node. The reacher asks the goal node for a CC-VAE goal imagined in the current scene, surveys arm
-positions over the tray and approaches the one the latent-goal reward likes best (ssl_robot.goal_reaching). The
-launch ends when the reacher is done, or after --duration seconds.
+mode on the demo rig with an empty tray, the embedding, reward, Grasp2Vec and goal nodes, the recorder, policy_node
+(the shipped reach policy, ssl_robot/checkpoints/rl_reach_policy.safetensors) and goal_sequence_node, which asks the
+goal node for five imagined goals one after another and ends the launch when the policy is done with the last one.
+The goal node and the latent-goal reward run the task camera's beta-VAE, the model the policy was trained on.
 
-Then the recorded bag is read back and reported: every topic the graph published (type, count, rate), whether the
-cameras of each tick shared one stamp, each reward stream per waypoint of the reach, and a plot of the rewards over
-sim time next to the imagined goal image (rewards.png in --out).
+Then the recorded bag is read back and reported, one row per goal: the goal, the policy's steps, the latent-goal
+reward (/reward/latent_goal) at the start and the end of the reach, the true final distance to the goal state and
+success (within 5 cm). The goal state of an imagined goal is its nearest achievable state: the hand position whose
+latent is nearest the goal latent (ssl_robot.rl.reachable); of a scene goal, the arm position it was posed at. The
+hand's final position is the ground truth of /sim/ground_truth. A plot (demo.png in --out) shows the reward over sim
+time with the goal changes marked, each goal image and the task camera's last frame of each reach.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import subprocess
 import sys
 import tempfile
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,199 +31,235 @@ from rosbags.typesys import Stores, get_typestore
 
 from ssl_robot import topics
 from ssl_robot.data.bag_summary import format_summary, summarize_bag
-from ssl_robot.reward_evaluation import spearman_rho
 from ssl_robot.ros.convert import as_rgb, image_to_array, stamp_to_ns
 from ssl_robot.train.report import new_figure, save_figure
 
 NS_PER_S = 1e9
-REWARD_PREFIX = topics.reward_topic('')
+SUCCESS_DISTANCE_M = 0.05
+TASK_CAMERA = topics.camera_image('task')
+REWARD_TOPIC = topics.reward_topic('latent_goal')
+# Rewards of frames within this of the goal's stamp may still be scored against the previous goal (the reward node
+# gets the goal over DDS after the frame it was imagined in): the start reward is the first one after it.
+GOAL_ARRIVAL_S = 0.2
+# Seconds each node gets to stop after the last goal: on 2 loaded cores a node with torch and stable-baselines3 loaded
+# took 4 s to exit, close to the launch runner's default 5.
+SHUTDOWN_GRACE_S = 30.0
+
+
+@dataclass(frozen=True)
+class Stamped:
+    stamps_ns: list[int]
+    values: list
+    """One per stamp, in stamp order."""
+
+    def at_or_before(self, stamp_ns: int):
+        """The value of the latest stamp <= stamp_ns, or None."""
+        index = bisect_right(self.stamps_ns, stamp_ns)
+        return self.values[index - 1] if index else None
+
+    def first_at_or_after(self, stamp_ns: int):
+        index = bisect_right(self.stamps_ns, stamp_ns - 1)
+        return self.values[index] if index < len(self.values) else None
+
+
+def _stamped(pairs: list[tuple[int, object]]) -> Stamped:
+    pairs.sort(key=lambda pair: pair[0])
+    return Stamped([stamp for stamp, _ in pairs], [value for _, value in pairs])
 
 
 @dataclass(frozen=True)
 class DemoRecording:
-    """What the demo needs from its bag."""
+    """What the main job's report needs from its bag."""
 
-    camera_stamps: dict[str, set[int]]
-    """Scene camera image topic -> the header stamps of its frames."""
-    rewards: dict[str, np.ndarray]
-    """Reward kind -> (N, 2) array of (observation stamp in s, reward), in stamp order."""
-    reach: list[dict]
-    """The /goal_reaching/status events, in order: one per waypoint, then the 'done' event."""
-    goal_image: np.ndarray | None
-    """The last imagined goal image (H, W, 3), or None if none was recorded."""
-
-    @property
-    def reach_end(self) -> dict | None:
-        """The reach's 'done' event (every waypoint's score, the failure if any), or None if it did not finish."""
-        return next((event for event in self.reach if event.get('phase') == 'done'), None)
-
-
-def _is_scene_camera(topic: str) -> bool:
-    return topic.startswith('/cameras/') and topic.endswith('/image_raw')
+    goals: list[dict]
+    """The /goal_sequence/events, one per goal, in order."""
+    rewards: Stamped
+    """/reward/latent_goal: reward per observation stamp."""
+    goal_latents: dict[int, np.ndarray]
+    """/goal/latent by stamp."""
+    goal_images: dict[int, np.ndarray]
+    """/goal/image by stamp."""
+    hand: Stamped
+    """/sim/ground_truth: the TCP position (x, y, z) per tick."""
+    task_frames: Stamped
+    """/cameras/task/image_raw frames."""
 
 
 def read_recording(bag: Path) -> DemoRecording:
     typestore = get_typestore(Stores.ROS2_KILTED)
-    camera_stamps: dict[str, set[int]] = defaultdict(set)
-    rewards: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    reach: list[dict] = []
-    goal_image = None
+    columns: dict[str, list] = defaultdict(list)
+    wanted_topics = {topics.GOAL_SEQUENCE_EVENTS, REWARD_TOPIC, topics.GOAL_LATENT, topics.GOAL_IMAGE,
+                     topics.GROUND_TRUTH, TASK_CAMERA}
     with Reader(bag) as reader:
-        # Only these connections are read: the rest of the bag (object camera, segmentation, state) goes unused.
-        wanted = [c for c in reader.connections if _is_scene_camera(c.topic) or c.topic.startswith(REWARD_PREFIX)
-                  or c.topic in (topics.GOAL_REACHING_STATUS, topics.GOAL_IMAGE)]
+        wanted = [c for c in reader.connections if c.topic in wanted_topics]
         for connection, _, raw in reader.messages(connections=wanted):
-            topic = connection.topic
             message = typestore.deserialize_cdr(raw, connection.msgtype)
-            if _is_scene_camera(topic):
-                camera_stamps[topic].add(stamp_to_ns(message.header.stamp))
-            elif topic.startswith(REWARD_PREFIX):
-                rewards[topic.removeprefix(REWARD_PREFIX)].append(
-                    (stamp_to_ns(message.header.stamp) / NS_PER_S, message.vector.x))
-            elif topic == topics.GOAL_REACHING_STATUS:
-                reach.append(topics.decode_event(message.data, 'goal_reaching'))
+            topic = connection.topic
+            if topic in (topics.GOAL_SEQUENCE_EVENTS, topics.GROUND_TRUTH):
+                event = topics.decode_event(message.data, 'goal_sequence' if topic == topics.GOAL_SEQUENCE_EVENTS
+                                            else 'ground_truth')
+                stamp_ns = topics.stamp_from_dict(event['stamp'])
+                value = event if topic == topics.GOAL_SEQUENCE_EVENTS else np.array(event['gripper']['tcp_position'])
+                columns[topic].append((stamp_ns, value))
+                continue
+            stamp_ns = stamp_to_ns(message.header.stamp)
+            if topic == REWARD_TOPIC:
+                columns[topic].append((stamp_ns, float(message.vector.x)))
+            elif topic == topics.GOAL_LATENT:
+                columns[topic].append((stamp_ns, np.array(image_to_array(message))[0]))
             else:
-                goal_image = np.array(as_rgb(image_to_array(message), message.encoding))
-    return DemoRecording(dict(camera_stamps), {kind: np.array(sorted(values)) for kind, values in rewards.items()},
-                         reach, goal_image)
-
-
-def camera_stamp_agreement(camera_stamps: dict[str, set[int]]) -> tuple[int, int]:
-    """(ticks where every scene camera image shares the stamp, ticks seen)."""
-    if not camera_stamps:
-        return 0, 0
-    return len(set.intersection(*camera_stamps.values())), len(set.union(*camera_stamps.values()))
+                columns[topic].append((stamp_ns, np.array(as_rgb(image_to_array(message), message.encoding))))
+    return DemoRecording(goals=[event for _, event in sorted(columns[topics.GOAL_SEQUENCE_EVENTS],
+                                                             key=lambda pair: pair[1]['index'])],
+                         rewards=_stamped(columns[REWARD_TOPIC]), goal_latents=dict(columns[topics.GOAL_LATENT]),
+                         goal_images=dict(columns[topics.GOAL_IMAGE]), hand=_stamped(columns[topics.GROUND_TRUTH]),
+                         task_frames=_stamped(columns[TASK_CAMERA]))
 
 
 @dataclass(frozen=True)
-class WaypointRewards:
-    phase: str
+class GoalRow:
     index: int
-    position: tuple[float, ...]
+    goal_id: int
+    source: str
+    """'imagined' or 'scene'."""
+    steps: int
     start_s: float
     end_s: float
-    rewards: dict[str, np.ndarray]
-    """Reward kind -> the rewards of observations stamped within [start_s, end_s)."""
-    score: float | None
-    """The reacher's score of the waypoint: its reward over the settled end of the hold only (None if unscored or the
-    reach did not finish)."""
+    reward_start: float | None
+    reward_end: float | None
+    goal_xy: tuple[float, float] | None
+    """The goal state's hand position: the nearest achievable one (imagined) or the posed one (scene)."""
+    final_xy: tuple[float, float] | None
+    """The hand's true position at the end of the reach."""
+
+    @property
+    def distance_m(self) -> float | None:
+        if self.goal_xy is None or self.final_xy is None:
+            return None
+        return float(np.hypot(*np.subtract(self.final_xy, self.goal_xy)))
+
+    @property
+    def success(self) -> bool:
+        return self.distance_m is not None and self.distance_m < SUCCESS_DISTANCE_M
 
 
-def waypoint_rewards(recording: DemoRecording) -> list[WaypointRewards]:
-    """The reward streams cut at the reach's waypoints: each waypoint lasts until the next status event."""
-    events = [e for e in recording.reach if 'phase' in e]
-    done = recording.reach_end or {}
-    scores = [step['score'] for step in done.get('survey', []) + done.get('approach', [])]
-    spans = []
-    for event, following in zip(events, events[1:]):
-        if event['phase'] == 'done':
-            break
-        start_s = topics.stamp_from_dict(event['stamp']) / NS_PER_S
-        end_s = topics.stamp_from_dict(following['stamp']) / NS_PER_S
-        rewards = {kind: stream[(stream[:, 0] >= start_s) & (stream[:, 0] < end_s), 1]
-                   for kind, stream in recording.rewards.items()}
-        score = scores[len(spans)] if len(spans) < len(scores) else None
-        spans.append(WaypointRewards(event['phase'], event['index'], tuple(event['position']), start_s, end_s,
-                                     rewards, score))
-    return spans
+def goal_rows(recording: DemoRecording, nearest_position) -> list[GoalRow]:
+    """A row per goal. nearest_position(goal_latent) -> (x, y): the nearest achievable state of an imagined goal."""
+    rows = []
+    for event in recording.goals:
+        goal_ns = topics.stamp_from_dict(event['goal_stamp'])
+        end_ns = topics.stamp_from_dict(event['stamp'])
+        if event['source'] == 'scene':
+            goal_xy = tuple(event['goal_position'][:2])
+        else:
+            latent = recording.goal_latents.get(goal_ns)
+            goal_xy = None if latent is None else tuple(float(v) for v in nearest_position(latent))
+        final = recording.hand.at_or_before(end_ns)
+        rows.append(GoalRow(
+            index=event['index'], goal_id=event['goal_id'], source=event['source'], steps=event['steps'],
+            start_s=goal_ns / NS_PER_S, end_s=end_ns / NS_PER_S,
+            reward_start=recording.rewards.first_at_or_after(goal_ns + int(GOAL_ARRIVAL_S * NS_PER_S)),
+            reward_end=recording.rewards.at_or_before(end_ns), goal_xy=goal_xy,
+            final_xy=None if final is None else (float(final[0]), float(final[1]))))
+    return rows
 
 
-def format_reward_streams(recording: DemoRecording, waypoints: list[WaypointRewards]) -> str:
-    kinds = sorted(recording.rewards)
-    if not kinds:
-        return 'reward streams: none recorded'
-    lines = ['reward streams: ' + ', '.join(f'{topics.reward_topic(k)} {len(recording.rewards[k])} messages'
-                                            for k in kinds)]
-    header = f'{"waypoint":<12} {"position (m)":<22} {"sim s":>12}' + ''.join(
-        f' {k + " mean":>17} {"n":>4}' for k in kinds) + f' {"reacher score":>14}'
-    lines.append(header)
-    for waypoint in waypoints:
-        position = '(' + ', '.join(f'{v:.2f}' for v in waypoint.position) + ')'
-        cells = ''.join(
-            f' {np.mean(values):>+17.4f} {len(values):>4}' if len(values) else f' {"-":>17} {0:>4}'
-            for values in (waypoint.rewards[k] for k in kinds))
-        score = f'{waypoint.score:>+14.4f}' if waypoint.score is not None else f'{"-":>14}'
-        lines.append(f'{waypoint.phase + " " + str(waypoint.index):<12} {position:<22} '
-                     f'{waypoint.start_s:>5.1f}-{waypoint.end_s:<6.1f}' + cells + ' ' + score)
-    lines.append('mean: over every frame of the waypoint, moving included; reacher score: over its settled end, '
-                 'which the reach compares')
+def _cell(value: float | None, spec: str) -> str:
+    return format(value, spec) if value is not None else '-'
+
+
+def format_goal_table(rows: list[GoalRow]) -> str:
+    lines = [f'{"goal":>4} {"id":>3} {"source":<8} {"steps":>5} {"reward start":>12} {"reward end":>10} '
+             f'{"goal state (m)":>16} {"final hand (m)":>16} {"distance (m)":>12} success']
+    for row in rows:
+        goal = '-' if row.goal_xy is None else f'({row.goal_xy[0]:.3f}, {row.goal_xy[1]:.3f})'
+        final = '-' if row.final_xy is None else f'({row.final_xy[0]:.3f}, {row.final_xy[1]:.3f})'
+        lines.append(f'{row.index + 1:>4} {row.goal_id:>3} {row.source:<8} {row.steps:>5} '
+                     f'{_cell(row.reward_start, "+12.4f"):>12} {_cell(row.reward_end, "+10.4f"):>10} {goal:>16} '
+                     f'{final:>16} {_cell(row.distance_m, "12.3f"):>12} {"yes" if row.success else "no"}')
+    successes = sum(row.success for row in rows)
+    lines.append(f'success (final hand within {SUCCESS_DISTANCE_M * 100:.0f} cm of the goal state): {successes} of '
+                 f'{len(rows)}')
+    lines.append('goal state: imagined goal = the hand position whose latent (task camera beta-VAE) is nearest the '
+                 'goal latent; scene goal = the position the arm was posed at. Rewards: /reward/latent_goal, '
+                 '-|z - z_g|.')
     return '\n'.join(lines)
 
 
-def approach_summary(recording: DemoRecording, kind: str = 'latent_goal') -> str:
-    """One line on how the reward changed along the approach (or why there was none)."""
-    done = recording.reach_end
-    if done is None:
-        return 'goal reaching: did not finish within the duration'
-    if done.get('failure'):
-        return f'goal reaching failed: {done["failure"]}'
-    scores = [step['score'] for step in done['approach']]
-    known = [(k, s) for k, s in enumerate(scores) if s is not None]
-    try:
-        rho = spearman_rho([k for k, _ in known], [score for _, score in known])
-    except ValueError:  # too few scored waypoints, or a flat reward: no ranking to report
-        rho = float('nan')
-    return (f'goal reaching: the {kind} reward went from {scores[0]:+.4f} at the approach start to {scores[-1]:+.4f} '
-            f'at the chosen position; Spearman rank correlation with progress along the approach {rho:+.2f}')
-
-
-def plot_rewards(recording: DemoRecording, waypoints: list[WaypointRewards], path: Path) -> Path:
-    """Rewards over sim time from the reach's start, survey and approach shaded, next to the imagined goal image; PNG
-    written atomically."""
-    figure = new_figure(11, 4)
-    goal_axes, reward_axes = figure.subplots(1, 2, width_ratios=[1, 3])
-    if recording.goal_image is not None:
-        goal_axes.imshow(recording.goal_image)
-    goal_axes.set_title('imagined goal (CC-VAE)')
-    goal_axes.axis('off')
-    colours = {'survey': '0.9', 'approach': '#d8f0d8'}
-    for waypoint in waypoints:
-        reward_axes.axvspan(waypoint.start_s, waypoint.end_s, color=colours.get(waypoint.phase, 'white'),
-                            alpha=0.6 if waypoint.index % 2 else 1.0, linewidth=0)
-    # Rewards before the reach scored the goal drawn at the episode start, not the one reached for.
-    start_s = waypoints[0].start_s if waypoints else -np.inf
-    for kind, stream in sorted(recording.rewards.items()):
-        shown = stream[stream[:, 0] >= start_s]
-        reward_axes.plot(shown[:, 0], shown[:, 1], '.-', markersize=3, linewidth=0.8, label=topics.reward_topic(kind))
-    reward_axes.set_xlabel('observation stamp (sim s); grey: survey waypoints, green: approach')
-    reward_axes.set_ylabel('reward')
-    reward_axes.grid(alpha=0.3)
-    if recording.rewards:
-        reward_axes.legend(loc='lower right', fontsize='small')
-    reward_axes.set_title('rewards while reaching toward the imagined goal')
+def plot_demo(recording: DemoRecording, rows: list[GoalRow], path: Path) -> Path:
+    """Reward over sim time with the goal changes marked, above each goal image and the task camera's last frame of
+    each reach; PNG written atomically."""
+    columns = max(len(rows), 1)
+    figure = new_figure(2.2 * columns + 1, 7.5)
+    grid = figure.add_gridspec(3, columns, height_ratios=[2.2, 1, 1])
+    rewards = figure.add_subplot(grid[0, :])
+    stamps = np.array(recording.rewards.stamps_ns) / NS_PER_S
+    rewards.plot(stamps, recording.rewards.values, '.-', markersize=2, linewidth=0.7, label=REWARD_TOPIC)
+    for row in rows:
+        rewards.axvline(row.start_s, color='tab:red', linewidth=0.8)
+        rewards.text(row.start_s, 1.0, f' goal {row.index + 1}', transform=rewards.get_xaxis_transform(), va='top',
+                     fontsize='small', color='tab:red')
+    rewards.set_xlabel('observation stamp (sim s); red: a new goal')
+    rewards.set_ylabel('latent-goal reward')
+    rewards.grid(alpha=0.3)
+    rewards.legend(loc='lower right', fontsize='small')
+    rewards.set_title('reaching for imagined goals with the shipped RL policy')
+    for column, row in enumerate(rows):
+        goal_ns, end_ns = int(round(row.start_s * NS_PER_S)), int(round(row.end_s * NS_PER_S))
+        for line, (image, title) in enumerate(((recording.goal_images.get(goal_ns), f'goal {row.index + 1}'),
+                                               (recording.task_frames.at_or_before(end_ns),
+                                                f'final, {_cell(row.distance_m, ".3f")} m'))):
+            axes = figure.add_subplot(grid[line + 1, column])
+            if image is not None:
+                axes.imshow(image)
+            axes.set_title(title, fontsize='small')
+            axes.axis('off')
     return save_figure(figure, path)
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--duration', type=float, default=300.0,
-                        help='longest time to run the graph, in seconds (default 300); it stops when the reach is done')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the sim episode (default 0)')
+    parser.add_argument('--duration', type=float, default=600.0,
+                        help='longest time to run the graph, in seconds (default 600); it stops when the last goal '
+                             'is done')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the sim episode and of the goals (default 0)')
+    parser.add_argument('--goals', type=int, default=5, help='imagined goals to reach (default 5)')
     parser.add_argument('--out', type=Path, default=None,
-                        help='directory for the recorded bag and rewards.png (default: a new temporary directory)')
+                        help='directory for the recorded bag and demo.png (default: a new temporary directory)')
+
+
+def report(bag: Path, out: Path) -> list[GoalRow]:
+    """Print the report of a recorded main job and write its plot; the rows of the goal table."""
+    from ssl_robot.rl.reachable import LatentAtlas   # the sim and the VAE: only once the graph has stopped
+
+    recording = read_recording(bag)
+    print(f'\nrecorded {bag}:\n{format_summary(summarize_bag(bag))}')
+    atlas = LatentAtlas() if any(event['source'] == 'imagined' for event in recording.goals) else None
+    try:
+        rows = goal_rows(recording, atlas.nearest_position if atlas is not None else None)
+    finally:
+        if atlas is not None:
+            atlas.close()
+    print('\n' + format_goal_table(rows))
+    print(f'plot: {plot_demo(recording, rows, out / "demo.png")}')
+    return rows
 
 
 def run_demo(args: argparse.Namespace) -> int:
     if args.duration <= 0:
         raise ValueError(f'--duration must be > 0, got {args.duration}')
+    if args.goals < 1:
+        raise ValueError(f'--goals must be >= 1, got {args.goals}')
     out = args.out or Path(tempfile.mkdtemp(prefix='ssl_robot_demo_'))
     out.mkdir(parents=True, exist_ok=True)
     bag = out / 'bag'
     if bag.exists():
         raise FileExistsError(f'{bag} exists: give a new --out directory')
     command = [sys.executable, '-m', 'ssl_robot.cli', 'launch', 'demo', f'bag:={bag}', f'seed:={args.seed}',
-               '--duration', str(args.duration)]
+               f'goal_seed:={args.seed}', f'goals:={args.goals}', '--duration', str(args.duration),
+               '--grace-period', str(SHUTDOWN_GRACE_S)]
     print('$ ' + ' '.join(command[2:]), flush=True)
     status = subprocess.run(command, check=False).returncode
     if status != 0:
         raise ChildProcessError(f'the sim graph exited with status {status}')
-    recording = read_recording(bag)
-    waypoints = waypoint_rewards(recording)
-    print(f'\nrecorded {bag}:\n{format_summary(summarize_bag(bag))}')
-    shared, seen = camera_stamp_agreement(recording.camera_stamps)
-    print(f'\ncamera sets with one identical stamp across all scene cameras: {shared} of {seen} ticks recorded')
-    print('\n' + format_reward_streams(recording, waypoints))
-    summary = approach_summary(recording)
-    print('\n' + summary)
-    print(f'reward plot: {plot_rewards(recording, waypoints, out / "rewards.png")}')
-    finished = recording.reach_end
-    return 0 if finished is not None and not finished.get('failure') else 1
+    rows = report(bag, out)
+    return 0 if len(rows) == args.goals else 1

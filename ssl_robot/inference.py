@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 import ssl_robot
 from ssl_robot.data.reader import resize_rgb, rgb_to_tensor
-from ssl_robot.models.checkpoint import CheckpointHeader, load_checkpoint
+from ssl_robot.models.checkpoint import CheckpointError, CheckpointHeader, load_checkpoint, read_metadata
 from ssl_robot.models.encoders import default_device
 from ssl_robot.models.mftcn import MultiFrameTCN
 from ssl_robot.models.registry import METHODS
@@ -81,12 +81,40 @@ def default_checkpoint(method: str) -> Path:
     return path
 
 
+def checkpoint_path(path: str | os.PathLike) -> Path:
+    """The file a checkpoint parameter names: the path as given, except that a bare file name which is not in the
+    working directory names a shipped checkpoint of ssl_robot/checkpoints/ if there is one (e.g.
+    'rl_reach_vae.safetensors', the RL task camera's beta-VAE, which launch files can name wherever the package is
+    installed)."""
+    path = Path(path)
+    shipped = CHECKPOINTS_DIR / path.name
+    if path.parent == Path('.') and not path.exists() and shipped.is_file():
+        return shipped
+    return path
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, 'rb') as file:
         for block in iter(lambda: file.read(1 << 20), b''):
             digest.update(block)
     return digest.hexdigest()
+
+
+def format_model_id(method: str, path: Path, step: int | str, sha256: str) -> str:
+    """'<method>:<file name>:step<step>:<sha256 prefix>': what names a model on the topics its outputs go to."""
+    return f'{method}:{path.name}:step{step}:{sha256[:MODEL_ID_HASH_CHARS]}'
+
+
+def checkpoint_model_id(path: str | os.PathLike) -> str:
+    """The model id a node that loads the checkpoint at path puts on its outputs, read from the file's header and
+    bytes without building the model; FileNotFoundError or CheckpointError if it is no checkpoint."""
+    path = Path(path)
+    metadata = read_metadata(path)
+    try:
+        return format_model_id(metadata['method'], path, metadata['step'], file_sha256(path))
+    except KeyError as missing:
+        raise CheckpointError(f'{path} has no {missing} in its header: not an ssl_robot checkpoint') from None
 
 
 @dataclass(frozen=True)
@@ -112,7 +140,7 @@ class LoadedModel:
 
     def __init__(self, path: str | os.PathLike, method: str, device: torch.device | str | None = None) -> None:
         require_known_method(method)
-        self.path = Path(path)
+        self.path = checkpoint_path(path)
         self.method = method
         self.device = torch.device(device) if device is not None else default_device()
         self.current = self._load()
@@ -142,8 +170,8 @@ class LoadedModel:
         stat_key = self._stat_key()
         sha256 = file_sha256(self.path)
         model, header = load_checkpoint(self.path, method=self.method, device=self.device)
-        model_id = f'{header.method}:{self.path.name}:step{header.step}:{sha256[:MODEL_ID_HASH_CHARS]}'
-        return LoadedCheckpoint(model, header, model_id, sha256, stat_key)
+        return LoadedCheckpoint(model, header, format_model_id(header.method, self.path, header.step, sha256), sha256,
+                                stat_key)
 
     def reload_if_changed(self) -> bool:
         """Load the file again if its contents changed since the current model was loaded; True if a new model

@@ -47,7 +47,11 @@ GOAL_OBJECT_EMBEDDING = '/goal/object_embedding'
 GOAL_SAMPLE_SERVICE = '/goal/sample'
 GOAL_FROM_SCENE_SERVICE = '/goal/from_scene'
 GOAL_OBJECT_FROM_GRASP_SERVICE = '/goal/object_from_grasp'
-GOAL_REACHING_STATUS = '/goal_reaching/status'
+# policy_node: its status (JSON) and the service that enables (true) or disables (false) its commands.
+POLICY_STATUS = '/policy/status'
+POLICY_ENABLE_SERVICE = '/policy/enable'
+# goal_sequence_node: one event per goal of the main job, when the policy is done with it.
+GOAL_SEQUENCE_EVENTS = '/goal_sequence/events'
 
 
 def reward_topic(kind: str) -> str:
@@ -120,12 +124,12 @@ def encode_episode_event(event: Any) -> str:
 
 
 def encode_ground_truth(tick: Any) -> str:
-    """/sim/ground_truth: the evaluation ground truth of one tick (gripper, objects, contacts)."""
+    """/sim/ground_truth: the evaluation ground truth of one tick (gripper and where its TCP is, objects, contacts)."""
     gripper = tick.gripper
     return encode_event(
         'ground_truth', tick.stamp_ns,
         gripper={'opening_m': float(gripper.opening_m), 'closed': bool(gripper.closed_cmd),
-                 'held_object': gripper.held_object},
+                 'held_object': gripper.held_object, 'tcp_position': [float(v) for v in gripper.tcp_position_m]},
         objects=[{'index': o.index, 'name': o.name, 'position': [float(v) for v in o.position],
                   'orientation_xyzw': [float(v) for v in o.orientation_xyzw], 'lifted': bool(o.lifted),
                   'in_tray': bool(o.in_tray), 'touching_gripper': bool(o.touching_gripper)}

@@ -155,6 +155,36 @@ def test_betavae_goals_come_from_the_prior_without_any_camera_frame(probe, tmp_p
             assert_goal(goals, stamp_ns, model, latent, None)
 
 
+def test_a_second_model_imagines_in_the_scene_and_the_node_model_encodes_the_goal_image(probe, tmp_path: Path):
+    """imagine_method: the CC-VAE imagines in the current scene, the β-VAE's latent of that image is the goal (the
+    main job: goals for a policy trained on the β-VAE)."""
+    encoder = LoadedModel(write_checkpoint(tmp_path / 'betavae.safetensors', 'betavae', TINY_BETAVAE), 'betavae',
+                          device='cpu')
+    imaginer = LoadedModel(write_checkpoint(tmp_path / 'ccvae.safetensors', 'ccvae', TINY_CCVAE), 'ccvae',
+                           device='cpu')
+    client = probe.node.create_client(Trigger, GOAL_SAMPLE_SERVICE)
+    camera = probe.node.create_publisher(Image, DEFAULT_CAMERA, SENSOR_QOS)
+    scene = camera_frames(5, views=1, shape=(24, 32))[0]
+    stamps = itertools.count(100 * 1_000_000_000, FRAME_PERIOD_NS)
+    params = {'checkpoint': encoder.path, 'method': 'betavae', 'imagine_method': 'ccvae',
+              'imagine_checkpoint': imaginer.path, 'seed': SEED}
+    with node_process(NODE, 'goal', params) as node:
+        response = sample_until(probe, client, node, lambda r: r.success, 'a goal once frames arrive',
+                                before=lambda: camera.publish(array_to_image(scene, 'rgb8', ns_to_stamp(next(stamps)),
+                                                                             'front_left_optical_frame')))
+        goals = LatchedGoals(probe)
+        probe.wait_for(lambda: len(goals.complete()) == 1, TIMEOUT_S, 'the latched goal')
+        with probe.lock:
+            [stamp_ns] = goals.complete()
+            (latent_id, latent), (image_id, image) = goals.latents[stamp_ns], goals.images[stamp_ns]
+        assert f'stamped {stamp_ns} ns' in response.message
+        assert latent_id == image_id == encoder.model_id
+        imagined = torch.randn(1, TINY_CCVAE['latent_dim'], generator=torch.Generator().manual_seed(SEED))
+        assert np.abs(image - expected_image(imaginer, imagined, scene)).max() <= 0.5 + 1e-3
+        expected = encoder.model.encode(model_input(image)).numpy()
+        np.testing.assert_allclose(latent, expected, atol=1e-5)
+
+
 def test_a_method_that_imagines_no_goals_stops_the_node_with_one_line(probe):
     with node_process(NODE, 'goal', {'vae_method': 'tcn'}) as node:
         assert node.wait(timeout=TIMEOUT_S) == 1

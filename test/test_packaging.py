@@ -21,9 +21,10 @@ pytestmark = pytest.mark.slow
 SHARE_FILES = ['package.xml', 'launch/sim.launch.xml', 'launch/robot.launch.xml', 'launch/learning.launch.xml',
                'launch/demo.launch.xml', 'config/sim.yaml', 'config/recorder.yaml', 'config/fastdds_shm.xml',
                'config/embedding.yaml', 'config/models.yaml', 'config/reward.yaml', 'config/grasp2vec.yaml', 'config/goal.yaml',
-               'config/goal_reacher.yaml', 'config/diagnostics_monitor.yaml', 'sim/scene.yaml', 'sim/rigs/default.yaml']
+               'config/policy.yaml', 'config/goal_sequence.yaml', 'config/foxglove/main_job.json', 'config/diagnostics_monitor.yaml',
+               'sim/scene.yaml', 'sim/rigs/default.yaml', 'sim/rigs/demo.yaml']
 NODE_EXECUTABLES = ['sim_node', 'recorder_node', 'embedding_node', 'reward_node', 'grasp2vec_node', 'goal_node',
-                    'goal_reacher_node', 'diagnostics_monitor_node', 'ssl-robot']
+                    'policy_node', 'goal_sequence_node', 'diagnostics_monitor_node', 'ssl-robot']
 
 
 @pytest.fixture(scope='module')

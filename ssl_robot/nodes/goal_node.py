@@ -8,6 +8,10 @@ front of the robot; the β-VAE (vae_method 'betavae', config/models.yaml) decode
 - at the start of each episode (/sim/episode), from the episode's first frame: the first frame stamped at or after
   the episode's stamp.
 
+With imagine_method set, a second model imagines the goal (e.g. the RL task camera's CC-VAE, in the current scene)
+and the node's own model encodes the goal image as it encodes a scene goal: /goal/latent then stays in the latent space
+of /latent/scene, which a policy trained on the node's model (the reach policy: the task camera's β-VAE) understands.
+
 A scene goal is the newest frame itself, made the goal on a /goal/from_scene request (std_srvs/Trigger): its latent
 is the posterior mean e(g) = mu(g) (ssl_robot.goals.scene_goal), encoded as the scene latents this node publishes, a CC-VAE under the context of the episode's first frame, so that the latent-goal reward is 0 when the scene
 looks like that frame again. A controller (or a test) shows the robot the goal state and asks for it.
@@ -34,7 +38,6 @@ checkpoint file is loaded without a restart.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
@@ -81,6 +84,12 @@ class GoalNode(NodeParameters, Node):
                       'image topic of the scene camera: its newest frame is the context s0 '
                                                 'of an imagined goal, or the goal itself on /goal/from_scene')
         self._declare_vae_model()
+        self._declare('imagine_method', '', "'' = the node's model imagines the goals; ccvae or betavae: a second model "
+                                            'imagines them (the CC-VAE in the current scene) and the goal image is '
+                                            "encoded by the node's model, so that /goal/latent stays in the space of "
+                                            '/latent/scene (the space a policy was trained in)')
+        self._declare('imagine_checkpoint', '', "checkpoint of imagine_method; empty = the shipped "
+                                                'ssl_robot/checkpoints/<imagine_method>.safetensors')
         self._declare('seed', -1, 'seed of the goal latents: the same seed draws the same sequence; < 0 = random')
         self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
         self._declare_torch_threads()
@@ -94,6 +103,10 @@ class GoalNode(NodeParameters, Node):
             raise ValueError(f'parameter reload_check_period_s must be a finite number > 0, got {reload_period_s}')
         self._sampler = GoalSampler(seed if seed >= 0 else None)
         self._model = ModelLoader(self._param('vae_checkpoint'), method)
+        imagine_method = self._param('imagine_method')
+        # Imagined by a second model, encoded by this one: e.g. the task camera's CC-VAE imagines a goal in the current
+        # scene, and the beta-VAE the reach policy was trained on gives its latent.
+        self._imaginer = ModelLoader(self._param('imagine_checkpoint'), imagine_method) if imagine_method else None
         self._problems = ProblemLog(self.get_logger().warning)
         self._newest: StampedFrame | None = None
         # The episode's first frame: the context a CC-VAE encodes scene latents and scene goals under (an episode
@@ -113,12 +126,20 @@ class GoalNode(NodeParameters, Node):
         self.create_subscription(String, topics.in_namespace(topics.EPISODES), self._on_episode, LATCHED_QOS)
         self.create_service(Trigger, topics.in_namespace(topics.GOAL_SAMPLE_SERVICE), self._on_sample)
         self.create_service(Trigger, topics.in_namespace(topics.GOAL_FROM_SCENE_SERVICE), self._on_from_scene)
-        reload = functools.partial(self._model.refresh_reporting, self._problems, self.get_logger().info)
+        models = [self._model] + ([self._imaginer] if self._imaginer is not None else [])
+
+        def reload() -> None:
+            for model in models:
+                model.refresh_reporting(self._problems, self.get_logger().info)
+
         reload()
         wall_timer(self, reload_period_s, reload)
         wall_timer(self, DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
-        context = f'in the scene of {self._camera}' if self._needs_context else 'from the prior'
-        self.get_logger().info(f'{method} goals {context} with {self._model.model_id}; {topics.GOAL_SAMPLE_SERVICE} '
+        imaginer = self._imaginer or self._model
+        context = f'in the scene of {self._camera}' if needs_context(imaginer.method) else 'from the prior'
+        encoded = f', encoded by {self._model.model_id}' if self._imaginer is not None else ''
+        self.get_logger().info(f'{imaginer.method} goals {context} with {imaginer.model_id}{encoded}; '
+                               f'{topics.GOAL_SAMPLE_SERVICE} '
                                f'draws one, {topics.GOAL_FROM_SCENE_SERVICE} makes the scene the goal')
 
     def _on_image(self, message: Image) -> None:
@@ -177,24 +198,32 @@ class GoalNode(NodeParameters, Node):
     def _imagine_goal(self) -> str:
         """Draw and publish a goal; a line saying which. ModelUnavailable or LookupError saying why none was drawn."""
         loaded = self._model.require()
-        if self._needs_context:
-            frame = self._require_frame(f'a {loaded.method} goal needs the scene as context')
+        imaginer = self._imaginer.require() if self._imaginer is not None else loaded
+        in_scene = needs_context(imaginer.method)
+        if in_scene:
+            frame = self._require_frame(f'a {imaginer.method} goal needs the scene as context')
         else:
             frame = self._newest
-        goal = self._sampler.sample(loaded, frame.rgb if self._needs_context else None)
+        goal = self._sampler.sample(imaginer, frame.rgb if in_scene else None)
+        if self._imaginer is not None:
+            goal = scene_goal(loaded, goal.image, self._encoding_context(loaded))
         return self._publish(goal, frame.stamp_ns if frame is not None else self.get_clock().now().nanoseconds)
+
+    def _encoding_context(self, loaded) -> np.ndarray | None:
+        """What this node's model encodes a goal image under: the episode's first frame for a CC-VAE (LookupError
+        before there is one), nothing for a β-VAE."""
+        if not self._needs_context:
+            return None
+        if self._episode_first is None:
+            raise LookupError(f'no frame from {self._camera} in this episode yet: a {loaded.method} goal latent is '
+                              f'encoded under the context of the episode\'s first frame')
+        return self._episode_first.rgb
 
     def _scene_as_goal(self) -> str:
         """Publish the newest frame as the goal; a line saying which. ModelUnavailable or LookupError saying why not."""
         loaded = self._model.require()
         frame = self._require_frame('the goal would be the newest frame')
-        context = None
-        if self._needs_context:
-            if self._episode_first is None:
-                raise LookupError(f'no frame from {self._camera} in this episode yet: a {loaded.method} scene goal is '
-                                  f'encoded under the context of the episode\'s first frame')
-            context = self._episode_first.rgb
-        return self._publish(scene_goal(loaded, frame.rgb, context), frame.stamp_ns)
+        return self._publish(scene_goal(loaded, frame.rgb, self._encoding_context(loaded)), frame.stamp_ns)
 
     def _publish(self, goal: Goal, stamp_ns: int) -> str:
         stamp = ns_to_stamp(stamp_ns)
@@ -212,6 +241,7 @@ class GoalNode(NodeParameters, Node):
     def _publish_diagnostics(self) -> None:
         problems = self._problems.take_recent()
         values = {'model_id': self._model.model_id, 'camera': self._camera, 'goals_published': str(self._goals),
+                  **({'imagine_model_id': self._imaginer.model_id} if self._imaginer is not None else {}),
                   'scene_latents_published': str(self._scene_latents),
                   **self._problems.count_values()}
         self._diagnostics.publish(diagnostic_array(DIAGNOSTIC_NAME, self._model.device.type, problems, values,

@@ -352,7 +352,9 @@ def _load_rig(name: str, image_size: tuple[int, int] | None) -> tuple[CameraSpec
     cameras = data.get('cameras') or []
     if not cameras:
         raise ValueError(f'{path}: the rig lists no cameras')
-    return tuple(_build(CameraSpec, _sized({**defaults, **entry}, image_size), f'{path}: cameras[{i}]')
+    # image_size replaces the rig's default size; a camera that states its own size keeps it (sim/rigs/demo.yaml:
+    # the task camera's 48 px, which the RL VAE and policy were trained on, beside 128 px scene cameras).
+    return tuple(_build(CameraSpec, {**_sized(defaults, image_size), **entry}, f'{path}: cameras[{i}]')
                  for i, entry in enumerate(cameras))
 
 
@@ -368,7 +370,8 @@ def load_sim_config(scene: str | Path | None = None, rig: str = 'default', objec
                     **overrides: Any) -> SimConfig:
     """Load scene.yaml, the named camera rig (sim/rigs/<rig>.yaml) and object set (sim/objects/<set>.yaml).
 
-    image_size is (width, height) and applies to every camera, the object camera included. overrides replace
+    image_size is (width, height) and applies to every camera that does not state its own size in the rig, the object
+    camera included. overrides replace
     SimConfig fields after loading (e.g. grasp_assist=False, tick_rate_hz=15.0); an unknown name is an error.
     rig and object_set also accept a path to a yaml file.
     """

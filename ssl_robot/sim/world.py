@@ -46,6 +46,7 @@ class GripperState:
     grip_force_n: float          # force the finger motors apply: the configured force when closed, else 0
     closed_cmd: bool
     held_object: int | None
+    tcp_position_m: tuple[float, float, float]   # where the tool centre point is (world frame)
 
 
 @dataclass
@@ -360,7 +361,8 @@ class TrayWorld:
         opening, rate = self.arm.opening()
         return GripperState(opening_m=opening, opening_rate_mps=rate,
                             grip_force_n=self.config.gripper_force_n if self.arm.closed_cmd else 0.0,
-                            closed_cmd=self.arm.closed_cmd, held_object=self.held_object)
+                            closed_cmd=self.arm.closed_cmd, held_object=self.held_object,
+                            tcp_position_m=tuple(float(v) for v in self.arm.tcp_pose()[0]))
 
     def close(self) -> None:
         if pybullet.isConnected(self.client):
