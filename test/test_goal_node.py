@@ -166,7 +166,7 @@ def test_a_second_model_imagines_in_the_scene_and_the_node_model_encodes_the_goa
     camera = probe.node.create_publisher(Image, DEFAULT_CAMERA, SENSOR_QOS)
     scene = camera_frames(5, views=1, shape=(24, 32))[0]
     stamps = itertools.count(100 * 1_000_000_000, FRAME_PERIOD_NS)
-    params = {'checkpoint': encoder.path, 'method': 'betavae', 'imagine_method': 'ccvae',
+    params = {'vae_checkpoint': encoder.path, 'vae_method': 'betavae', 'imagine_method': 'ccvae',
               'imagine_checkpoint': imaginer.path, 'seed': SEED}
     with node_process(NODE, 'goal', params) as node:
         response = sample_until(probe, client, node, lambda r: r.success, 'a goal once frames arrive',

@@ -496,8 +496,8 @@ def test_demo_launch_records_the_sim_graph_and_ends_with_the_goal_sequence(monke
         assert {'use_sim_time': 'true'} in nodes[name].parameters
     # The policy's inputs come from the model it was trained on: the task camera's beta-VAE.
     assert {'camera': 'cameras/task/image_raw'} in nodes['goal'].parameters
-    assert {'method': 'betavae'} in nodes['goal'].parameters
-    assert {'checkpoint': "'rl_reach_vae.safetensors'"} in nodes['goal'].parameters
+    assert {'vae_method': 'betavae'} in nodes['goal'].parameters
+    assert {'vae_checkpoint': "'rl_reach_vae.safetensors'"} in nodes['goal'].parameters
 
 
 def test_every_model_is_configured_once_in_models_yaml_and_given_to_the_node_that_runs_it(monkeypatch):
