@@ -181,11 +181,15 @@ def test_a_disk_filling_up_keeps_every_message_written_before_the_reserve_was_re
 
 
 WRITER_SCRIPT = textwrap.dedent('''
+    import signal
     import sys
     from rclpy.serialization import serialize_message
     from std_msgs.msg import String
     from ssl_robot.data.bag_writer import BagWriter
 
+    # Python leaves SIGINT ignored when it starts that way (a job a shell put in the background): this test's
+    # writer must be interruptible wherever the suite runs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     path, storage, flush_every = sys.argv[1], sys.argv[2], int(sys.argv[3])
     padding = 'x' * 100_000  # large enough for sqlite to spill uncommitted pages between flushes
     with BagWriter(path, storage, flush_every_messages=flush_every, flush_period_s=0) as bag:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ssl_robot.rl.envs import TrayGoalEnv
-from ssl_robot.rl.tasks import WORKSPACE_HALF_EXTENT_M, EnvConfig
+from ssl_robot.rl.tasks import WORKSPACE_HALF_EXTENT_M, EnvConfig, workspace_bounds
 
 COARSE_STEP_M = 0.03
 """Spacing of the first search: 11 x 11 hand positions over the reach workspace."""
@@ -28,7 +28,7 @@ class LatentAtlas:
             raise ValueError(f'the atlas poses the hand of the reach task in latent mode, got {config.task}/{config.mode}')
         self.env = TrayGoalEnv(config)
         self.env.reset(seed=0)
-        self.low, self.high = self.env.workspace_low, self.env.workspace_high
+        self.low, self.high = workspace_bounds()
         centre = (self.low + self.high) / 2
         self.positions, self.latents = self._pose(centre, WORKSPACE_HALF_EXTENT_M, COARSE_STEP_M)
 
