@@ -189,7 +189,9 @@ def test_a_full_disk_closes_the_bag_and_exits_with_one_line(tmp_path, ros_domain
     probe = Probe(ros_domain_id)
     try:
         events = probe.node.create_publisher(String, '/events', RELIABLE_QOS)
-        with node_process(RECORDER, 'recorder', {'output': str(bag), 'min_free_mb': 1e12}) as recorder:
+        # Only /events: a message of another topic (/rosout) would fill the "disk" before /events is subscribed.
+        params = {'output': str(bag), 'topics': '[/events]', 'min_free_mb': 1e12}
+        with node_process(RECORDER, 'recorder', params) as recorder:
             wait_for_subscriber(probe, events, '/events')
             events.publish(String(data='event 0'))
             assert recorder.wait(timeout=60) == 1
