@@ -3,14 +3,16 @@ namespace (`make test` runs pytest through scripts/loopback-run), each with its 
 
 from __future__ import annotations
 
-import itertools
 import os
 
 import pytest
 
+from domain_ids import ros_domain_ids
 from ssl_robot.ros.netns import in_loopback_only_namespace
 
-_domain_ids = itertools.count(int(os.environ.get('ROS_DOMAIN_ID', '0')) % 100 + 101)
+# 101..232: above the 1..100 that scripts/loopback-run picks for the namespace itself, so the tests' nodes never meet
+# whatever runs in the namespace's own domain.
+_domain_ids = ros_domain_ids(int(os.environ.get('ROS_DOMAIN_ID', '0')) % 100 + 101, lowest=101)
 
 
 def pytest_collection_modifyitems(config, items):
