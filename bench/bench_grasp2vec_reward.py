@@ -4,7 +4,7 @@ Pure (no ROS node). Reads the successful grasps of held-out grasp bags (`ssl-rob
 each grasped object's image with the checkpoint's object encoder phi_o, and for every tray (episode) with two or more
 grasped objects, every object of it and every image of that object from another episode's grasp (the goal image),
 ranks the tray's objects by the reward phi_o(g) . phi_o(o), or its cosine
-(ssl_robot.reward_evaluation.goal_ranked_first). Prints the rate of each with its 95 % bootstrap interval over the
+(ssl_robot.rewards.evaluation.goal_ranked_first). Prints the rate of each with its 95 % bootstrap interval over the
 episodes (n trials, n episodes). This chose grasp2vec_normalize's default (README, reward_node).
 
 Without --bag it first collects the held-out bag the README's figures come from, in a temporary directory (a few
@@ -23,12 +23,12 @@ import numpy as np
 import torch
 
 from ssl_robot import topics
-from ssl_robot.collect import collect
+from ssl_robot.apps.collect import collect
 from ssl_robot.data.reader import BagReader, ImageRef, find_bags, index_bag, resize_rgb, rgb_to_tensor
 from ssl_robot.data.samplers import bag_episodes, episode_of
-from ssl_robot.inference import default_checkpoint
+from ssl_robot.inference.model_holder import default_checkpoint
 from ssl_robot.models import load_checkpoint
-from ssl_robot.reward_evaluation import goal_ranked_first
+from ssl_robot.rewards.evaluation import goal_ranked_first
 from ssl_robot.train.intervals import ratio_interval
 
 OBJECT_TOPIC = topics.camera_image(topics.OBJECT_CAMERA)

@@ -44,9 +44,9 @@ from bench_train import load_average
 from echo_node import ECHO_TOPIC
 from graph_listener import GraphListener
 from ssl_robot import topics
-from ssl_robot.collect import collect
+from ssl_robot.apps.collect import collect
 from ssl_robot.data.datasets import episode_frames, index_recordings
-from ssl_robot.inference import LoadedModel, default_checkpoint
+from ssl_robot.inference.model_holder import LoadedModel, default_checkpoint
 from ssl_robot.ros.convert import array_to_image, ns_to_stamp
 from ssl_robot.ros.netns import in_loopback_only_namespace
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS

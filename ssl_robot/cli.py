@@ -16,10 +16,10 @@ import sys
 VERBS = {
     'launch': ('ssl_robot.ros.launch_runner', 'run a launch/*.launch.xml graph without a ROS install'),
     'record': ('ssl_robot.nodes.recorder_node', 'record topics to a rosbag2 bag (MCAP by default)'),
-    'collect': ('ssl_robot.collect', 'run the sim headless in a collection mode and record N episodes'),
+    'collect': ('ssl_robot.apps.collect', 'run the sim headless in a collection mode and record N episodes'),
     'train': ('ssl_robot.train.cli', 'train a self-supervised model on bags (resumes an existing run directory)'),
     'eval': ('ssl_robot.train.evaluate', 'evaluate a trained run on held-out bags against baselines, as a report'),
-    'demo': ('ssl_robot.demo', 'the main job: bring up the sim graph for a bounded time and report it'),
+    'main-job': ('ssl_robot.apps.main_job', 'the main job: bring up the sim graph for a bounded time and report it'),
     'eval-reward': ('ssl_robot.rl.reward_faithfulness',
                     'how faithfully rewards rank random scenes by their true distance to held-out goals'),
     'rl': ('ssl_robot.rl.cli', 'train or evaluate goal-conditioned policies in the tray sim (SAC + RIG relabelling)'),

@@ -1,4 +1,4 @@
-"""Model ids, as inference.LoadedCheckpoint.model_id writes them: '<method>:<file name>:step<step>:<sha256 prefix>'.
+"""Model ids, as model_holder.LoadedCheckpoint.model_id writes them: '<method>:<file name>:step<step>:<sha256 prefix>'.
 
 Every output of a model carries its model id (the frame_id of /embeddings, /latent/scene, /goal/latent, the
 Grasp2Vec embeddings), so that a consumer compares only values from the same weights. Pure: the reward node, which

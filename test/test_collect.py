@@ -11,7 +11,7 @@ from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
 from ssl_robot import cli, topics
-from ssl_robot.collect import collect
+from ssl_robot.apps.collect import collect
 from ssl_robot.data.reader import find_bags, index_bag
 from ssl_robot.data.samplers import bag_episodes
 from ssl_robot.sim.config import CameraRandomization, load_sim_config

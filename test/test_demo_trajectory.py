@@ -1,4 +1,4 @@
-"""ssl_robot.demo_embedding and demo_trajectory: a demo episode embedded from a sim bag as the embedding node embeds
+"""ssl_robot.inference.demo_embedding and demo_trajectory: a demo episode embedded from a sim bag as the embedding node embeds
 live frames, its message rows, and the episode clock that lines live stamps up with it."""
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
 from ssl_robot import topics
-from ssl_robot.collect import collect
+from ssl_robot.apps.collect import collect
 from ssl_robot.data.reader import BagError
-from ssl_robot.demo_embedding import embed_demo
-from ssl_robot.demo_trajectory import EmbeddedDemo, EpisodeClock, StampRejected
-from ssl_robot.inference import LoadedModel, MultiViewEmbedder
+from ssl_robot.inference.demo_embedding import embed_demo
+from ssl_robot.rewards.demonstration import EmbeddedDemo, EpisodeClock, StampRejected
+from ssl_robot.inference.embedder import MultiViewEmbedder
+from ssl_robot.inference.model_holder import LoadedModel
 from ssl_robot.nodes.embedding_node import DEFAULT_CAMERA_TOPICS
-from ssl_robot.rewards import DemoTrajectory
+from ssl_robot.rewards.functions import DemoTrajectory
 from test_inference import TINY_MFTCN, write_checkpoint
 
 CAMERAS = DEFAULT_CAMERA_TOPICS

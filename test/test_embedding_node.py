@@ -18,9 +18,10 @@ from sensor_msgs.msg import Image
 
 from ros_harness import Probe, node_process
 from ssl_robot import topics
-from ssl_robot.demo_embedding import embed_demo
-from ssl_robot.demo_trajectory import EmbeddedDemo
-from ssl_robot.inference import LoadedModel, MultiViewEmbedder
+from ssl_robot.inference.demo_embedding import embed_demo
+from ssl_robot.rewards.demonstration import EmbeddedDemo
+from ssl_robot.inference.embedder import MultiViewEmbedder
+from ssl_robot.inference.model_holder import LoadedModel
 from ssl_robot.nodes.embedding_node import DEFAULT_CAMERA_TOPICS, DIAGNOSTIC_NAME
 from ssl_robot.topics import EMBEDDINGS
 from ssl_robot.ros.convert import array_to_image, image_to_array, ns_to_stamp, stamp_to_ns

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from ssl_robot.collect import collect
+from ssl_robot.apps.collect import collect
 
 pytestmark = pytest.mark.slow
 

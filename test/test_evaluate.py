@@ -24,7 +24,7 @@ from ssl_robot.models import (BetaVAEConfig, CCVAEConfig, CheckpointError, Grasp
 from ssl_robot.train.baselines import alignment_chance, random_model
 from ssl_robot.train.checkpoint import MODEL_FILE, latest_checkpoint
 from ssl_robot.train.config import DataConfig, TrainConfig
-from ssl_robot.inference import default_checkpoint
+from ssl_robot.inference.model_holder import default_checkpoint
 from ssl_robot.train.evaluate import EvalError, EvalOptions, evaluate_run, load_run
 from ssl_robot.train.loop import train
 from ssl_robot.train.report import PNG_SIGNATURE

@@ -1,4 +1,4 @@
-"""The nodes' frame buffers (ssl_robot.frame_buffer.StampedFrames): bounded by stamp time and by bytes. Pure."""
+"""The nodes' frame buffers (ssl_robot.inference.frame_buffer.StampedFrames): bounded by stamp time and by bytes. Pure."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from ssl_robot.frame_buffer import StampedFrames, item_nbytes
+from ssl_robot.inference.frame_buffer import StampedFrames, item_nbytes
 
 
 class Frame(NamedTuple):

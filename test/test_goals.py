@@ -1,5 +1,5 @@
-"""ssl_robot.goals: grasp embeddings and heatmap colouring, goal sampling, and the bookkeeping the goal and Grasp2Vec
-nodes share (model loading that may wait for its file, problems by kind). No ROS."""
+"""ssl_robot.inference grasp2vec, goals and model_holder: grasp embeddings and heatmap colouring, goal sampling, and
+the one model holder every model node uses (model loading that may wait for its file, problems by kind). No ROS."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from ssl_robot.data.reader import rgb_to_tensor
-from ssl_robot.goals import (GoalSampler, ModelLoader, ModelUnavailable, colour_heatmap,
-                             embed_grasp, heatmap_overlay, needs_context, scene_goal, scene_latent)
-from ssl_robot.problem_log import ProblemLog
-from ssl_robot.inference import LoadedModel, preprocess
+from ssl_robot.inference.goals import GoalSampler, needs_context, scene_goal, scene_latent
+from ssl_robot.inference.grasp2vec import colour_heatmap, embed_grasp, heatmap_overlay
+from ssl_robot.inference.model_holder import ModelLoader, ModelUnavailable
+from ssl_robot.health.problem_log import ProblemLog
+from ssl_robot.inference.embedder import preprocess
+from ssl_robot.inference.model_holder import LoadedModel
 from test_inference import camera_frames, write_checkpoint
 
 TINY_GRASP2VEC = {'image_size': 16, 'encoder_widths': [8, 16], 'embedding_dim': 6}

@@ -1,4 +1,4 @@
-"""ssl_robot.inference: checkpoint loading and reloading, mfTCN frame buffers, preprocessing, multi-view embedding."""
+"""ssl_robot.inference model_holder and embedder: checkpoint loading and reloading, mfTCN frame buffers, preprocessing, embedding."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from ssl_robot.data.reader import rgb_to_tensor
-from ssl_robot.inference import (FrameBuffer, LoadedModel, MultiViewEmbedder, default_checkpoint, preprocess,
-                                  set_torch_threads, with_fused_row)
+from ssl_robot.inference.embedder import FrameBuffer, MultiViewEmbedder, preprocess, with_fused_row
+from ssl_robot.inference.model_holder import LoadedModel, default_checkpoint, set_torch_threads
 from ssl_robot.models import CheckpointError, save_checkpoint
 from ssl_robot.models.registry import build_model
 

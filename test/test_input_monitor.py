@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ssl_robot.input_monitor import InputMonitor
+from ssl_robot.health.input_monitor import InputMonitor
 
 
 class FakeClock:

@@ -63,7 +63,7 @@ def test_a_default_outside_the_choices_is_an_error_naming_file_and_line(tmp_path
         load_launch_file(path, {})
 
 
-@pytest.mark.parametrize('name', ['sim.launch.xml', 'robot.launch.xml', 'demo.launch.xml'])
+@pytest.mark.parametrize('name', ['sim.launch.xml', 'robot.launch.xml', 'main_job.launch.xml'])
 def test_the_launch_files_give_every_node_the_shared_memory_dds_profile(monkeypatch, name):
     """Set by the files themselves (<set_env>), so the real `ros2 launch` applies it too; a profile the user
     has already chosen (the environment variable) is kept."""
@@ -80,7 +80,7 @@ def test_the_launch_files_give_every_node_the_shared_memory_dds_profile(monkeypa
 def test_the_learning_nodes_respawn_and_the_others_do_not():
     """A dead learning node would otherwise go unnoticed while the sim keeps running; the recorder must not
     start a second bag and the goal reacher's exit ends the demo."""
-    nodes = {node.name: node for node in load_launch_file(LAUNCH / 'demo.launch.xml', {}).nodes}
+    nodes = {node.name: node for node in load_launch_file(LAUNCH / 'main_job.launch.xml', {}).nodes}
     respawning = {name for name, node in nodes.items() if node.respawn}
     assert respawning == {'embedding', 'reward', 'grasp2vec', 'goal'}
     assert all(nodes[name].respawn_delay > 0 for name in respawning)
@@ -99,7 +99,7 @@ def parameter(node, name: str) -> str | None:
     return values[-1] if values else None
 
 
-@pytest.mark.parametrize('name', ['sim.launch.xml', 'robot.launch.xml', 'demo.launch.xml'])
+@pytest.mark.parametrize('name', ['sim.launch.xml', 'robot.launch.xml', 'main_job.launch.xml'])
 def test_custom_checkpoints_are_launch_arguments_that_reach_every_node_using_them(name):
     """One argument per model, given to every node that runs the model, so that they cannot disagree."""
     given = {argument: f'/models/{argument} x.safetensors' for argument in CHECKPOINT_PARAMETERS}

@@ -483,14 +483,14 @@ def test_shipped_launch_files_load_with_their_defaults_and_name_installed_execut
         assert all(p.is_file() for p in node.parameters if isinstance(p, Path)), node.parameters
 
 
-def test_demo_launch_records_the_sim_graph_and_ends_with_the_goal_sequence(monkeypatch):
+def test_main_job_launch_records_the_sim_graph_and_ends_with_the_goal_sequence(monkeypatch):
     monkeypatch.setenv('SSL_ROBOT_SHARE', str(REPOSITORY))
-    nodes = {node.name: node for node in load_launch_file(REPOSITORY / 'launch' / 'demo.launch.xml',
+    nodes = {node.name: node for node in load_launch_file(REPOSITORY / 'launch' / 'main_job.launch.xml',
                                                           {'bag': '/tmp/x'}).nodes}
     assert set(nodes) == {'sim', 'embedding', 'reward', 'grasp2vec', 'goal', 'recorder', 'policy', 'goal_sequence',
                           'diagnostics_monitor'}
     assert {'mode': 'idle'} in nodes['sim'].parameters and {'output': '/tmp/x'} in nodes['recorder'].parameters
-    assert {'camera_rig': 'demo'} in nodes['sim'].parameters and {'num_objects': '0'} in nodes['sim'].parameters
+    assert {'camera_rig': 'main_job'} in nodes['sim'].parameters and {'num_objects': '0'} in nodes['sim'].parameters
     assert [name for name, node in nodes.items() if node.shutdown_on_exit] == ['goal_sequence']
     for name in ('policy', 'goal_sequence'):
         assert {'use_sim_time': 'true'} in nodes[name].parameters

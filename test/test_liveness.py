@@ -1,11 +1,11 @@
-"""A node whose diagnostics stop arriving shows as STALE: the pure tracker (ssl_robot/liveness.py) and the
+"""A node whose diagnostics stop arriving shows as STALE: the pure tracker (ssl_robot/health/liveness.py) and the
 diagnostics monitor node on a live graph."""
 
 from __future__ import annotations
 
 import pytest
 
-from ssl_robot.liveness import LivenessTracker
+from ssl_robot.health.liveness import LivenessTracker
 
 
 def test_a_name_silent_for_longer_than_the_timeout_is_stale_until_heard_again():

@@ -47,7 +47,7 @@ def test_config_files_name_topics_relative_to_the_node_namespace(path):
     assert not absolute, absolute
 
 
-@pytest.mark.parametrize('name', ['sim.launch.xml', 'robot.launch.xml', 'demo.launch.xml'])
+@pytest.mark.parametrize('name', ['sim.launch.xml', 'robot.launch.xml', 'main_job.launch.xml'])
 def test_the_namespace_argument_pushes_every_node_and_no_topic_parameter_escapes_it(monkeypatch, name):
     monkeypatch.setenv('SSL_ROBOT_SHARE', str(REPOSITORY))
     nodes = load_launch_file(LAUNCH / name, {'namespace': 'robot_a'}).nodes

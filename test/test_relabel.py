@@ -1,11 +1,11 @@
-"""ssl_robot.relabel: RIG goal sources, Grasp2Vec posthoc labels and auxiliary goals."""
+"""ssl_robot.rewards.relabel: RIG goal sources, Grasp2Vec posthoc labels and auxiliary goals."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ssl_robot.relabel import (GoalSource, LatentRelabelConfig, Transitions, assign_goal_sources,
+from ssl_robot.rewards.relabel import (GoalSource, LatentRelabelConfig, Transitions, assign_goal_sources,
                                auxiliary_grasp_goals, posthoc_grasp_labels)
 
 LATENT_DIM = 3

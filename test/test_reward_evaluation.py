@@ -1,4 +1,4 @@
-"""Unit tests of ssl_robot.reward_evaluation: rank correlation, pairwise AUC and the scripted arm paths."""
+"""Unit tests of ssl_robot.rewards.evaluation: rank correlation, pairwise AUC and the scripted arm paths."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ssl_robot.reward_evaluation import TimedPath, goal_ranked_first, ranking_auc, spearman_rho, straight_path
+from ssl_robot.rewards.evaluation import TimedPath, goal_ranked_first, ranking_auc, spearman_rho, straight_path
 
 
 def test_goal_ranked_first_scores_each_trays_objects_against_images_from_other_trays():

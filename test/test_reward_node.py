@@ -21,9 +21,9 @@ from std_msgs.msg import String
 
 from ros_harness import Probe, node_process
 from ssl_robot import topics
-from ssl_robot.demo_trajectory import EmbeddedDemo
+from ssl_robot.rewards.demonstration import EmbeddedDemo
 from ssl_robot.nodes.reward_node import DIAGNOSTIC_NAME, REWARD_TOPICS
-from ssl_robot.rewards import DEFAULT_GAMMA, DemoTrajectory
+from ssl_robot.rewards.functions import DEFAULT_GAMMA, DemoTrajectory
 from ssl_robot.ros.convert import array_to_image, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ssl_robot.rl.envs import TrayGoalEnv
-from ssl_robot.explore import record_exploration
+from ssl_robot.apps.explore import record_exploration
 from ssl_robot.rl.tasks import (PUCK_HALF_EXTENT_M, WORKSPACE_CENTER_XY, WORKSPACE_HALF_EXTENT_M, EnvConfig,
                                 GoalState, state_vector)
 

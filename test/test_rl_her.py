@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from ssl_robot.relabel import GoalSource, LatentRelabelConfig
+from ssl_robot.rewards.relabel import GoalSource, LatentRelabelConfig
 from ssl_robot.rl.envs import make_env
 from ssl_robot.rl.her import RigHerReplayBuffer
 from ssl_robot.rl.observers import StateObserver, make_observer

@@ -5,7 +5,7 @@ node's steady clock (arrival time, not stamps: a stalled sim must not hide a dea
 publishes, on /diagnostics, one status per name silent for longer than stale_after_s: level STALE (3, the
 diagnostic_msgs convention), the same name, hardware_id 'ssl_robot/diagnostics_monitor' and a message saying
 how long it has been silent. STALE statuses (its own included) are not signs of life. Pure part:
-ssl_robot/liveness.py.
+ssl_robot/health/liveness.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 
 from ssl_robot import topics
-from ssl_robot.liveness import LivenessTracker
+from ssl_robot.health.liveness import LivenessTracker
 from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import RELIABLE_QOS

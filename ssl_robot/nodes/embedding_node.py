@@ -1,7 +1,7 @@
 """embedding_node: live TCN / mfTCN embeddings of K synchronized cameras.
 
 Subscribes to K camera image topics, groups their frames into synchronized sets (ssl_robot.sync, message_filters
-semantics), embeds each set with a trained checkpoint (ssl_robot.inference) and publishes the result on
+semantics), embeds each set with a trained checkpoint (ssl_robot.inference.embedder) and publishes the result on
 /embeddings, stamped with the set's stamp.
 
 Output message: sensor_msgs/Image, encoding 32FC1, height K + 1, width D (the embedding size). Row k is the
@@ -11,7 +11,7 @@ the set's stamp, so an embedding is matched to the frames it came from; header.f
 because it is a standard interface that carries both a header and a 2-D float array: std_msgs/Float32MultiArray
 has no header, and this single ament_python package cannot define a message of its own.
 
-The imitation demonstration is embedded here too, by the same model (ssl_robot.demo_embedding): with demo_bag set,
+The imitation demonstration is embedded here too, by the same model (ssl_robot.inference.demo_embedding): with demo_bag set,
 episode demo_episode of that bag, from demo_camera_topics (the bag's names of the cameras, in camera_topics order),
 at start and again whenever the checkpoint changes. It is published latched (reliable, transient local) on
 /embeddings/demo: sensor_msgs/Image 32FC1, T rows x (1 + D), per demo frame the seconds since the start of the demo's
@@ -40,11 +40,12 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from ssl_robot import topics
-from ssl_robot.demo_embedding import embed_demo
-from ssl_robot.input_monitor import InputMonitor
-from ssl_robot.inference import LoadedModel, MultiViewEmbedder, default_checkpoint
+from ssl_robot.inference.demo_embedding import embed_demo
+from ssl_robot.health.input_monitor import InputMonitor
+from ssl_robot.inference.embedder import MultiViewEmbedder
+from ssl_robot.inference.model_holder import LoadedModel, default_checkpoint
 from ssl_robot.models.checkpoint import CheckpointError
-from ssl_robot.problem_log import ProblemLog
+from ssl_robot.health.problem_log import ProblemLog
 from ssl_robot.ros.convert import MessageError, array_to_image, ns_to_stamp
 from ssl_robot.ros.decoders import rgb_frame
 from ssl_robot.ros.diagnostics import diagnostic_array, wall_timer

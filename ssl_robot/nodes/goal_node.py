@@ -1,6 +1,6 @@
 """goal_node: goals for goal-conditioned control in a CC-VAE's (or a β-VAE's) latent space, as in RIG and CC-RIG.
 
-An imagined goal is z ~ N(0, I) decoded into the image it stands for (ssl_robot.goals.GoalSampler). The CC-VAE
+An imagined goal is z ~ N(0, I) decoded into the image it stands for (ssl_robot.inference.goals.GoalSampler). The CC-VAE
 decodes it under the context s0 = the newest frame of the scene camera, so the goal shows the objects actually in
 front of the robot; the β-VAE (vae_method 'betavae', config/models.yaml) decodes it from the prior alone. A goal is drawn
 
@@ -13,7 +13,7 @@ and the node's own model encodes the goal image as it encodes a scene goal: /goa
 of /latent/scene, which a policy trained on the node's model (the reach policy: the task camera's β-VAE) understands.
 
 A scene goal is the newest frame itself, made the goal on a /goal/from_scene request (std_srvs/Trigger): its latent
-is the posterior mean e(g) = mu(g) (ssl_robot.goals.scene_goal), encoded as the scene latents this node publishes, a CC-VAE under the context of the episode's first frame, so that the latent-goal reward is 0 when the scene
+is the posterior mean e(g) = mu(g) (ssl_robot.inference.goals.scene_goal), encoded as the scene latents this node publishes, a CC-VAE under the context of the episode's first frame, so that the latent-goal reward is 0 when the scene
 looks like that frame again. A controller (or a test) shows the robot the goal state and asks for it.
 
 Either service's response says why no goal was published (no model loaded yet, no camera frame yet).
@@ -26,7 +26,7 @@ clock's before any frame) and the model id as frame_id.
 
 The latent of every scene frame goes out on /latent/scene (sensor_msgs/Image 32FC1, 1 x latent_dim, sensor-data QoS:
 best effort, keep last 5, as the camera it comes from), stamped with the frame, the model id as frame_id: e(s | s0)
-for the CC-VAE, s0 the episode's first frame, e(s) for the β-VAE (ssl_robot.goals.scene_latent). The reward node
+for the CC-VAE, s0 the episode's first frame, e(s) for the β-VAE (ssl_robot.inference.goals.scene_latent). The reward node
 scores it against /goal/latent, so this node is the one place that holds the VAE and the episode context. A frame
 that arrives before the model has loaded gets no latent (counted as scene_without_model).
 
@@ -49,10 +49,11 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from ssl_robot import topics
-from ssl_robot.demo_trajectory import EpisodeClock, StampRejected
+from ssl_robot.rewards.demonstration import EpisodeClock, StampRejected
 from ssl_robot.events import EventError, decode_episode_event
-from ssl_robot.goals import Goal, GoalSampler, ModelLoader, ModelUnavailable, needs_context, scene_goal, scene_latent
-from ssl_robot.problem_log import ProblemLog
+from ssl_robot.inference.goals import Goal, GoalSampler, needs_context, scene_goal, scene_latent
+from ssl_robot.inference.model_holder import ModelLoader, ModelUnavailable
+from ssl_robot.health.problem_log import ProblemLog
 from ssl_robot.ros.convert import MessageError, array_to_image, ns_to_stamp
 from ssl_robot.ros.decoders import rgb_frame
 from ssl_robot.ros.diagnostics import diagnostic_array, wall_timer

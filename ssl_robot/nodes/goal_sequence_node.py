@@ -1,6 +1,6 @@
 """goal_sequence_node: the main job's conductor. It sets goals one after another and lets policy_node reach each.
 
-It runs the steps of ssl_robot.goal_sequence (close the gripper, pose the arm, ask the goal node for a goal, enable
+It runs the steps of ssl_robot.rl.goal_sequence (close the gripper, pose the arm, ask the goal node for a goal, enable
 the policy, wait until /policy/status says the goal is done) and, for each goal reached for, publishes an event on
 /goal_sequence/events (std_msgs/String JSON, kind 'goal_sequence'): the goal's index, the policy's goal_id, whether
 it was 'imagined' (/goal/sample) or a 'scene' goal (/goal/from_scene) and, for a scene goal, the position the arm
@@ -24,7 +24,7 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from ssl_robot import topics
-from ssl_robot.goal_sequence import GoalSequenceConfig, Step, goal_sequence_plan
+from ssl_robot.rl.goal_sequence import GoalSequenceConfig, Step, goal_sequence_plan
 from ssl_robot.ros.convert import ns_to_stamp
 from ssl_robot.ros.node_main import spin_node
 from ssl_robot.ros.parameters import NodeParameters

@@ -2,7 +2,7 @@
 
 Keeps the recent frames of the object camera and of one scene camera, looked up by stamp. On each /sim/grasp_events
 message it takes the scene before the grasp (s_pre) and, for a successful grasp, the object shown to the object
-camera (o), and publishes (ssl_robot.goals.embed_grasp):
+camera (o), and publishes (ssl_robot.inference.grasp2vec.embed_grasp):
 
 - /grasp2vec/scene_embedding: phi_s(s_pre), stamped with s_pre's stamp;
 - /grasp2vec/object_embedding: phi_o(o), stamped with o's stamp (successful grasps only);
@@ -52,9 +52,10 @@ from std_srvs.srv import Trigger
 
 from ssl_robot import topics
 from ssl_robot.events import EventError, decode_grasp_event
-from ssl_robot.frame_buffer import BYTES_PER_MB, StampedFrames
-from ssl_robot.goals import ModelLoader, ModelUnavailable, embed_grasp, embed_object
-from ssl_robot.problem_log import ProblemLog
+from ssl_robot.inference.frame_buffer import BYTES_PER_MB, StampedFrames
+from ssl_robot.inference.grasp2vec import embed_grasp, embed_object
+from ssl_robot.inference.model_holder import ModelLoader, ModelUnavailable
+from ssl_robot.health.problem_log import ProblemLog
 from ssl_robot.ros.convert import MessageError, array_to_image, ns_to_stamp
 from ssl_robot.ros.decoders import rgb_frame
 from ssl_robot.ros.diagnostics import diagnostic_array, wall_timer

@@ -33,7 +33,7 @@ from std_srvs.srv import SetBool
 
 from ssl_robot import topics
 from ssl_robot.models.checkpoint import CheckpointError
-from ssl_robot.problem_log import ProblemLog
+from ssl_robot.health.problem_log import ProblemLog
 from ssl_robot.ros.convert import MessageError, image_to_array, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.diagnostics import diagnostic_array, wall_timer
 from ssl_robot.ros.node_main import spin_node

@@ -4,7 +4,7 @@ This node holds no model and imports no torch: each model runs in the one node t
 outputs with its model id, and a reward compares an input with its goal only when both come from the same weights
 (model_ids.same_weights; a mismatch is counted as model_mismatch on /diagnostics and dropped).
 
-Kinds (parameter `kinds`, any subset of them; reward = <kind>_scale * the formula, ssl_robot.rewards):
+Kinds (parameter `kinds`, any subset of them; reward = <kind>_scale * the formula, ssl_robot.rewards.functions):
 - imitation (TCN, Sermanet et al. 2018): r = -(|e - d|^2 + sqrt(gamma + |e - d|^2)) between the fused row (the last)
   of each /embeddings message and the demo frame it is aligned with. The demo comes latched on /embeddings/demo from
   the embedding node, which embeds its demo_bag with the model it runs (demo_trajectory.EmbeddedDemo.from_rows).
@@ -54,12 +54,12 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from ssl_robot import topics
-from ssl_robot.demo_trajectory import EmbeddedDemo, EpisodeClock, StampRejected
+from ssl_robot.rewards.demonstration import EmbeddedDemo, EpisodeClock, StampRejected
 from ssl_robot.events import EventError, decode_episode_event
-from ssl_robot.input_monitor import InputMonitor
+from ssl_robot.health.input_monitor import InputMonitor
 from ssl_robot.model_ids import same_weights
-from ssl_robot.problem_log import ProblemLog
-from ssl_robot.rewards import ALIGNMENTS, Grasp2VecReward, ImitationReward, LatentGoalReward
+from ssl_robot.health.problem_log import ProblemLog
+from ssl_robot.rewards.functions import ALIGNMENTS, Grasp2VecReward, ImitationReward, LatentGoalReward
 from ssl_robot.ros.convert import ImageFormatError, MessageError, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.decoders import float_values, goal_latent
 from ssl_robot.ros.diagnostics import diagnostic_array, wall_timer

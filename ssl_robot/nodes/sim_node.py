@@ -19,7 +19,7 @@ from std_msgs.msg import Int64
 from std_srvs.srv import SetBool, Trigger
 
 from ssl_robot import topics
-from ssl_robot.problem_log import ProblemLog
+from ssl_robot.health.problem_log import ProblemLog
 from ssl_robot.ros.convert import ns_to_stamp
 from ssl_robot.ros.diagnostics import diagnostic_array
 from ssl_robot.ros.node_main import spin_node

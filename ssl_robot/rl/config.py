@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from ssl_robot.relabel import LatentRelabelConfig
+from ssl_robot.rewards.relabel import LatentRelabelConfig
 from ssl_robot.rl.tasks import EnvConfig
 from ssl_robot.train.config import read_yaml_mapping
 from ssl_robot.train.errors import TrainError

@@ -1,6 +1,6 @@
 """RIG's relabelling in stable-baselines3's HER replay buffer.
 
-Every sampled batch gets its goals from three sources, in the exact shares of ssl_robot.relabel.assign_goal_sources
+Every sampled batch gets its goals from three sources, in the exact shares of ssl_robot.rewards.relabel.assign_goal_sources
 (RIG's defaults: 0.1 original, 0.5 prior, 0.4 future):
 
   original  the goal the rollout was collected for
@@ -9,7 +9,7 @@ Every sampled batch gets its goals from three sources, in the exact shares of ss
             found through SB3's own episode bookkeeping (ep_start, ep_length)
 
 and every row's reward is recomputed by the env's observer, the one reward implementation
-(ssl_robot.rewards.latent_distance_reward). The observer is built in the learner's process from the EnvConfig, so
+(ssl_robot.rewards.functions.latent_distance_reward). The observer is built in the learner's process from the EnvConfig, so
 relabelling costs no round trip to the env processes.
 """
 
@@ -24,7 +24,7 @@ from stable_baselines3 import HerReplayBuffer
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from ssl_robot.relabel import GoalSource, LatentRelabelConfig, assign_goal_sources
+from ssl_robot.rewards.relabel import GoalSource, LatentRelabelConfig, assign_goal_sources
 from ssl_robot.rl.observers import Observer
 
 # The replay buffer's arrays with one row per stored step (besides the observations), as a resume restores them.

@@ -2,7 +2,7 @@
 
 Each observer maps a true state (state mode) or a task camera image (latent, pixel) to a vector, the policy's
 observation and the achieved goal alike, and scores achieved against desired goals with the one reward function
-the reward node uses too: ssl_robot.rewards.latent_distance_reward, -scale * |a - d|.
+the reward node uses too: ssl_robot.rewards.functions.latent_distance_reward, -scale * |a - d|.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import torch
 
-from ssl_robot.inference import CHECKPOINTS_DIR
+from ssl_robot.inference.model_holder import CHECKPOINTS_DIR
 from ssl_robot.models.checkpoint import CheckpointError, load_checkpoint
 from ssl_robot.models.vae import CCVAE
-from ssl_robot.rewards import latent_distance_reward
+from ssl_robot.rewards.functions import latent_distance_reward
 from ssl_robot.rl.tasks import WORKSPACE_HALF_EXTENT_M, EnvConfig, state_dim
 
 VAE_METHODS = ('betavae', 'ccvae')

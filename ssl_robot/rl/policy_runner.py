@@ -30,8 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ssl_robot.inference import CHECKPOINTS_DIR, checkpoint_model_id
-from ssl_robot.rewards import latent_distance_reward
+from ssl_robot.inference.model_holder import CHECKPOINTS_DIR, checkpoint_model_id
+from ssl_robot.rewards.functions import latent_distance_reward
 from ssl_robot.rl.observers import vae_checkpoint_path
 from ssl_robot.rl.policy import GoalPolicy, load_policy
 from ssl_robot.train.typed_config import convert_fields

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from ssl_robot.data.reader import resize_rgb
-from ssl_robot.inference import CHECKPOINTS_DIR
+from ssl_robot.inference.model_holder import CHECKPOINTS_DIR
 from ssl_robot.models.checkpoint import read_checkpoint_header
-from ssl_robot.reward_evaluation import spearman_rho
+from ssl_robot.rewards.evaluation import spearman_rho
 from ssl_robot.rl.envs import TrayGoalEnv
 from ssl_robot.rl.evaluation import EVAL_SEED, bootstrap_interval, wilson_interval
 from ssl_robot.rl.observers import LatentObserver, default_vae_checkpoint, load_task_vae

@@ -68,7 +68,7 @@ class NodeParameters:
     def _declare_torch_threads(self) -> None:
         """Declare torch_threads and run this process's models on that many threads (see set_torch_threads)."""
         # Imported here: nodes without a model (sim, recorder) use this mixin too and need not load torch.
-        from ssl_robot.inference import set_torch_threads
+        from ssl_robot.inference.model_holder import set_torch_threads
         self._declare('torch_threads', 1, 'threads the models run on; 1 keeps a message fast on cores the other '
                                           'nodes share, where more make it slower; 0 = one per core')
         set_torch_threads(self._param('torch_threads'))

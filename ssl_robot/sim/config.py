@@ -352,7 +352,7 @@ def _load_rig(name: str, image_size: tuple[int, int] | None) -> tuple[CameraSpec
     cameras = data.get('cameras') or []
     if not cameras:
         raise ValueError(f'{path}: the rig lists no cameras')
-    # image_size replaces the rig's default size; a camera that states its own size keeps it (sim/rigs/demo.yaml:
+    # image_size replaces the rig's default size; a camera that states its own size keeps it (sim/rigs/main_job.yaml:
     # the task camera's 48 px, which the RL VAE and policy were trained on, beside 128 px scene cameras).
     return tuple(_build(CameraSpec, {**_sized(defaults, image_size), **entry}, f'{path}: cameras[{i}]')
                  for i, entry in enumerate(cameras))

@@ -1,9 +1,6 @@
 """Embedding live camera frames with a trained TCN-family checkpoint: what the embedding node runs on every
 synchronized set of camera images. Pure: no rclpy, so it runs and is tested without ROS.
 
-- LoadedModel: a checkpoint loaded for inference (eval() mode, CUDA when present), named by a model id that
-  changes whenever the weights do, and swapped for the file's new contents when the file changes, so a
-  retrained checkpoint is picked up without restarting the graph.
 - FrameBuffer: the recent frames of one view, giving the mfTCN clip that ends at the newest one.
 - MultiViewEmbedder: K synchronized views -> K + 1 unit-norm embeddings, one per view and their fusion.
 
@@ -19,179 +16,30 @@ the sets that come sooner after the last one it kept, and no embedding is made f
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import math
-import os
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-import ssl_robot
 from ssl_robot.data.reader import resize_rgb, rgb_to_tensor
-from ssl_robot.models.checkpoint import CheckpointError, CheckpointHeader, load_checkpoint, read_metadata
-from ssl_robot.models.encoders import default_device
 from ssl_robot.models.mftcn import MultiFrameTCN
-from ssl_robot.models.registry import METHODS
+
+if TYPE_CHECKING:
+    from ssl_robot.inference.model_holder import LoadedModel
 
 EMBEDDING_METHODS = ('tcn', 'svtcn', 'mftcn')
 """Methods whose models embed camera frames: TCN and its single-view baseline frame by frame, mfTCN by clips."""
-CHECKPOINTS_DIR = Path(ssl_robot.__file__).resolve().parent / 'checkpoints'
-"""Where the package ships its default checkpoints (scripts/train-default-checkpoints writes them)."""
-MODEL_ID_HASH_CHARS = 12
-
-
-def set_torch_threads(threads: int) -> None:
-    """Run this process's torch ops on `threads` threads; 0 keeps torch's default, one per core.
-
-    A node runs a small model on one message at a time while the other nodes use the same cores: an op split over
-    busy cores waits for its slowest thread, so on a shared 2-core machine a set takes several times longer on two
-    threads than on one (bench/bench_online.py). ValueError for anything but an int >= 0."""
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise ValueError(f'torch threads must be an int >= 0 (0 = one per core), got {threads!r}')
-    if threads:
-        torch.set_num_threads(threads)
 
 
 def require_embedding_method(method: str) -> None:
     if method not in EMBEDDING_METHODS:
         raise ValueError(f'method {method!r} does not embed camera frames: expected one of {EMBEDDING_METHODS}')
-
-
-def require_known_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f'unknown method {method!r}: expected one of {sorted(METHODS)}')
-
-
-def default_checkpoint(method: str) -> Path:
-    """The shipped checkpoint of a method, ssl_robot/checkpoints/<method>.safetensors; FileNotFoundError saying
-    how to get one if this install has none."""
-    require_known_method(method)
-    path = CHECKPOINTS_DIR / f'{method}.safetensors'
-    if not path.is_file():
-        raise FileNotFoundError(f'no default {method} checkpoint: {path} does not exist; give a checkpoint file, or '
-                                f'make the defaults with scripts/train-default-checkpoints')
-    return path
-
-
-def checkpoint_path(path: str | os.PathLike) -> Path:
-    """The file a checkpoint parameter names: the path as given, except that a bare file name which is not in the
-    working directory names a shipped checkpoint of ssl_robot/checkpoints/ if there is one (e.g.
-    'rl_reach_vae.safetensors', the RL task camera's beta-VAE, which launch files can name wherever the package is
-    installed)."""
-    path = Path(path)
-    shipped = CHECKPOINTS_DIR / path.name
-    if path.parent == Path('.') and not path.exists() and shipped.is_file():
-        return shipped
-    return path
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as file:
-        for block in iter(lambda: file.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def format_model_id(method: str, path: Path, step: int | str, sha256: str) -> str:
-    """'<method>:<file name>:step<step>:<sha256 prefix>': what names a model on the topics its outputs go to."""
-    return f'{method}:{path.name}:step{step}:{sha256[:MODEL_ID_HASH_CHARS]}'
-
-
-def checkpoint_model_id(path: str | os.PathLike) -> str:
-    """The model id a node that loads the checkpoint at path puts on its outputs, read from the file's header and
-    bytes without building the model; FileNotFoundError or CheckpointError if it is no checkpoint."""
-    path = Path(path)
-    metadata = read_metadata(path)
-    try:
-        return format_model_id(metadata['method'], path, metadata['step'], file_sha256(path))
-    except KeyError as missing:
-        raise CheckpointError(f'{path} has no {missing} in its header: not an ssl_robot checkpoint') from None
-
-
-@dataclass(frozen=True)
-class LoadedCheckpoint:
-    """One load of a checkpoint file: the model and what identifies the file contents it came from."""
-
-    model: nn.Module
-    header: CheckpointHeader
-    model_id: str
-    """'<method>:<file name>:step<step>:<sha256 prefix>', e.g. 'tcn:tcn.safetensors:step1200:3fa9c2d1e0b4'."""
-    sha256: str
-    stat_key: tuple[int, ...]
-    """(inode, size, mtime_ns, ctime_ns) of the file, taken before it was read."""
-
-
-class LoadedModel:
-    """A checkpoint of any registered method loaded for inference, reloaded when its file changes.
-
-    The loaded state is one immutable LoadedCheckpoint replaced as a whole: a reload builds the new model
-    completely before swapping it in, so a caller holding `current` never sees half of each, and a failed
-    reload leaves the old model serving.
-    """
-
-    def __init__(self, path: str | os.PathLike, method: str, device: torch.device | str | None = None) -> None:
-        require_known_method(method)
-        self.path = checkpoint_path(path)
-        self.method = method
-        self.device = torch.device(device) if device is not None else default_device()
-        self.current = self._load()
-
-    @property
-    def model(self) -> nn.Module:
-        return self.current.model
-
-    @property
-    def config(self) -> Any:
-        return self.current.model.config
-
-    @property
-    def model_id(self) -> str:
-        return self.current.model_id
-
-    def _stat_key(self) -> tuple[int, ...]:
-        try:
-            stat = self.path.stat()
-        except FileNotFoundError:
-            raise FileNotFoundError(f'checkpoint {self.path} does not exist') from None
-        # The inode changes on every atomic replace (save_checkpoint writes a new file and renames it), even
-        # within one tick of a coarse filesystem clock.
-        return stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
-
-    def _load(self) -> LoadedCheckpoint:
-        stat_key = self._stat_key()
-        sha256 = file_sha256(self.path)
-        model, header = load_checkpoint(self.path, method=self.method, device=self.device)
-        return LoadedCheckpoint(model, header, format_model_id(header.method, self.path, header.step, sha256), sha256,
-                                stat_key)
-
-    def reload_if_changed(self) -> bool:
-        """Load the file again if its contents changed since the current model was loaded; True if a new model
-        was swapped in.
-
-        The file's inode, size and times decide whether to look: if none changed, the contents are taken as
-        unchanged without reading the file. A change is confirmed by the content hash (a file rewritten with the
-        same bytes keeps the current model). Raises FileNotFoundError if the file is gone and CheckpointError if
-        it holds no usable checkpoint of this method, keeping the current model; the next call tries again. A
-        file replaced while it was being read looks changed at the next call and is loaded then.
-        """
-        current = self.current
-        stat_key = self._stat_key()
-        if stat_key == current.stat_key:
-            return False
-        if file_sha256(self.path) == current.sha256:
-            self.current = dataclasses.replace(current, stat_key=stat_key)
-            return False
-        self.current = self._load()
-        return True
 
 
 class FrameBuffer:

@@ -1,7 +1,7 @@
 """A demonstration for the TCN imitation reward as an embedding trajectory, its message form, and the episode clock
 that lines live observations up with it. Pure: no rclpy and no torch, so the reward node's alignment logic runs and
 is tested without ROS, and the reward node needs no model (the demo is embedded by the embedding node,
-ssl_robot.demo_embedding, and reaches the reward node as rows of floats, EmbeddedDemo.to_rows / from_rows).
+ssl_robot.inference.demo_embedding, and reaches the reward node as rows of floats, EmbeddedDemo.to_rows / from_rows).
 
 A live /embeddings fused row and a demo row are comparable exactly when both come from the same weights, which
 EmbeddedDemo.matches() checks from the model ids.
@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ssl_robot.model_ids import same_weights
-from ssl_robot.rewards import DemoTrajectory
+from ssl_robot.rewards.functions import DemoTrajectory
 
 NS_PER_S = 1_000_000_000
 DEFAULT_CLOCK_JUMP_NS = NS_PER_S
@@ -38,7 +38,7 @@ class EmbeddedDemo:
     trajectory: DemoTrajectory
     """The fused embeddings of the episode's camera sets and their stamps."""
     model_id: str
-    """inference.LoadedCheckpoint.model_id of the model that embedded it."""
+    """model_holder.LoadedCheckpoint.model_id of the model that embedded it."""
     first_frame_s: float
     """Seconds from the start of the demo's episode to its first embedded frame (0 for a bag without episode
     events, whose demo starts at its first frame)."""

@@ -1,7 +1,7 @@
-"""`ssl-robot demo`: the main job. The sim robot reaches, with the shipped RL policy, for goals it imagined.
+"""`ssl-robot main-job`: the main job. The sim robot reaches, with the shipped RL policy, for goals it imagined.
 
-It runs launch/demo.launch.xml through `ssl-robot launch` (the same file a real `ros2 launch` runs): the sim in idle
-mode on the demo rig with an empty tray, the embedding, reward, Grasp2Vec and goal nodes, the recorder, policy_node
+It runs launch/main_job.launch.xml through `ssl-robot launch` (the same file a real `ros2 launch` runs): the sim in idle
+mode on the main_job rig with an empty tray, the embedding, reward, Grasp2Vec and goal nodes, the recorder, policy_node
 (the shipped reach policy, ssl_robot/checkpoints/rl_reach_policy.safetensors) and goal_sequence_node, which asks the
 goal node for five imagined goals one after another and ends the launch when the policy is done with the last one.
 The goal node and the latent-goal reward run the task camera's beta-VAE, the model the policy was trained on.
@@ -10,7 +10,7 @@ Then the recorded bag is read back and reported, one row per goal: the goal, the
 reward (/reward/latent_goal) at the start and the end of the reach, the true final distance to the goal state and
 success (within 5 cm). The goal state of an imagined goal is its nearest achievable state: the hand position whose
 latent is nearest the goal latent (ssl_robot.rl.reachable); of a scene goal, the arm position it was posed at. The
-hand's final position is the ground truth of /sim/ground_truth. A plot (demo.png in --out) shows the reward over sim
+hand's final position is the ground truth of /sim/ground_truth. A plot (main_job.png in --out) shows the reward over sim
 time with the goal changes marked, each goal image and the task camera's last frame of each reach.
 """
 
@@ -68,7 +68,7 @@ def _stamped(pairs: list[tuple[int, object]]) -> Stamped:
 
 
 @dataclass(frozen=True)
-class DemoRecording:
+class MainJobRecording:
     """What the main job's report needs from its bag."""
 
     goals: list[dict]
@@ -85,7 +85,7 @@ class DemoRecording:
     """/cameras/task/image_raw frames."""
 
 
-def read_recording(bag: Path) -> DemoRecording:
+def read_recording(bag: Path) -> MainJobRecording:
     typestore = get_typestore(Stores.ROS2_KILTED)
     columns: dict[str, list] = defaultdict(list)
     wanted_topics = {topics.GOAL_SEQUENCE_EVENTS, REWARD_TOPIC, topics.GOAL_LATENT, topics.GOAL_IMAGE,
@@ -109,7 +109,7 @@ def read_recording(bag: Path) -> DemoRecording:
                 columns[topic].append((stamp_ns, np.array(image_to_array(message))[0]))
             else:
                 columns[topic].append((stamp_ns, np.array(as_rgb(image_to_array(message), message.encoding))))
-    return DemoRecording(goals=[event for _, event in sorted(columns[topics.GOAL_SEQUENCE_EVENTS],
+    return MainJobRecording(goals=[event for _, event in sorted(columns[topics.GOAL_SEQUENCE_EVENTS],
                                                              key=lambda pair: pair[1]['index'])],
                          rewards=_stamped(columns[REWARD_TOPIC]), goal_latents=dict(columns[topics.GOAL_LATENT]),
                          goal_images=dict(columns[topics.GOAL_IMAGE]), hand=_stamped(columns[topics.GROUND_TRUTH]),
@@ -143,7 +143,7 @@ class GoalRow:
         return self.distance_m is not None and self.distance_m < SUCCESS_DISTANCE_M
 
 
-def goal_rows(recording: DemoRecording, nearest_position) -> list[GoalRow]:
+def goal_rows(recording: MainJobRecording, nearest_position) -> list[GoalRow]:
     """A row per goal. nearest_position(goal_latent) -> (x, y): the nearest achievable state of an imagined goal."""
     rows = []
     for event in recording.goals:
@@ -186,7 +186,7 @@ def format_goal_table(rows: list[GoalRow]) -> str:
     return '\n'.join(lines)
 
 
-def plot_demo(recording: DemoRecording, rows: list[GoalRow], path: Path) -> Path:
+def plot_main_job(recording: MainJobRecording, rows: list[GoalRow], path: Path) -> Path:
     """Reward over sim time with the goal changes marked, above each goal image and the task camera's last frame of
     each reach; PNG written atomically."""
     columns = max(len(rows), 1)
@@ -217,14 +217,14 @@ def plot_demo(recording: DemoRecording, rows: list[GoalRow], path: Path) -> Path
     return save_figure(figure, path)
 
 
-def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+def add_main_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--duration', type=float, default=600.0,
                         help='longest time to run the graph, in seconds (default 600); it stops when the last goal '
                              'is done')
     parser.add_argument('--seed', type=int, default=0, help='seed of the sim episode and of the goals (default 0)')
     parser.add_argument('--goals', type=int, default=5, help='imagined goals to reach (default 5)')
     parser.add_argument('--out', type=Path, default=None,
-                        help='directory for the recorded bag and demo.png (default: a new temporary directory)')
+                        help='directory for the recorded bag and main_job.png (default: a new temporary directory)')
 
 
 def report(bag: Path, out: Path) -> list[GoalRow]:
@@ -240,21 +240,21 @@ def report(bag: Path, out: Path) -> list[GoalRow]:
         if atlas is not None:
             atlas.close()
     print('\n' + format_goal_table(rows))
-    print(f'plot: {plot_demo(recording, rows, out / "demo.png")}')
+    print(f'plot: {plot_main_job(recording, rows, out / "main_job.png")}')
     return rows
 
 
-def run_demo(args: argparse.Namespace) -> int:
+def run_main_job(args: argparse.Namespace) -> int:
     if args.duration <= 0:
         raise ValueError(f'--duration must be > 0, got {args.duration}')
     if args.goals < 1:
         raise ValueError(f'--goals must be >= 1, got {args.goals}')
-    out = args.out or Path(tempfile.mkdtemp(prefix='ssl_robot_demo_'))
+    out = args.out or Path(tempfile.mkdtemp(prefix='ssl_robot_main_job_'))
     out.mkdir(parents=True, exist_ok=True)
     bag = out / 'bag'
     if bag.exists():
         raise FileExistsError(f'{bag} exists: give a new --out directory')
-    command = [sys.executable, '-m', 'ssl_robot.cli', 'launch', 'demo', f'bag:={bag}', f'seed:={args.seed}',
+    command = [sys.executable, '-m', 'ssl_robot.cli', 'launch', 'main_job', f'bag:={bag}', f'seed:={args.seed}',
                f'goal_seed:={args.seed}', f'goals:={args.goals}', '--duration', str(args.duration),
                '--grace-period', str(SHUTDOWN_GRACE_S)]
     print('$ ' + ' '.join(command[2:]), flush=True)

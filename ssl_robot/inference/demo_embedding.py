@@ -2,7 +2,7 @@
 
 embed_demo() reads one episode of a bag (`ssl-robot collect --mode motion`, or a recording of the sim graph) and
 embeds its synchronized camera sets the way the embedding node embeds live ones: the same cameras in the same order,
-frames at the bag's resolution resized by inference.preprocess, the same MultiViewEmbedder, and the fused last row.
+frames at the bag's resolution resized by embedder.preprocess, the same MultiViewEmbedder, and the fused last row.
 The embedding node, which holds the model, does this at start and publishes the demo for the reward node.
 """
 
@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ssl_robot.data.datasets import ReadOptions, episode_frames, index_recordings
-from ssl_robot.demo_trajectory import NS_PER_S, EmbeddedDemo
-from ssl_robot.inference import LoadedModel, MultiViewEmbedder
-from ssl_robot.rewards import DemoTrajectory
+from ssl_robot.rewards.demonstration import NS_PER_S, EmbeddedDemo
+from ssl_robot.inference.embedder import MultiViewEmbedder
+from ssl_robot.inference.model_holder import LoadedModel
+from ssl_robot.rewards.functions import DemoTrajectory
 from ssl_robot.train.config import DataConfig
 
 
@@ -25,7 +26,7 @@ def embed_demo(bag: str | os.PathLike, episode: int, model: LoadedModel, camera_
                clip_frame_period_s: float = 0.0, options: ReadOptions = ReadOptions()) -> EmbeddedDemo:
     """Embed episode `episode` (0 = the bag's first) of bag with model, a TCN-family LoadedModel, from the cameras
     camera_topics in the order the embedding node's camera_topics lists them, and an mfTCN's clips spaced by
-    clip_frame_period_s as the embedding node spaces them (inference.MultiViewEmbedder).
+    clip_frame_period_s as the embedding node spaces them (embedder.MultiViewEmbedder).
 
     Raises ValueError naming the problem: a bag that cannot be read or lacks a camera (BagError), an episode the bag
     does not have, or an episode too short for a single embedding (an mfTCN needs a full clip)."""

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ssl_robot.rewards import float_array, grasp2vec_reward, real_number
+from ssl_robot.rewards.functions import float_array, grasp2vec_reward, real_number
 
 # Fractions are often written as decimals (0.7 + 0.3); their float sum may exceed 1 by an ulp.
 FRACTION_SUM_TOLERANCE = 1e-9

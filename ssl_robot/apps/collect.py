@@ -162,7 +162,7 @@ def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_collect(args: argparse.Namespace) -> int:
     if args.mode == 'explore':
-        from ssl_robot.explore import record_exploration
+        from ssl_robot.apps.explore import record_exploration
         size = args.image_size[0] if args.image_size else 48
         if args.image_size and args.image_size[0] != args.image_size[1]:
             raise ValueError(f'explore mode renders square images, got --image-size {args.image_size}')

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import spearmanr
 
-from ssl_robot.rewards import grasp2vec_reward
+from ssl_robot.rewards.functions import grasp2vec_reward
 
 Position = tuple[float, float, float]
 

@@ -1,4 +1,4 @@
-"""The main job (`ssl-robot demo`): its report from a made-up recording, the real run in the sim graph, and the
+"""The main job (`ssl-robot main-job`): its report from a made-up recording, the real run in the sim graph, and the
 end-to-end reach of scene goals whose true arm position is known."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from ssl_robot import topics
-from ssl_robot.demo import (SHUTDOWN_GRACE_S, DemoRecording, GoalRow, Stamped, format_goal_table, goal_rows, plot_demo,
+from ssl_robot.apps.main_job import (SHUTDOWN_GRACE_S, MainJobRecording, GoalRow, Stamped, format_goal_table, goal_rows, plot_main_job,
                             read_recording)
-from ssl_robot.goal_sequence import GoalSequenceConfig, Step, goal_sequence_plan
+from ssl_robot.rl.goal_sequence import GoalSequenceConfig, Step, goal_sequence_plan
 
 S = 1_000_000_000
 
@@ -23,11 +23,11 @@ def goal_event(index: int, source: str, goal_s: float, end_s: float, position=No
             'steps': 50, 'reward': -0.1}
 
 
-def recording() -> DemoRecording:
+def recording() -> MainJobRecording:
     times = np.arange(10, 200) / 10
     rewards = Stamped([int(t * S) for t in times], [-float(t % 5) for t in times])
     hand = Stamped([int(t * S) for t in times], [np.array([0.5 + t / 100, 0.0, 0.115]) for t in times])
-    return DemoRecording(
+    return MainJobRecording(
         goals=[goal_event(0, 'imagined', 2.0, 6.0), goal_event(1, 'scene', 6.0, 10.0, [0.6, 0.05, 0.115])],
         rewards=rewards, goal_latents={2 * S: np.array([1.0, 2.0]), 6 * S: np.array([0.0, 0.0])},
         goal_images={2 * S: np.zeros((8, 8, 3), np.uint8)}, hand=hand,
@@ -61,9 +61,9 @@ def test_goal_table_has_a_row_per_goal_and_the_success_count():
     assert 'success (final hand within 5 cm of the goal state): 1 of 3' in table
 
 
-def test_demo_plot_is_a_png(tmp_path):
+def test_main_job_plot_is_a_png(tmp_path):
     rows = goal_rows(recording(), lambda latent: np.array([0.55, 0.0]))
-    assert plot_demo(recording(), rows, tmp_path / 'demo.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert plot_main_job(recording(), rows, tmp_path / 'main_job.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
 def test_goal_sequence_plans_imagined_and_scene_goals():
@@ -79,20 +79,20 @@ def test_goal_sequence_plans_imagined_and_scene_goals():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The graph: the demo from the command line, and scene goals reached end to end. Each runs the whole sim graph
+# The graph: the main job from the command line, and scene goals reached end to end. Each runs the whole sim graph
 # (minutes of wall time on a loaded machine); generous timeouts, no timing asserted.
 
 @pytest.mark.ros
 @pytest.mark.slow
 def test_main_job_reaches_imagined_goals_and_reports_each(tmp_path, ros_domain_id, monkeypatch):
     monkeypatch.setenv('OMP_NUM_THREADS', '1')
-    result = subprocess.run([sys.executable, '-m', 'ssl_robot.cli', 'demo', '--goals', '2', '--out', str(tmp_path)],
+    result = subprocess.run([sys.executable, '-m', 'ssl_robot.cli', 'main-job', '--goals', '2', '--out', str(tmp_path)],
                             capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, f'{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
     table = result.stdout[result.stdout.index('goal  id source'):]
     assert [line.split()[2] for line in table.splitlines()[1:3]] == ['imagined', 'imagined']
     assert 'success (final hand within 5 cm of the goal state):' in table
-    assert (tmp_path / 'demo.png').read_bytes()[:4] == b'\x89PNG'
+    assert (tmp_path / 'main_job.png').read_bytes()[:4] == b'\x89PNG'
 
 
 SCENE_GOALS = [(0.50, 0.10, 0.115), (0.70, -0.10, 0.115), (0.52, -0.09, 0.115), (0.69, 0.09, 0.115),
@@ -108,7 +108,7 @@ def test_the_policy_brings_the_gripper_within_5_cm_of_scene_goals(tmp_path, ros_
     monkeypatch.setenv('OMP_NUM_THREADS', '1')
     positions = '[' + ', '.join(f'{v}' for position in SCENE_GOALS for v in position) + ']'
     bag = tmp_path / 'bag'
-    result = subprocess.run([sys.executable, '-m', 'ssl_robot.cli', 'launch', 'demo', f'bag:={bag}',
+    result = subprocess.run([sys.executable, '-m', 'ssl_robot.cli', 'launch', 'main_job', f'bag:={bag}',
                              f'goal_positions:={positions}', '--duration', '1500', '--grace-period',
                              str(SHUTDOWN_GRACE_S)],
                             capture_output=True, text=True, timeout=1800)

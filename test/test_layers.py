@@ -1,0 +1,67 @@
+"""The folders are the layers: imports point one way (nodes -> core; train/eval -> data -> models), and the pure core
+imports no rclpy, so everything important runs and is tested without a ROS graph. Read from the source (ast), so a
+lazy import inside a function counts too."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / 'ssl_robot'
+# Folders (and top-level modules) whose code must run without ROS.
+PURE = ('models', 'data', 'train', 'inference', 'rewards', 'health', 'sim', 'rl', 'events', 'model_ids', 'sync',
+        'topics', 'atomic', 'resources')
+# For each layer, the layers it must never import.
+FORBIDDEN = {
+    'models': ('data', 'train', 'inference', 'rewards', 'rl', 'apps', 'ros', 'nodes', 'rl_ros'),
+    'data': ('train', 'inference', 'rl', 'apps', 'ros', 'nodes', 'rl_ros'),
+    'train': ('inference', 'apps', 'ros', 'nodes', 'rl_ros'),
+    'inference': ('apps', 'ros', 'nodes', 'rl_ros'),
+    'rewards': ('models', 'train', 'inference', 'apps', 'ros', 'nodes', 'rl_ros'),
+    'health': ('models', 'data', 'train', 'inference', 'apps', 'ros', 'nodes', 'rl_ros'),
+    'sim': ('models', 'train', 'inference', 'rewards', 'rl', 'apps', 'ros', 'nodes', 'rl_ros'),
+    'rl': ('apps', 'ros', 'nodes', 'rl_ros'),
+    'ros': ('apps', 'nodes', 'rl_ros'),
+    'rl_ros': ('apps', 'nodes'),
+}
+
+
+def layer_of(path: Path) -> str:
+    relative = path.relative_to(PACKAGE)
+    return relative.parts[0] if len(relative.parts) > 1 else relative.stem
+
+
+def imports_of(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules.add(node.module)
+            modules.update(f'{node.module}.{alias.name}' for alias in node.names)
+    return modules
+
+
+def sources() -> list[Path]:
+    return sorted(PACKAGE.rglob('*.py'))
+
+
+def test_every_layer_is_known():
+    assert {layer_of(path) for path in sources()} <= {*PURE, *FORBIDDEN, 'apps', 'nodes', 'cli', '__init__'}
+
+
+@pytest.mark.parametrize('path', [p for p in sources() if layer_of(p) in PURE], ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_pure_core_imports_no_rclpy(path):
+    ros_imports = sorted(m for m in imports_of(path) if m.split('.')[0] in ('rclpy', 'rosidl_runtime_py'))
+    assert not ros_imports, f'{path.relative_to(PACKAGE)} imports {ros_imports}'
+
+
+@pytest.mark.parametrize('path', [p for p in sources() if layer_of(p) in FORBIDDEN],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_one_way(path):
+    layer = layer_of(path)
+    upward = sorted(m for m in imports_of(path) if m.startswith('ssl_robot.')
+                    and m.split('.')[1] in FORBIDDEN[layer])
+    assert not upward, f'{path.relative_to(PACKAGE)} ({layer}) imports {upward}'
