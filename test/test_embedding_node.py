@@ -156,13 +156,21 @@ def test_embeds_synchronized_cameras_survives_bad_input_and_reloads_the_checkpoi
     assert f'-> {new_id}' in log, log[-3000:]
 
 
-def test_a_checkpoint_of_another_method_stops_the_node_with_one_line(probe, tmp_path: Path):
-    checkpoint = write_checkpoint(tmp_path / 'mftcn.safetensors', 'mftcn')
-    with node_process(NODE, 'embedding', {'embedding_checkpoint': checkpoint, 'embedding_method': 'tcn'}) as node:
-        assert node.wait(timeout=TIMEOUT_S) == 1
-    log = ''.join(node.output)
-    assert f"embedding_node: {checkpoint} holds a 'mftcn' checkpoint, not 'tcn'" in log, log
-    assert 'Traceback' not in log, log
+def test_a_checkpoint_of_another_method_is_reported_and_the_right_one_is_served_once_it_is_there(probe, tmp_path: Path):
+    """The embedding node holds its model as every model node does: a checkpoint it cannot use is reported, the node
+    keeps running without embedding, and serves the file once it holds a usable checkpoint."""
+    rig = CameraRig(probe)
+    checkpoint = write_checkpoint(tmp_path / 'model.safetensors', 'mftcn')
+    params = {'embedding_checkpoint': checkpoint, 'embedding_method': 'tcn', 'reload_check_period_s': 0.5}
+    with node_process(NODE, 'embedding', params) as node:
+        rig.publish_until(lambda: rig.diagnosed('checkpoint', "holds a 'mftcn' checkpoint, not 'tcn'")
+                          and rig.diagnosed('no_model'), 'the wrong checkpoint and the sets it left unembedded', node)
+        with probe.lock:
+            assert not rig.embeddings
+        write_checkpoint(checkpoint, seed=1, step=3)
+        rig.publish_until(lambda: any(frame_id.startswith('tcn:model.safetensors:step3:')
+                                      for frame_id, _ in rig.embeddings.values()), 'embeddings of the tcn checkpoint', node)
+    assert 'Traceback' not in ''.join(node.output)
 
 
 def test_the_demo_is_embedded_by_the_node_model_and_latched_for_the_reward_node(probe, tmp_path: Path):

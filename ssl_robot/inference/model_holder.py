@@ -215,21 +215,28 @@ class ModelLoader:
         self.error = ''
         return changed
 
-    def refresh_reporting(self, problems: ProblemLog, announce: Callable[[str], None]) -> None:
-        """refresh() for a node's timer: a newly loaded model is announced, a failed load reported to problems as a
-        'checkpoint' problem."""
+    def refresh_reporting(self, problems: ProblemLog, announce: Callable[[str], None]) -> bool:
+        """refresh() for a node's timer: a newly loaded model is announced (True returned), a failed load reported to
+        problems as a 'checkpoint' problem (False)."""
         previous = self.model_id
         try:
-            if self.refresh():
-                announce(f'checkpoint loaded: {previous} -> {self.model_id}')
+            changed = self.refresh()
         except (CheckpointError, FileNotFoundError) as error:
             problems.report('checkpoint', f'{error}; still using {previous}')
+            return False
+        if changed:
+            announce(f'checkpoint loaded: {previous} -> {self.model_id}')
+        return changed
 
     def require(self) -> LoadedModel:
         """The loaded model; ModelUnavailable saying why there is none."""
         if self.loaded is None:
-            raise ModelUnavailable(f'no {self.method} model loaded: {self.error}')
+            raise ModelUnavailable(self.require_error())
         return self.loaded
+
+    def require_error(self) -> str:
+        """Why require() would fail: no model loaded yet, and the last load's error."""
+        return f'no {self.method} model loaded: {self.error}'
 
     @property
     def model_id(self) -> str:

@@ -17,8 +17,12 @@ at start and again whenever the checkpoint changes. It is published latched (rel
 /embeddings/demo: sensor_msgs/Image 32FC1, T rows x (1 + D), per demo frame the seconds since the start of the demo's
 episode and the fused embedding (demo_trajectory.EmbeddedDemo.to_rows), stamped with the demo's first frame, the
 model id as frame_id. The reward node scores /embeddings against it without a model of its own. A demo that cannot be
-embedded at start stops the node with one line (a configuration error); after a checkpoint change, the demo embedded
-before stays published and the failure is reported.
+embedded when the node starts with its checkpoint loaded stops the node with one line (a configuration error); after a
+checkpoint change, the demo embedded before stays published and the failure is reported.
+
+The model is held as every model node holds one (inference.model_holder.ModelLoader): a checkpoint that is missing,
+unloadable or of another method is reported ('checkpoint') and the node keeps running, embedding nothing (camera sets
+counted as 'no_model') until the file loads; a changed checkpoint file is loaded without a restart.
 
 Bad input never stops the node. An image with an unusable layout (wrong encoding, size or step, empty data, NaN
 in a float image) or an unusable stamp (negative sec, nanosec >= 1e9: bad_stamp), a stamp older than the camera's
@@ -43,8 +47,7 @@ from ssl_robot import topics
 from ssl_robot.inference.demo_embedding import embed_demo
 from ssl_robot.health.input_monitor import InputMonitor
 from ssl_robot.inference.embedder import MultiViewEmbedder
-from ssl_robot.inference.model_holder import LoadedModel, default_checkpoint
-from ssl_robot.models.checkpoint import CheckpointError
+from ssl_robot.inference.model_holder import ModelLoader
 from ssl_robot.health.problem_log import ProblemLog
 from ssl_robot.ros.convert import MessageError, array_to_image, ns_to_stamp
 from ssl_robot.ros.decoders import rgb_frame
@@ -84,14 +87,13 @@ class EmbeddingNode(NodeParameters, Node):
 
         self._camera_topics = self._topic_param('camera_topics')
         method = self._param('embedding_method')
-        checkpoint = self._param('embedding_checkpoint') or default_checkpoint(method)
         self._sync = ApproximateTimeSynchronizer(
             self._camera_topics, queue_size=self._param('sync_queue_size'),
             max_interval_ns=round(self._param('sync_max_interval_ms') * NS_PER_MS))
         self._silent_timeout_s = self._positive('silent_camera_timeout_s')
         reload_period_s = self._positive('reload_check_period_s')
-        self._model = LoadedModel(checkpoint, method)
-        self._embedder = MultiViewEmbedder(self._model, len(self._camera_topics), self._param('clip_frame_period_s'))
+        self._model = ModelLoader(self._param('embedding_checkpoint'), method)
+        self._embedder: MultiViewEmbedder | None = None  # made from the first model that loads
 
         self._last_stamp_ns: dict[str, int] = {}
         self._inputs = InputMonitor(self._camera_topics)
@@ -103,12 +105,11 @@ class EmbeddingNode(NodeParameters, Node):
         self._demo_bag = self._param('demo_bag')
         self._demo_episode = self._param('demo_episode')
         self._demo_cameras = [self.resolve_topic_name(topic) for topic in self._param('demo_camera_topics')]
-        if self._demo_bag:
-            self._publish_demo()  # a ValueError stops the node with one line: its demo cannot be embedded
+        self._refresh_model(at_start=True)
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         for topic in self._camera_topics:
             self.create_subscription(Image, topic, functools.partial(self._on_image, topic), SENSOR_QOS)
-        wall_timer(self, reload_period_s, self._reload_checkpoint)
+        wall_timer(self, reload_period_s, self._refresh_model)
         wall_timer(self, DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self.get_logger().info(f'embedding {len(self._camera_topics)} cameras {self._camera_topics} with '
                                f'{self._model.model_id} on {self._model.device}')
@@ -132,6 +133,9 @@ class EmbeddingNode(NodeParameters, Node):
             self._publish(synced)
 
     def _publish(self, synced: SyncedSet) -> None:
+        if self._embedder is None:
+            self._problems.report('no_model', f'{self._model.require_error()}; set at {synced.stamp_ns} ns not embedded')
+            return
         embeddings = self._embedder.embed(synced.stamp_ns, [synced.items[topic] for topic in self._camera_topics])
         if embeddings is None:
             return
@@ -140,26 +144,26 @@ class EmbeddingNode(NodeParameters, Node):
         self._published += 1
 
     def _publish_demo(self) -> None:
-        demo = embed_demo(self._demo_bag, self._demo_episode, self._model, self._demo_cameras,
+        demo = embed_demo(self._demo_bag, self._demo_episode, self._model.require(), self._demo_cameras,
                           clip_frame_period_s=self._param('clip_frame_period_s'))
         first_ns = int(demo.trajectory.stamps_ns[0])
         self._demo_publisher.publish(array_to_image(demo.to_rows(), '32FC1', ns_to_stamp(first_ns), demo.model_id))
         self.get_logger().info(f'demo: episode {self._demo_episode} of {self._demo_bag}, {len(demo.trajectory)} '
                                f'frames embedded by {demo.model_id}, latched on {topics.DEMO_EMBEDDINGS}')
 
-    def _reload_checkpoint(self) -> None:
+    def _refresh_model(self, at_start: bool = False) -> None:
         previous = self._model.model_id
-        try:
-            if not self._model.reload_if_changed():
-                return
-        except (CheckpointError, FileNotFoundError) as error:
-            self._problems.report('checkpoint', f'{error}; still using {previous}')
+        if not self._model.refresh_reporting(self._problems, self.get_logger().info):
             return
-        self.get_logger().info(f'checkpoint changed: {previous} -> {self._model.model_id}')
+        if self._embedder is None:
+            self._embedder = MultiViewEmbedder(self._model.require(), len(self._camera_topics),
+                                               self._param('clip_frame_period_s'))
         if self._demo_bag:
             try:
                 self._publish_demo()
             except (ValueError, OSError) as error:
+                if at_start:
+                    raise  # stops the node with one line: the demo it was started with cannot be embedded
                 # The reward node then drops embeddings of the new weights as mismatched, rather than score them
                 # against a demo the old weights embedded.
                 self._problems.report('demo', f'{error}; the demo embedded by {previous} stays published')
