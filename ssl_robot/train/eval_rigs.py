@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from ssl_robot.train.report import ReportRow
 
+
 BAGS_LABEL = 'bags'
 """The label of the --bag bags when their episodes do not name one rig."""
 

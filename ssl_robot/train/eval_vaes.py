@@ -1,0 +1,184 @@
+"""Evaluating the goal VAEs (betavae, ccvae) on held-out bags: reconstruction error and goal consistency, beside
+another VAE run, the random encoder, the mean image and chance (evaluate.REPORT_CONTENTS).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor, nn
+
+from ssl_robot.data.datasets import index_recordings
+from ssl_robot.data.reader import rgb_to_tensor
+from ssl_robot.models import CCVAE
+from ssl_robot.train.baselines import images_to_device, random_model
+from ssl_robot.train.eval_common import (CHANCE, MEAN_IMAGE, RANDOM, TRAINED, EvalOptions, Evaluation, TrainedRun,
+                                         confidence_intervals, episode_images, episodes_with_frames, evenly_spaced,
+                                         recorded_rigs, show_image)
+from ssl_robot.train.metrics import area_downsample, goal_consistency, goal_consistency_chance, reconstruction_error
+from ssl_robot.train.report import ReportRow, new_figure
+
+
+GOAL_SEED = 0
+"""Seed of the prior samples decoded into imagined goals."""
+
+
+def _reconstruct(model: nn.Module, states: Tensor, context: Tensor) -> Tensor:
+    """Each state decoded from its posterior mean; a CC-VAE with context (the episode's first frame) as well."""
+    if isinstance(model, CCVAE):
+        contexts = context.expand(len(states), *context.shape)
+        return model.decode(model.encode(states, contexts), contexts)
+    return model.decode(model.encode(states))
+
+
+def _imagine(model: nn.Module, contexts: Tensor, count: int, generator: torch.Generator) -> Tensor:
+    """(E, count, C, H, W) goals for E episodes with first frames contexts: a CC-VAE decodes prior samples under each
+    context; a beta-VAE knows no context, so its goals are prior samples decoded alone."""
+    if isinstance(model, CCVAE):
+        return model.imagine_goals(contexts, count, generator).images
+    goals = model.decode(model.sample_goals(len(contexts) * count, generator))
+    return goals.view(len(contexts), count, *goals.shape[1:])
+
+
+def _vae_figure(frames: Tensor, reconstructions: dict[str, Tensor], contexts: Tensor,
+                goals: dict[str, Tensor]) -> Figure:
+    """Rows: held-out frames and each model's reconstructions of them; first frames of episodes and a goal each
+    model imagined for each of those episodes."""
+    grid_rows = [('held-out frame', frames), *((f'{name} reconstruction', images)
+                                               for name, images in reconstructions.items()),
+                 ('episode first frame', contexts), *((f'{name} goal', images) for name, images in goals.items())]
+    columns = max(len(images) for _, images in grid_rows)
+    figure = new_figure(1.6 * columns + 1.5, 1.7 * len(grid_rows))
+    grid = figure.subplots(len(grid_rows), columns, squeeze=False)
+    for row, (label, images) in enumerate(grid_rows):
+        for column in range(columns):
+            if column < len(images):
+                show_image(grid[row, column], images[column])
+            else:
+                grid[row, column].axis('off')
+        grid[row, 0].set_ylabel(label, fontsize='small')
+    return figure
+
+
+def _squared_error_sum(model: nn.Module, frames: np.ndarray, device: torch.device, batch_size: int) -> float:
+    """The squared reconstruction errors of one episode's (T, S, S, 3) frames summed over every pixel and channel;
+    frames[0], its first frame, is the CC-VAE's context."""
+    context = images_to_device(frames[0], device)
+    total = 0.0
+    for start in range(0, len(frames), batch_size):
+        states = images_to_device(frames[start:start + batch_size], device)
+        total += reconstruction_error(states.cpu().numpy(),
+                                      _reconstruct(model, states, context).cpu().numpy()) * states.numel()
+    return total
+
+
+class _MeanFrameError:
+    """The reconstruction error of rebuilding every frame as the mean frame, from running sums: per pixel and
+    channel it is the variance of the frames, E[x^2] - E[x]^2. The mean comes from the evaluated frames themselves,
+    which makes it the best any model ignoring its input can score."""
+
+    def __init__(self) -> None:
+        self.sum = self.square_sum = np.zeros(())
+        self.count = 0
+
+    def add(self, frames: np.ndarray) -> None:
+        """(N, C, H, W) frames in [0, 1]."""
+        self.sum, self.square_sum = self.sum + frames.sum(0), self.square_sum + np.square(frames).sum(0)
+        self.count += len(frames)
+
+    @property
+    def error(self) -> float:
+        return float((self.square_sum / self.count - np.square(self.sum / self.count)).mean())
+
+
+def _goal_consistencies(models: dict[str, nn.Module], first_frames: dict[int, np.ndarray], episodes: list[int],
+                        references: np.ndarray, reference_episodes: np.ndarray, goal_size: int, options: EvalOptions,
+                        device: torch.device) -> tuple[dict[str, list[float]], dict[str, Tensor]]:
+    """Each model's goal consistency per episode (of the goals imagined from its first frame), and for the plot one
+    goal each for the first episodes. first_frames: the episodes' first frames (E, S, S, 3) per image size;
+    references: (M, C, goal_size, goal_size) frames of the reference_episodes."""
+    count = options.goals_per_episode
+    consistency: dict[str, list[float]] = {}
+    plot_goals: dict[str, Tensor] = {}
+    for column, model in models.items():
+        generator = torch.Generator(device=device).manual_seed(GOAL_SEED)
+        contexts = first_frames[model.config.image_size]
+        goals = []
+        for start in range(0, len(contexts), options.batch_size):
+            imagined = _imagine(model, images_to_device(contexts[start:start + options.batch_size], device),
+                                options.goals_per_episode, generator)
+            if start == 0:
+                plot_goals[column] = imagined[:options.plot_examples, 0]
+            goals.append(area_downsample(imagined.flatten(0, 1).cpu().numpy(), goal_size))
+        goals = np.concatenate(goals)
+        consistency[column] = [goal_consistency(goals[number * count:(number + 1) * count], np.repeat(episode, count),
+                                                references, reference_episodes, downsample_size=goal_size)
+                               for number, episode in enumerate(episodes)]
+    return consistency, plot_goals
+
+
+def evaluate_vaes(run: TrainedRun, compared: TrainedRun | None, bags: list[Path], options: EvalOptions,
+                  device: torch.device) -> Evaluation:
+    recordings = index_recordings(run.method, bags, run.config.data)
+    episodes = [frames.episode.id for frames in episodes_with_frames(recordings, 1)]
+    models = {TRAINED: run.model}
+    if compared is not None:
+        models[f'compare: {compared.method}'] = compared.model
+    models[RANDOM] = random_model(run.method, run.config.model, device)
+    sizes = {model.config.image_size for model in models.values()}
+    goal_size = min(options.pixel_size, *sizes)
+    squared_errors: dict[str, list[float]] = {column: [] for column in models}
+    values_per_episode: list[float] = []
+    mean_frame = _MeanFrameError()
+    first_frames: dict[int, list[np.ndarray]] = {size: [] for size in sizes}
+    references, reference_episodes = [], []
+    plot_reconstructions: dict[str, Tensor] = {}
+
+    for number, episode in enumerate(episodes):
+        images, _ = episode_images(recordings, episode, sizes)
+        for size in sizes:
+            first_frames[size].append(images[size][0, 0])
+        for column, model in models.items():
+            frames = images[model.config.image_size][:, 0]
+            squared_errors[column].append(_squared_error_sum(model, frames, device, options.batch_size)
+                                          / (3 * model.config.image_size ** 2))
+            if number == 0:
+                shown = images_to_device(frames[evenly_spaced(len(frames), options.plot_examples)], device)
+                plot_reconstructions[column] = _reconstruct(model, shown, images_to_device(frames[0], device))
+        frames = rgb_to_tensor(images[run.image_size][:, 0]).double().numpy()
+        mean_frame.add(frames)
+        values_per_episode.append(float(len(frames)))
+        if number == 0:
+            plot_frames = frames[evenly_spaced(len(frames), options.plot_examples)]
+        references.append(area_downsample(frames[evenly_spaced(len(frames), options.references_per_episode)],
+                                          goal_size))
+        reference_episodes += [episode] * len(references[-1])
+
+    consistency, plot_goals = _goal_consistencies(
+        models, {size: np.stack(frames) for size, frames in first_frames.items()}, episodes,
+        np.concatenate(references), np.array(reference_episodes), goal_size, options, device)
+    frame_count = mean_frame.count
+    rows = [
+        ReportRow('reconstruction error', {
+            **{column: sum(errors) / frame_count for column, errors in squared_errors.items()},
+            MEAN_IMAGE: mean_frame.error, CHANCE: None}, lower_is_better=True,
+            note=f'mean squared error per pixel and channel, images in [0, 1]; {frame_count} frames',
+            **confidence_intervals('episodes', {column: (errors, values_per_episode)
+                                      for column, errors in squared_errors.items()})),
+        ReportRow('goal consistency', {**{column: float(np.mean(rates)) for column, rates in consistency.items()},
+                                       MEAN_IMAGE: None,
+                                       CHANCE: goal_consistency_chance(np.repeat(episodes, options.goals_per_episode))},
+                  lower_is_better=False,
+                  note=f'{options.goals_per_episode} goals for each of {len(episodes)} episodes, matched to '
+                       f'{len(reference_episodes)} frames as {goal_size}x{goal_size} pixels; chance: the largest '
+                       f'episode share',
+                  **confidence_intervals('episodes', {column: (rates, None) for column, rates in consistency.items()}))]
+    first_contexts = rgb_to_tensor(np.stack(first_frames[run.image_size][:options.plot_examples]))
+    plot = _vae_figure(plot_frames, plot_reconstructions, first_contexts, plot_goals)
+    meta = {'camera': recordings.cameras[0], 'episodes': len(episodes), 'frames': frame_count,
+            'recorded_rigs': recorded_rigs(recordings),
+            'compare': {'run': compared.path, 'checkpoint': compared.checkpoint} if compared else None}
+    return Evaluation(rows, {'reconstructions_and_goals': plot}, meta)
