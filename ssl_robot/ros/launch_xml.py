@@ -68,7 +68,8 @@ from ssl_robot.ros.launch_substitutions import (SUBSTITUTIONS, Substitution, par
                                                 split_command_line)
 from ssl_robot.ros.launch_model import (NAME_TOKEN, LaunchArgument, LaunchPlan, NodeSpec, check_namespace,
                                         prefix_namespace)
-from ssl_robot.ros.launch_xml_syntax import CONDITIONS, LaunchFileError, Location, XmlElement, read_xml
+from ssl_robot.ros.launch_xml_syntax import (CONDITIONS, LaunchFileError, Location, XmlElement, read_xml,
+                                             respawn_attributes)
 
 OUTPUT_MODES = ('log', 'screen', 'both')
 _TRUE = ('true', '1')
@@ -280,7 +281,7 @@ class _Evaluator:
             env=env,
             shutdown_on_exit=on_exit == 'shutdown',
             location=where,
-            **_respawn(element, where),
+            **respawn_attributes(element, where),
         ))
 
     def _command_line(self, element: XmlElement, name: str, scope: _Scope, where: Location) -> list[str]:
@@ -306,22 +307,6 @@ class _Evaluator:
             return
         for child in param:
             yield from self._named_parameters(child, name + '.', scope, Location(where.file, child.line))
-
-
-def _respawn(node: XmlElement, where: Location) -> dict[str, bool | float]:
-    # As launch's ExecuteProcess.parse: respawn is read as a bool and respawn_delay as a float >= 0, neither
-    # through substitutions.
-    respawn = node.attrib.get('respawn', 'false')
-    if respawn not in ('true', 'false'):
-        raise LaunchFileError(f'{where}: <node respawn="{respawn}">: expected true or false (no substitutions)')
-    text = node.attrib.get('respawn_delay', '0')
-    try:
-        delay = float(text)
-    except ValueError:
-        delay = float('nan')
-    if not delay >= 0:
-        raise LaunchFileError(f'{where}: <node respawn_delay="{text}">: expected a non-negative number of seconds')
-    return {'respawn': respawn == 'true', 'respawn_delay': delay}
 
 
 def _declaration(element: XmlElement, where: Location, conditional: bool) -> LaunchArgument:

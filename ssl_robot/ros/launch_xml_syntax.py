@@ -153,3 +153,19 @@ def _check_param(param: XmlElement, where: Location) -> None:
     elif ('value' in param.attrib) == has_children:
         raise LaunchFileError(f'{where}: <param name=...> needs either value or nested <param> (not both)')
 
+
+def respawn_attributes(node: XmlElement, where: Location) -> dict[str, bool | float]:
+    """A <node>'s respawn and respawn_delay, checked."""
+    # As launch's ExecuteProcess.parse: respawn is read as a bool and respawn_delay as a float >= 0, neither
+    # through substitutions.
+    respawn = node.attrib.get('respawn', 'false')
+    if respawn not in ('true', 'false'):
+        raise LaunchFileError(f'{where}: <node respawn="{respawn}">: expected true or false (no substitutions)')
+    text = node.attrib.get('respawn_delay', '0')
+    try:
+        delay = float(text)
+    except ValueError:
+        delay = float('nan')
+    if not delay >= 0:
+        raise LaunchFileError(f'{where}: <node respawn_delay="{text}">: expected a non-negative number of seconds')
+    return {'respawn': respawn == 'true', 'respawn_delay': delay}
