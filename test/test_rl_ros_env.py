@@ -1,6 +1,7 @@
-"""RosGoalEnv over a live graph (sim, goal and reward nodes as processes, with graph_parameters): on the states the
-graph visits, its observations, goal and rewards equal those TrayGoalEnv's latent mode computes in process, and a
-reward stream that stops is one line naming the topic.
+"""RosGoalEnv over a live graph (sim, goal and reward nodes as processes, with graph_parameters), with a free-running
+sim and with a stepped one (stepping on_request on both sides): on the states the graph visits, its observations, goal
+and rewards equal those TrayGoalEnv's latent mode computes in process, and a reward stream that stops is one line naming
+the topic.
 
 "The same states": the in-process env's arm is put into the joint positions /joint_states reported at each frame's
 stamp, its task camera renders that scene and its observer encodes and scores it against the goal the graph gave.
@@ -46,7 +47,9 @@ def pose_joints(env: TrayGoalEnv, names: list[str], positions: list[float]) -> N
                                  physicsClientId=env.world.client)
 
 
-def test_ros_env_matches_the_in_process_env_and_a_stopped_reward_stream_is_a_one_line_error(probe, ros_domain_id):
+@pytest.mark.parametrize('stepping', ['free', 'on_request'])
+def test_ros_env_matches_the_in_process_env_and_a_stopped_reward_stream_is_a_one_line_error(probe, ros_domain_id,
+                                                                                             stepping):
     config = EnvConfig(mode='latent', goal_source='state', episode_steps=STEPS)
     joints: dict[int, tuple[list[str], list[float]]] = {}
 
@@ -67,13 +70,17 @@ def test_ros_env_matches_the_in_process_env_and_a_stopped_reward_stream_is_a_one
     reference = TrayGoalEnv(config, render_mode='rgb_array')
     with ExitStack() as stack:
         nodes = {name: stack.enter_context(running(command))
-                 for name, command in node_commands(graph_parameters(config, real_time_factor=1.0)).items()}
-        # Up: the goal node publishes scene latents, the reward node (subscribed once its VAE loaded) takes goals.
+                 for name, command in node_commands(graph_parameters(config, real_time_factor=1.0,
+                                                                     stepping=stepping)).items()}
+        # Up: the goal node publishes scene latents (a stepped sim's frames only come once the env asks), the reward
+        # node takes goals, the probe hears the sim.
         scene_latents = []
         probe.node.create_subscription(Image, topics.SCENE_LATENT, scene_latents.append, SENSOR_QOS)
-        probe.wait_for(lambda: scene_latents and probe.node.count_subscribers(topics.GOAL_LATENT) > 0,
-                       STARTUP_TIMEOUT_S, 'the goal and reward nodes to start')
-        env = RosGoalEnv(config, RosEnvConfig(timeout_s=TIMEOUT_S), domain_id=ros_domain_id,
+        probe.wait_for(lambda: (scene_latents or stepping == 'on_request')
+                       and probe.node.count_subscribers(topics.GOAL_LATENT) > 0
+                       and probe.node.count_publishers(topics.JOINT_STATES) > 0,
+                       STARTUP_TIMEOUT_S, 'the sim, goal and reward nodes to start')
+        env = RosGoalEnv(config, RosEnvConfig(timeout_s=TIMEOUT_S, stepping=stepping), domain_id=ros_domain_id,
                          observer=reference.observer)
         stack.callback(env.close)
         obs, info = env.reset(seed=0, options={'goal_state': GoalState((0.55, 0.05))})
