@@ -3,8 +3,8 @@
 Publishes every camera of a tick with one identical header stamp, /clock, joint and gripper state and
 the evaluation ground truth (see ssl_robot.ros.sim_messages); accepts end-effector targets, gripper
 commands, resets and scripted grasps. It ticks on a timer (stepping free) or one period of ticks_per_step ticks per
-/sim/step request (stepping on_request, for an env in lockstep with it). A bad command or a rejected parameter change is logged, reported
-on /diagnostics and ignored: the simulation keeps running.
+/sim/step request (stepping on_request, for an env in lockstep with it). A bad command or a rejected parameter change
+is logged, reported on /diagnostics and ignored: the simulation keeps running.
 """
 
 from __future__ import annotations

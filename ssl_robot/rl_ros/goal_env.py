@@ -58,11 +58,11 @@ MOVE_MARGIN_S = 0.3
 # Times reset asks for a goal when another one keeps replacing it.
 GOAL_ATTEMPTS = 3
 BEHIND = object()
+"""What a stepped wait's check returns when the streams it watches have caught up with the sim but are not there."""
 SILENT_PERIOD_S = 1.0
 """Stepped sim, reset: wall seconds after which a period whose outputs have not all come is followed by another. A node
 that subscribed late (one still loading its model at the first reset) missed that period's frame, and a stepped sim
 sends no other unless asked; a step's own wait is not patient: its answer is that period's frame."""
-"""What a stepped wait's check returns when the streams it watches have caught up with the sim but are not there."""
 
 
 class GoalReplaced(Exception):
