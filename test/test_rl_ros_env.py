@@ -73,11 +73,13 @@ def test_ros_env_matches_the_in_process_env_and_a_stopped_reward_stream_is_a_one
         nodes = {name: stack.enter_context(running(command))
                  for name, command in node_commands(graph_parameters(config, real_time_factor=1.0,
                                                                      stepping=stepping)).items()}
-        # Up: the goal node publishes scene latents (a stepped sim's frames only come once the env asks), the reward
-        # node takes goals, the probe hears the sim.
+        # Up: the goal node publishes scene latents, or with a stepped sim (whose frames only come once the env asks)
+        # takes the camera beside the probe, which it does once its VAE is loaded; the reward node takes goals; the
+        # probe hears the sim.
         scene_latents = []
         probe.node.create_subscription(Image, topics.SCENE_LATENT, scene_latents.append, SENSOR_QOS)
-        probe.wait_for(lambda: (scene_latents or stepping == 'on_request')
+        probe.wait_for(lambda: (scene_latents if stepping == 'free'
+                                else probe.node.count_subscribers(task_camera_topic(config)) >= 2)
                        and probe.node.count_subscribers(topics.GOAL_LATENT) > 0
                        and probe.node.count_publishers(topics.JOINT_STATES) > 0,
                        STARTUP_TIMEOUT_S, 'the sim, goal and reward nodes to start')
