@@ -40,6 +40,15 @@ STEPS = 8
 TOLERANCE = 1e-4
 
 
+def assert_a_stopped_reward_node_fails_the_next_step_in_one_line(env: RosGoalEnv, reward_node) -> None:
+    reward_node.send_signal(2)
+    reward_node.wait(timeout=TIMEOUT_S)
+    with pytest.raises(StreamTimeout) as stopped:
+        env.step(np.zeros(2))
+    message = str(stopped.value)
+    assert '\n' not in message and topics.reward_topic('latent_goal') in message
+
+
 def pose_joints(env: TrayGoalEnv, names: list[str], positions: list[float]) -> None:
     """Put the in-process arm into these joint positions, as the graph's arm was."""
     arm = env.world.arm
@@ -113,13 +122,7 @@ def test_ros_env_matches_the_in_process_env_and_a_stopped_reward_stream_is_a_one
                 assert reward == pytest.approx(float(env.compute_reward(achieved, obs['desired_goal'], None)),
                                                abs=TOLERANCE)
 
-        # The reward node stops: the next step fails with one line naming its topic.
-        nodes['reward'].send_signal(2)
-        nodes['reward'].wait(timeout=TIMEOUT_S)
-        with pytest.raises(StreamTimeout) as stopped:
-            env.step(np.zeros(2))
-        message = str(stopped.value)
-        assert '\n' not in message and topics.reward_topic('latent_goal') in message
+        assert_a_stopped_reward_node_fails_the_next_step_in_one_line(env, nodes['reward'])
     reference.close()
 
 
@@ -168,10 +171,4 @@ def test_ros_env_on_the_system_clock_steps_and_a_stopped_reward_stream_is_a_one_
         assert truncated and not terminated
         # System-clock stamps, each frame later than the one before (the sim's own would be seconds since its start).
         assert started_ns < stamps[0] and all(a < b for a, b in zip(stamps, stamps[1:]))
-
-        nodes['reward'].send_signal(2)
-        nodes['reward'].wait(timeout=TIMEOUT_S)
-        with pytest.raises(StreamTimeout) as stopped:
-            env.step(np.zeros(2))
-        message = str(stopped.value)
-        assert '\n' not in message and topics.reward_topic('latent_goal') in message
+        assert_a_stopped_reward_node_fails_the_next_step_in_one_line(env, nodes['reward'])

@@ -39,6 +39,18 @@ def subscribe_images(probe: Probe, camera: str, store: dict, topic_of=topics.cam
     probe.node.create_subscription(Image, topic_of(camera), on_image, SENSOR_QOS)
 
 
+def subscribe_joint_stamps(probe: Probe) -> set[int]:
+    """The stamps of the /joint_states the probe receives, as they come."""
+    stamps: set[int] = set()
+
+    def on_joints(message: JointState) -> None:
+        with probe.lock:
+            stamps.add(stamp_to_ns(message.header.stamp))
+
+    probe.node.create_subscription(JointState, topics.JOINT_STATES, on_joints, SENSOR_QOS)
+    return stamps
+
+
 def test_camera_sets_arrive_synchronized_with_configured_shape(probe):
     images: dict[str, dict[int, np.ndarray]] = {}
     for camera in CAMERAS:
@@ -176,13 +188,7 @@ def test_bad_input_is_refused_with_reason_and_sim_keeps_running(probe):
 def test_render_every_publishes_frames_on_every_nth_tick_and_state_on_every_tick(probe):
     frames: dict[str, dict[int, np.ndarray]] = {}
     subscribe_images(probe, CAMERAS[0], frames)
-    joint_stamps: set[int] = set()
-
-    def on_joints(message: JointState) -> None:
-        with probe.lock:
-            joint_stamps.add(stamp_to_ns(message.header.stamp))
-
-    probe.node.create_subscription(JointState, topics.JOINT_STATES, on_joints, SENSOR_QOS)
+    joint_stamps = subscribe_joint_stamps(probe)
     with node_process(SIM, 'sim', {'render_every': 3, 'publish_segmentation': False}):
         probe.wait_for(lambda: len(frames.get(CAMERAS[0], {})) >= 10, 120, '10 frames')
         ok, reason = set_parameter(probe, 'render_every', 0)
@@ -200,13 +206,7 @@ def test_a_stepped_sim_runs_one_period_per_request_and_renders_its_last_tick(pro
     are out, and renders only its last tick; nothing ticks between requests. A free sim refuses to be stepped."""
     frames: dict[str, dict[int, np.ndarray]] = {}
     subscribe_images(probe, CAMERAS[0], frames)
-    joint_stamps: set[int] = set()
-
-    def on_joints(message: JointState) -> None:
-        with probe.lock:
-            joint_stamps.add(stamp_to_ns(message.header.stamp))
-
-    probe.node.create_subscription(JointState, topics.JOINT_STATES, on_joints, SENSOR_QOS)
+    joint_stamps = subscribe_joint_stamps(probe)
     step = probe.node.create_client(Trigger, topics.STEP_SERVICE)
     tick_ns = int(round(1e9 / load_sim_config().tick_rate_hz))
 
