@@ -191,3 +191,12 @@ def decode_episode_event(text: Any) -> EpisodeEvent:
                         seed=_field(event, 'seed', int), mode=_field(event, 'mode', str),
                         behaviour=_field(event, 'behaviour', str, ''), rig=_field(event, 'rig', str, ''),
                         cameras=decode_camera_poses(event))
+
+
+def decode_sim_step(text: Any) -> tuple[int, int]:
+    """(start, end) stamps of a /sim/step answer (topics.encode_sim_step): the period ran from start to end."""
+    event = decode_event(text, 'sim_step')
+    start_ns, end_ns = event_stamp(event, 'start'), event_stamp(event, 'stamp')
+    if end_ns <= start_ns:
+        raise EventError(f'sim_step event ends at {end_ns} ns, not after its start {start_ns} ns')
+    return start_ns, end_ns

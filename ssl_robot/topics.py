@@ -65,6 +65,7 @@ RESET_WITH_SEED = '/sim/reset_with_seed'
 GRIPPER_SET_CLOSED_SERVICE = '/gripper/set_closed'
 RESET_SERVICE = '/sim/reset'
 GRASP_SERVICE = '/sim/grasp'
+STEP_SERVICE = '/sim/step'
 
 OBJECT_CAMERA = 'object_camera'
 WORLD_FRAME = 'world'
@@ -98,6 +99,12 @@ def stamp_from_dict(stamp: dict[str, int]) -> int:
 def encode_event(kind: str, stamp_ns: int, **fields: Any) -> str:
     """JSON text of an event: its kind, the stamp of the tick that produced it, and its fields."""
     return json.dumps({'kind': kind, 'stamp': stamp_dict(stamp_ns), **fields}, sort_keys=True)
+
+
+def encode_sim_step(start_ns: int, end_ns: int, ticks: int) -> str:
+    """/sim/step's answer (Trigger message): the period ran `ticks` ticks from `start` to `stamp`, the stamp of its
+    last tick, whose frame and state are published before the answer."""
+    return encode_event('sim_step', end_ns, start=stamp_dict(start_ns), ticks=ticks)
 
 
 def encode_grasp_event(event: Any) -> str:

@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from ssl_robot import topics
 from ssl_robot.events import (MAX_EVENT_CHARS, MAX_EVENT_DEPTH, CameraPose, EpisodeEvent, EventError, GraspEvent,
-                              decode_event, decode_episode_event, decode_grasp_event)
+                              decode_event, decode_episode_event, decode_grasp_event, decode_sim_step)
 
 S = 1_000_000_000
 FUZZ = settings(max_examples=200, deadline=None)
@@ -36,6 +36,11 @@ def test_events_the_sim_writes_decode_to_what_it_wrote():
     assert decode_grasp_event(grasp_text(o_ns=None, success=False)).o_ns is None
     assert decode_episode_event(episode_text()) == EpisodeEvent(9 * S, 2, 40, 'motion', 'push')
     assert topics.decode_event(episode_text(), 'episode')['seed'] == 40
+    assert decode_sim_step(topics.encode_sim_step(2 * S, 2 * S + 100, ticks=3)) == (2 * S, 2 * S + 100)
+    with pytest.raises(EventError, match='not after its start'):
+        decode_sim_step(topics.encode_sim_step(2 * S, 2 * S, ticks=3))
+    with pytest.raises(EventError, match='sim_step event is not valid JSON'):
+        decode_sim_step('accepted')
 
 
 POSE = {'eye': [1.0, 0.5, 0.5], 'target': [0.6, 0.0, 0.05], 'up': [0.0, 0.0, 1.0], 'fov_deg': 36.0}

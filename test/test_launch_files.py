@@ -116,3 +116,19 @@ def test_checkpoints_default_to_the_shipped_ones():
     for parameters in CHECKPOINT_PARAMETERS.values():
         for node_name, parameter_name in parameters.items():
             assert parameter(nodes[node_name], parameter_name) == "''"
+
+
+def test_robot_launch_runs_the_policy_node_disabled_on_the_system_clock():
+    """On a robot the policy sends nothing until /policy/enable says true, whatever config/policy.yaml says: the
+    launch file's own `enabled` comes after the params file, so it wins."""
+    nodes = {node.name: node for node in load_launch_file(LAUNCH / 'robot.launch.xml', {}).nodes}
+    policy = nodes['policy']
+    assert policy.executable == 'policy_node'
+    assert policy.parameters[0] == REPOSITORY / 'config' / 'policy.yaml'
+    assert parameter(policy, 'enabled') == 'false' and parameter(policy, 'use_sim_time') == 'false'
+    assert parameter(policy, 'checkpoint') == "''"  # the shipped reach policy
+    given = load_launch_file(LAUNCH / 'robot.launch.xml', {'policy_checkpoint': '/p/my policy.safetensors',
+                                                           'vae_method': 'betavae', 'goal_camera': '/cam/task'}).nodes
+    nodes = {node.name: node for node in given}
+    assert parameter(nodes['policy'], 'checkpoint') == "'/p/my policy.safetensors'"
+    assert parameter(nodes['goal'], 'vae_method') == 'betavae' and parameter(nodes['goal'], 'camera') == '/cam/task'

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from ssl_robot.rl.graph_parameters import graph_parameters, node_commands, parameter_text, task_camera_topic
-from ssl_robot.rl.lockstep import (RosEnvConfig, StampedStream, at_rest, first_common_stamp, reward_matches_goal,
-                                   step_due_ns, stream_timeout_message)
+from ssl_robot.rl.lockstep import (RosEnvConfig, StampedStream, at_rest, caught_up, check_sim_period,
+                                   first_common_stamp, periods_allowed, reward_matches_goal, step_due_ns,
+                                   stream_timeout_message)
 from ssl_robot.rl.tasks import EnvConfig, action_target, workspace_bounds
 
 
@@ -19,6 +20,24 @@ def test_config_refuses_non_positive_and_infinite_values():
                 RosEnvConfig(**{name: value})
     with pytest.raises(ValueError, match='reward_kind'):
         RosEnvConfig(reward_kind='')
+    with pytest.raises(ValueError, match="stepping must be one of free, on_request, got 'stepped'"):
+        RosEnvConfig(stepping='stepped')
+    for robot in ({'use_sim_time': False}, {'sim_services': False}):
+        with pytest.raises(ValueError, match='needs use_sim_time and sim_services'):
+            RosEnvConfig(stepping='on_request', **robot)
+    assert RosEnvConfig(stepping='on_request').stepped and not RosEnvConfig().stepped
+
+
+def test_a_stepped_wait_asks_for_another_period_once_every_watched_stream_has_caught_up():
+    assert caught_up([300, 310], 300) and caught_up([], 300)
+    assert not caught_up([300, 200], 300) and not caught_up([None, 300], 300)
+    assert periods_allowed(10.0, 10.0) == 100 and periods_allowed(0.01, 10.0) == 1
+
+
+def test_a_sim_period_must_be_one_control_period_to_the_tick_rounding():
+    check_sim_period(0, 3 * 33_333_333, 10.0)
+    with pytest.raises(ValueError, match=r'ran 200.0 ms .* control period is 100.0 ms: set .* ticks_per_step'):
+        check_sim_period(0, 6 * 33_333_333, 10.0)
 
 
 def test_stamped_stream_keeps_the_newest_up_to_capacity():
@@ -89,6 +108,8 @@ def test_graph_parameters_give_both_nodes_the_envs_camera_and_vae():
     assert (sim['camera_rig'], sim['image_width'], sim['image_height']) == ('task', 48, 48)
     assert sim['num_objects'] == 0 and sim['real_time_factor'] == 0.0 and sim['mode'] == 'idle'
     assert sim['render_every'] == 3  # 30 Hz ticks, one frame per 10 Hz step
+    assert sim['stepping'] == 'free' and sim['ticks_per_step'] == 3
+    assert graph_parameters(config, stepping='on_request')['sim']['stepping'] == 'on_request'
     assert goal['camera'] == task_camera_topic(config) == 'cameras/task/image_raw'
     assert goal['vae_checkpoint'].endswith('rl_reach_vae.safetensors') and goal['vae_method'] == 'betavae'
     assert reward['kinds'] == ['latent_goal'] and reward['latent_goal_scale'] == 1.0

@@ -1,6 +1,7 @@
-"""RosGoalEnv over a live graph (sim, goal and reward nodes as processes, with graph_parameters): on the states the
-graph visits, its observations, goal and rewards equal those TrayGoalEnv's latent mode computes in process, and a
-reward stream that stops is one line naming the topic.
+"""RosGoalEnv over a live graph (sim, goal and reward nodes as processes, with graph_parameters), with a free-running
+sim and with a stepped one (stepping on_request on both sides): on the states the graph visits, its observations, goal
+and rewards equal those TrayGoalEnv's latent mode computes in process, and a reward stream that stops is one line naming
+the topic.
 
 "The same states": the in-process env's arm is put into the joint positions /joint_states reported at each frame's
 stamp, its task camera renders that scene and its observer encodes and scores it against the goal the graph gave.
@@ -21,6 +22,7 @@ from ssl_robot import topics
 from ssl_robot.rl.envs import TrayGoalEnv
 from ssl_robot.rl.graph_parameters import graph_parameters, node_commands, task_camera_topic
 from ssl_robot.rl.lockstep import RosEnvConfig, StreamTimeout
+from ssl_robot.rl.observers import make_observer
 from ssl_robot.rl.tasks import EnvConfig, GoalState
 from ssl_robot.rl_ros import RosGoalEnv
 from ssl_robot.ros.convert import stamp_to_ns
@@ -38,6 +40,15 @@ STEPS = 8
 TOLERANCE = 1e-4
 
 
+def assert_a_stopped_reward_node_fails_the_next_step_in_one_line(env: RosGoalEnv, reward_node) -> None:
+    reward_node.send_signal(2)
+    reward_node.wait(timeout=TIMEOUT_S)
+    with pytest.raises(StreamTimeout) as stopped:
+        env.step(np.zeros(2))
+    message = str(stopped.value)
+    assert '\n' not in message and topics.reward_topic('latent_goal') in message
+
+
 def pose_joints(env: TrayGoalEnv, names: list[str], positions: list[float]) -> None:
     """Put the in-process arm into these joint positions, as the graph's arm was."""
     arm = env.world.arm
@@ -46,7 +57,9 @@ def pose_joints(env: TrayGoalEnv, names: list[str], positions: list[float]) -> N
                                  physicsClientId=env.world.client)
 
 
-def test_ros_env_matches_the_in_process_env_and_a_stopped_reward_stream_is_a_one_line_error(probe, ros_domain_id):
+@pytest.mark.parametrize('stepping', ['free', 'on_request'])
+def test_ros_env_matches_the_in_process_env_and_a_stopped_reward_stream_is_a_one_line_error(probe, ros_domain_id,
+                                                                                             stepping):
     config = EnvConfig(mode='latent', goal_source='state', episode_steps=STEPS)
     joints: dict[int, tuple[list[str], list[float]]] = {}
 
@@ -67,13 +80,19 @@ def test_ros_env_matches_the_in_process_env_and_a_stopped_reward_stream_is_a_one
     reference = TrayGoalEnv(config, render_mode='rgb_array')
     with ExitStack() as stack:
         nodes = {name: stack.enter_context(running(command))
-                 for name, command in node_commands(graph_parameters(config, real_time_factor=1.0)).items()}
-        # Up: the goal node publishes scene latents, the reward node (subscribed once its VAE loaded) takes goals.
+                 for name, command in node_commands(graph_parameters(config, real_time_factor=1.0,
+                                                                     stepping=stepping)).items()}
+        # Up: the goal node publishes scene latents, or with a stepped sim (whose frames only come once the env asks)
+        # takes the camera beside the probe, which it does once its VAE is loaded; the reward node takes goals; the
+        # probe hears the sim.
         scene_latents = []
         probe.node.create_subscription(Image, topics.SCENE_LATENT, scene_latents.append, SENSOR_QOS)
-        probe.wait_for(lambda: scene_latents and probe.node.count_subscribers(topics.GOAL_LATENT) > 0,
-                       STARTUP_TIMEOUT_S, 'the goal and reward nodes to start')
-        env = RosGoalEnv(config, RosEnvConfig(timeout_s=TIMEOUT_S), domain_id=ros_domain_id,
+        probe.wait_for(lambda: (scene_latents if stepping == 'free'
+                                else probe.node.count_subscribers(task_camera_topic(config)) >= 2)
+                       and probe.node.count_subscribers(topics.GOAL_LATENT) > 0
+                       and probe.node.count_publishers(topics.JOINT_STATES) > 0,
+                       STARTUP_TIMEOUT_S, 'the sim, goal and reward nodes to start')
+        env = RosGoalEnv(config, RosEnvConfig(timeout_s=TIMEOUT_S, stepping=stepping), domain_id=ros_domain_id,
                          observer=reference.observer)
         stack.callback(env.close)
         obs, info = env.reset(seed=0, options={'goal_state': GoalState((0.55, 0.05))})
@@ -103,11 +122,53 @@ def test_ros_env_matches_the_in_process_env_and_a_stopped_reward_stream_is_a_one
                 assert reward == pytest.approx(float(env.compute_reward(achieved, obs['desired_goal'], None)),
                                                abs=TOLERANCE)
 
-        # The reward node stops: the next step fails with one line naming its topic.
-        nodes['reward'].send_signal(2)
-        nodes['reward'].wait(timeout=TIMEOUT_S)
-        with pytest.raises(StreamTimeout) as stopped:
-            env.step(np.zeros(2))
-        message = str(stopped.value)
-        assert '\n' not in message and topics.reward_topic('latent_goal') in message
+        assert_a_stopped_reward_node_fails_the_next_step_in_one_line(env, nodes['reward'])
     reference.close()
+
+
+def relay_on_system_clock(probe, message_type, source: str, target: str) -> None:
+    """Republish source on target stamped with the system clock, as a robot's camera and arm drivers stamp theirs."""
+    publisher = probe.node.create_publisher(message_type, target, SENSOR_QOS)
+
+    def on_message(message) -> None:
+        message.header.stamp = probe.node.get_clock().now().to_msg()
+        publisher.publish(message)
+
+    probe.node.create_subscription(message_type, source, on_message, SENSOR_QOS)
+
+
+def test_ros_env_on_the_system_clock_steps_and_a_stopped_reward_stream_is_a_one_line_error(probe, ros_domain_id):
+    """As on a robot (robot.launch.xml: use_sim_time false, no sim services): the sim stands in for the arm and camera,
+    its joint states and task camera restamped with the system clock by relays in the driver's place, and its own
+    clock and episodes heard by nobody. The env's steps complete on system-clock stamps; when the reward node stops,
+    a step fails with one line naming /reward/latent_goal."""
+    config = EnvConfig(mode='latent', goal_source='prior', episode_steps=STEPS)
+    camera = '/' + task_camera_topic(config)
+    commands = node_commands(graph_parameters(config, real_time_factor=1.0))
+    commands['sim'] += ['-r', f'{camera}:=/driver{camera}', '-r', f'{topics.JOINT_STATES}:=/driver/joint_states',
+                        '-r', f'{topics.EPISODES}:=/driver/episode']
+    relay_on_system_clock(probe, Image, f'/driver{camera}', camera)
+    relay_on_system_clock(probe, JointState, '/driver/joint_states', topics.JOINT_STATES)
+    observer = make_observer(config)
+    with ExitStack() as stack:
+        nodes = {name: stack.enter_context(running(command)) for name, command in commands.items()}
+        scene_latents = []
+        probe.node.create_subscription(Image, topics.SCENE_LATENT, scene_latents.append, SENSOR_QOS)
+        probe.wait_for(lambda: scene_latents and probe.node.count_subscribers(topics.GOAL_LATENT) > 0,
+                       STARTUP_TIMEOUT_S, 'the goal and reward nodes to start on the relayed camera')
+        started_ns = probe.node.get_clock().now().nanoseconds
+        env = RosGoalEnv(config, RosEnvConfig(use_sim_time=False, sim_services=False, timeout_s=TIMEOUT_S),
+                         domain_id=ros_domain_id, observer=observer)
+        stack.callback(env.close)
+        obs, info = env.reset(seed=0)
+        stamps = [info['stamp_ns']]
+        for action in np.random.default_rng(0).uniform(-1, 1, (STEPS, 2)):
+            obs, reward, terminated, truncated, info = env.step(action)
+            assert env.observation_space.contains(obs)
+            assert reward == pytest.approx(float(env.compute_reward(obs['achieved_goal'], obs['desired_goal'], info)),
+                                           abs=TOLERANCE)
+            stamps.append(info['stamp_ns'])
+        assert truncated and not terminated
+        # System-clock stamps, each frame later than the one before (the sim's own would be seconds since its start).
+        assert started_ns < stamps[0] and all(a < b for a, b in zip(stamps, stamps[1:]))
+        assert_a_stopped_reward_node_fails_the_next_step_in_one_line(env, nodes['reward'])

@@ -30,12 +30,13 @@ class StandInGraph:
     """The graph in a box, duck-typed as GraphLink: a 30 Hz sim that ticks while the env waits, whose hand is where
     it was last sent; a goal node whose scene latent is latent_of(hand); a reward node scoring against the newest
     goal. Options: replace_first_goal (the goal node's own episode goal arrives one tick after the first goal asked
-    for), reward_scale, rewards_stop_after (ticks), reward_model (its model id)."""
+    for), reward_scale, rewards_stop_after (ticks), reward_model (its model id), ticks_per_step (a stepped sim's ticks
+    per /sim/step when config.stepping is on_request: it ticks only then, and renders only the period's last tick)."""
 
     reward_topic = topics.reward_topic('latent_goal')
 
     def __init__(self, config: RosEnvConfig, replace_first_goal: bool = False, reward_scale: float = 1.0,
-                 rewards_stop_after: int | None = None, reward_model: str = MODEL) -> None:
+                 rewards_stop_after: int | None = None, reward_model: str = MODEL, ticks_per_step: int = 3) -> None:
         self.config = config
         self.latents: StampedStream[StampedLatent] = StampedStream()
         self.rewards: StampedStream[StampedReward] = StampedStream()
@@ -52,16 +53,20 @@ class StandInGraph:
         self.replacement_due = replace_first_goal
         self.reward_scale, self.rewards_stop_after, self.reward_model = reward_scale, rewards_stop_after, reward_model
         self.ticks = 0
+        self.ticks_per_step = ticks_per_step
+        self.periods = 0
 
-    def _tick(self) -> None:
+    def _tick(self, render: bool = True) -> None:
         self.now += TICK_NS
         self.ticks += 1
+        self.joint_stamp_ns = self.now
         if self.replacement_due and self.goal is not None:
             self.replacement_due = False
             self._publish_goal(np.array([-2.0, 2.0], np.float32))
+        if not render:
+            return
         latent = StampedLatent(self.now, latent_of(self.hand), MODEL)
         self.latents.add(self.now, latent)
-        self.joint_stamp_ns = self.now
         if self.goal is not None and (self.rewards_stop_after is None or self.ticks <= self.rewards_stop_after):
             distance = float(np.linalg.norm(latent.values.astype(float) - self.goal.values))
             self.rewards.add(self.now, StampedReward(self.now, -self.reward_scale * distance, distance,
@@ -79,13 +84,26 @@ class StandInGraph:
                                                                           self.config.timeout_s))
 
     def wait_or_explain(self, ready, explain):
+        if self.config.stepped:  # nothing comes unless asked for: all of a period is in once step_sim returns
+            if (result := ready()) is not None:
+                return result
+            raise StreamTimeout(explain())
         for _ in range(MAX_TICKS):
             if (result := ready()) is not None:
                 return result
             self._tick()
         raise StreamTimeout(explain())
 
+    def step_sim(self) -> tuple[int, int]:
+        assert self.config.stepped, 'a free sim was asked for a period'
+        start = self.now
+        for tick in range(1, self.ticks_per_step + 1):
+            self._tick(render=tick == self.ticks_per_step)
+        self.periods += 1
+        return start, self.now
+
     def wait_for_clock(self) -> int:
+        assert not self.config.stepped, 'a stepped sim publishes no clock before its first period'
         self._tick()
         return self.now
 
@@ -116,9 +134,10 @@ def observer():
     return make_observer(EnvConfig(mode='latent'))
 
 
-def make_env(observer, episode_steps: int = 50, goal_source: str = 'prior', **graph_options):
+def make_env(observer, episode_steps: int = 50, goal_source: str = 'prior', stepping: str = 'free',
+             **graph_options):
     config = EnvConfig(mode='latent', episode_steps=episode_steps, goal_source=goal_source)
-    ros = RosEnvConfig()
+    ros = RosEnvConfig(stepping=stepping)
     graph = StandInGraph(ros, **graph_options)
     return RosGoalEnv(config, ros, observer=observer, graph=graph), graph
 
@@ -158,14 +177,36 @@ def test_a_goal_replaced_before_it_is_scored_is_asked_for_again(observer):
     np.testing.assert_allclose(obs['desired_goal'], SAMPLED_GOAL)
 
 
-def test_a_stopped_reward_stream_is_one_line_naming_the_topic(observer):
-    env, graph = make_env(observer)
+@pytest.mark.parametrize('stepping', ['free', 'on_request'])
+def test_a_stopped_reward_stream_is_one_line_naming_the_topic(observer, stepping):
+    env, graph = make_env(observer, stepping=stepping)
     env.reset(seed=0)
     graph.rewards_stop_after = graph.ticks
     with pytest.raises(StreamTimeout) as stopped:
         env.step(np.zeros(2))
     message = str(stopped.value)
     assert '\n' not in message and topics.reward_topic('latent_goal') in message
+
+
+def test_a_stepped_sim_is_asked_for_one_period_per_step_and_answers_with_its_last_tick(observer):
+    env, graph = make_env(observer, episode_steps=3, stepping='on_request')
+    obs, info = env.reset(seed=3, options={'goal_state': GoalState((0.5, 0.1))})
+    assert graph.calls[:2] == [topics.RESET_SERVICE, topics.GRIPPER_SET_CLOSED_SERVICE]
+    np.testing.assert_allclose(obs['desired_goal'], latent_of((0.5, 0.1)))
+    np.testing.assert_allclose(obs['achieved_goal'], latent_of(graph.targets[1][:2]))
+    for step in range(3):
+        before, periods, sim_ns = env.hand[:2].copy(), graph.periods, graph.now
+        obs, reward, terminated, truncated, info = env.step(np.array([0.5, -2.0]))
+        assert graph.periods == periods + 1 and info['stamp_ns'] == graph.now == sim_ns + 3 * TICK_NS
+        np.testing.assert_allclose(obs['achieved_goal'], latent_of(action_target(before, np.array([0.5, -2.0]), 0.02)))
+        assert reward == pytest.approx(float(env.compute_reward(obs['achieved_goal'], obs['desired_goal'], info)),
+                                       abs=1e-6)
+        assert truncated == (step == 2)
+
+
+def test_a_stepped_sim_whose_period_is_not_the_envs_control_period_is_an_error(observer):
+    with pytest.raises(ValueError, match='ticks_per_step'):
+        make_env(observer, stepping='on_request', ticks_per_step=6)[0].reset(seed=0)
 
 
 def test_a_scaled_reward_and_another_model_are_refused(observer):

@@ -1,7 +1,8 @@
 """robot.launch.xml brings the learning nodes up on a robot's own camera topics and the system clock.
 
 The sim stands in for the robot: its camera topics are remapped to driver-like names, which only the launch
-arguments tell the learning nodes about, and nobody follows its /clock."""
+arguments tell the learning nodes about, and nobody follows its /clock. The policy node runs, disabled: it reports its
+status and sends no command."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import time
 
 import numpy as np
 import pytest
-from geometry_msgs.msg import Vector3Stamped
+from geometry_msgs.msg import PoseStamped, Vector3Stamped
 from sensor_msgs.msg import Image
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from ros_harness import node_process
 from ssl_robot import topics
+from ssl_robot.events import decode_event
 from ssl_robot.ros.convert import image_to_array, stamp_to_ns
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 from ssl_robot.sim.config import load_sim_config
@@ -31,7 +34,7 @@ TICK_NS = round(NS_PER_S / load_sim_config().tick_rate_hz)   # as ssl_robot.sim.
 
 
 def test_robot_launch_runs_every_learning_node_on_remapped_cameras(probe, tmp_path):
-    received: dict[str, list] = {'embeddings': [], 'reward': [], 'goal': []}
+    received: dict[str, list] = {'embeddings': [], 'reward': [], 'goal': [], 'policy_status': [], 'command': []}
     camera_stamps: set[int] = set()
 
     def keep(kind):
@@ -48,6 +51,8 @@ def test_robot_launch_runs_every_learning_node_on_remapped_cameras(probe, tmp_pa
     node.create_subscription(Image, topics.EMBEDDINGS, keep('embeddings'), SENSOR_QOS)
     node.create_subscription(Vector3Stamped, topics.reward_topic('latent_goal'), keep('reward'), RELIABLE_QOS)
     node.create_subscription(Image, topics.GOAL_LATENT, keep('goal'), LATCHED_QOS)
+    node.create_subscription(String, topics.POLICY_STATUS, keep('policy_status'), RELIABLE_QOS)
+    node.create_subscription(PoseStamped, topics.EE_TARGET, keep('command'), RELIABLE_QOS)
     node.create_subscription(Image, DRIVER_TOPICS['front_left'], on_camera, SENSOR_QOS)
     remaps = [f'{topics.camera_image(camera)}:={topic}' for camera, topic in DRIVER_TOPICS.items()]
     remaps.append(f'{topics.camera_image(topics.OBJECT_CAMERA)}:={OBJECT_TOPIC}')
@@ -71,6 +76,7 @@ def test_robot_launch_runs_every_learning_node_on_remapped_cameras(probe, tmp_pa
             assert response.success, response.message
             probe.wait_for(lambda: len(received['goal']) >= 1 and len(received['reward']) >= 5, 240,
                            'a goal and latent-goal rewards')
+            probe.wait_for(lambda: len(received['policy_status']) >= 5, 240, "the policy node's status")
             assert graph.poll() is None, 'the launch ended early'
         finally:
             graph.send_signal(signal.SIGINT)
@@ -79,6 +85,7 @@ def test_robot_launch_runs_every_learning_node_on_remapped_cameras(probe, tmp_pa
     assert graph.returncode == 0, output[-3000:]
     with probe.lock:
         embeddings, rewards = list(received['embeddings']), list(received['reward'])
+        statuses, commands = list(received['policy_status']), list(received['command'])
         stamps = set(camera_stamps)
     rows = image_to_array(embeddings[-1])
     assert rows.shape[0] == len(DRIVER_TOPICS) + 1 and np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-4)
@@ -91,5 +98,8 @@ def test_robot_launch_runs_every_learning_node_on_remapped_cameras(probe, tmp_pa
     assert all(stamp % TICK_NS == 0 and 0 < stamp <= max(stamps) + NS_PER_S for stamp in output_stamps), \
         sorted(output_stamps)[-5:]
     assert all(m.header.frame_id.startswith('ccvae:') for m in rewards)
-    for node_name in ('embedding', 'reward', 'grasp2vec', 'goal'):
+    # Disabled: status at the control rate, not a single command.
+    assert all(decode_event(status.data, 'policy')['enabled'] is False for status in statuses)
+    assert commands == []
+    for node_name in ('embedding', 'reward', 'grasp2vec', 'goal', 'policy'):
         assert f'[{node_name}]' in output

@@ -20,6 +20,7 @@ from std_srvs.srv import Trigger
 
 from ros_harness import Probe, node_process
 from ssl_robot import topics
+from ssl_robot.events import decode_sim_step
 from ssl_robot.ros.convert import image_to_array, stamp_to_ns
 from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
 from ssl_robot.sim.config import load_sim_config
@@ -36,6 +37,18 @@ def subscribe_images(probe: Probe, camera: str, store: dict, topic_of=topics.cam
         with probe.lock:
             store.setdefault(camera, {})[stamp_to_ns(message.header.stamp)] = image_to_array(message)
     probe.node.create_subscription(Image, topic_of(camera), on_image, SENSOR_QOS)
+
+
+def subscribe_joint_stamps(probe: Probe) -> set[int]:
+    """The stamps of the /joint_states the probe receives, as they come."""
+    stamps: set[int] = set()
+
+    def on_joints(message: JointState) -> None:
+        with probe.lock:
+            stamps.add(stamp_to_ns(message.header.stamp))
+
+    probe.node.create_subscription(JointState, topics.JOINT_STATES, on_joints, SENSOR_QOS)
+    return stamps
 
 
 def test_camera_sets_arrive_synchronized_with_configured_shape(probe):
@@ -175,13 +188,7 @@ def test_bad_input_is_refused_with_reason_and_sim_keeps_running(probe):
 def test_render_every_publishes_frames_on_every_nth_tick_and_state_on_every_tick(probe):
     frames: dict[str, dict[int, np.ndarray]] = {}
     subscribe_images(probe, CAMERAS[0], frames)
-    joint_stamps: set[int] = set()
-
-    def on_joints(message: JointState) -> None:
-        with probe.lock:
-            joint_stamps.add(stamp_to_ns(message.header.stamp))
-
-    probe.node.create_subscription(JointState, topics.JOINT_STATES, on_joints, SENSOR_QOS)
+    joint_stamps = subscribe_joint_stamps(probe)
     with node_process(SIM, 'sim', {'render_every': 3, 'publish_segmentation': False}):
         probe.wait_for(lambda: len(frames.get(CAMERAS[0], {})) >= 10, 120, '10 frames')
         ok, reason = set_parameter(probe, 'render_every', 0)
@@ -192,3 +199,42 @@ def test_render_every_publishes_frames_on_every_nth_tick_and_state_on_every_tick
         joint_ticks = {stamp // tick_ns for stamp in joint_stamps}
     assert all(tick % 3 == 0 for tick in frame_ticks), sorted(frame_ticks)
     assert any(tick % 3 != 0 for tick in joint_ticks), 'no state between the rendered ticks'
+
+
+def test_a_stepped_sim_runs_one_period_per_request_and_renders_its_last_tick(probe):
+    """stepping on_request: each /sim/step runs ticks_per_step ticks, answers with the period's stamps once its messages
+    are out, and renders only its last tick; nothing ticks between requests. A free sim refuses to be stepped."""
+    frames: dict[str, dict[int, np.ndarray]] = {}
+    subscribe_images(probe, CAMERAS[0], frames)
+    joint_stamps = subscribe_joint_stamps(probe)
+    step = probe.node.create_client(Trigger, topics.STEP_SERVICE)
+    tick_ns = int(round(1e9 / load_sim_config().tick_rate_hz))
+
+    def step_once() -> tuple[int, int]:
+        response = probe.call(step, Trigger.Request(), timeout=120)
+        assert response.success, response.message
+        return decode_sim_step(response.message)
+
+    with node_process(SIM, 'sim', {'stepping': 'on_request', 'ticks_per_step': 3, 'publish_segmentation': False}):
+        # Discovery may match the probe's subscriptions only after the first periods: step until it hears the sim.
+        deadline = time.monotonic() + 120
+        while not (frames and joint_stamps):
+            assert time.monotonic() < deadline, 'no frame or joint state from the stepped sim'
+            step_once()
+        periods = [step_once() for _ in range(6)]
+        probe.wait_for(lambda: periods[-1][1] in frames.get(CAMERAS[0], {}) and periods[-1][1] in joint_stamps, 60,
+                       "the last period's frame and joint state")
+        ok, reason = set_parameter(probe, 'ticks_per_step', 0)
+        assert not ok and 'ticks_per_step' in reason
+        ok, reason = set_parameter(probe, 'stepping', 'free')
+        assert ok, reason
+        refused = probe.call(step, Trigger.Request(), timeout=120)
+        assert not refused.success and 'stepping' in refused.message
+    assert all(end - start == 3 * tick_ns for start, end in periods)
+    assert all(later[0] == earlier[1] for earlier, later in zip(periods, periods[1:]))
+    ends = {end for _, end in periods}
+    with probe.lock:
+        frame_stamps = {stamp for stamp in frames[CAMERAS[0]] if periods[0][0] < stamp <= periods[-1][1]}
+        stepped_joints = {stamp for stamp in joint_stamps if periods[0][0] < stamp <= periods[-1][1]}
+    assert frame_stamps <= ends, sorted(frame_stamps - ends)
+    assert periods[-1][1] - tick_ns in stepped_joints, 'no state between the rendered ticks'

@@ -8,7 +8,7 @@ import pytest
 from ssl_robot.sim.behaviours import MOTION_BEHAVIOURS, top_down
 from ssl_robot.sim.cameras import camera_pose
 from ssl_robot.sim.config import CameraRandomization, load_sim_config
-from ssl_robot.sim.runner import EpisodeEvent, SimRunner, episode_seed
+from ssl_robot.sim.runner import EpisodeEvent, SimRunner, check_stepping, episode_seed
 
 
 @pytest.fixture(scope='module')
@@ -37,6 +37,26 @@ def test_ticks_stamp_render_and_report(config, idle):
     second = idle.tick(render=False)
     assert second.stamp_ns == 2 * idle.tick_period_ns
     assert second.scene == {} and second.object_camera is None and second.events == []
+
+
+def test_a_stepped_period_runs_its_ticks_and_renders_only_the_last(idle):
+    period = idle.advance(3)
+    assert [tick.stamp_ns for tick in period] == [k * idle.tick_period_ns for k in (1, 2, 3)]
+    assert [bool(tick.scene) for tick in period] == [False, False, True]
+    assert period[-1].object_camera is not None and period[0].object_camera is None
+    assert [tick.tick for tick in idle.advance(1)] == [4]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match='ticks'):
+            idle.advance(bad)
+
+
+def test_stepping_takes_free_or_on_request_and_a_positive_tick_count():
+    check_stepping('free', 1)
+    check_stepping('on_request', 3)
+    with pytest.raises(ValueError, match="stepping must be one of free, on_request, got 'lockstep'"):
+        check_stepping('lockstep', 3)
+    with pytest.raises(ValueError, match='ticks_per_step must be an integer >= 1, got 0'):
+        check_stepping('on_request', 0)
 
 
 def test_external_commands_move_arm_and_gripper(idle):

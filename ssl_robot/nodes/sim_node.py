@@ -2,8 +2,9 @@
 
 Publishes every camera of a tick with one identical header stamp, /clock, joint and gripper state and
 the evaluation ground truth (see ssl_robot.ros.sim_messages); accepts end-effector targets, gripper
-commands, resets and scripted grasps. A bad command or a rejected parameter change is logged, reported
-on /diagnostics and ignored: the simulation keeps running.
+commands, resets and scripted grasps. It ticks on a timer (stepping free) or one period of ticks_per_step ticks per
+/sim/step request (stepping on_request, for an env in lockstep with it). A bad command or a rejected parameter change
+is logged, reported on /diagnostics and ignored: the simulation keeps running.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ssl_robot.ros.parameters import NodeParameters
 from ssl_robot.ros.qos import RELIABLE_QOS
 from ssl_robot.ros.sim_messages import sim_topic_specs, tick_messages
 from ssl_robot.sim.config import load_sim_config
-from ssl_robot.sim.runner import SimRunner
+from ssl_robot.sim.runner import SimRunner, check_stepping
 
 # Parameters whose change rebuilds the world; the rest apply on the fly.
 WARN_PERIOD_S = 1.0
@@ -56,7 +57,11 @@ class SimNode(NodeParameters, Node):
         self._declare('render_every', 1, 'render and publish the cameras on every this many ticks (1 = every tick); '
                                          'state, clock and events go out every tick. RL over the graph needs one '
                                          'frame per control period (3)')
+        self._declare('stepping', 'free', 'free: tick on a timer at real_time_factor; on_request: run ticks_per_step '
+                                          'ticks per /sim/step request, as fast as it can, rendering the last')
+        self._declare('ticks_per_step', 3, 'ticks of one /sim/step request: one control period (3 = 10 Hz)')
         self._check_render_every(self._param('render_every'))
+        check_stepping(self._param('stepping'), self._param('ticks_per_step'))
 
         self._runner = self._build_runner()
         self._camera_names = camera_names(self._runner)
@@ -75,13 +80,14 @@ class SimNode(NodeParameters, Node):
         self.create_service(SetBool, topics.in_namespace(topics.GRIPPER_SET_CLOSED_SERVICE), self._on_set_gripper)
         self.create_service(Trigger, topics.in_namespace(topics.RESET_SERVICE), self._on_reset)
         self.create_service(Trigger, topics.in_namespace(topics.GRASP_SERVICE), self._on_grasp)
+        self.create_service(Trigger, topics.in_namespace(topics.STEP_SERVICE), self._on_step)
         self.add_on_set_parameters_callback(self._on_parameters)
         self.add_post_set_parameters_callback(self._after_parameters)
 
         self._ticks_since_report = 0
         self._ticks_done = 0
         self._report_wall = time.monotonic()
-        self._tick_timer = self.create_timer(self._tick_period_s(), self._on_tick)
+        self._tick_timer = self._start_ticking()
         self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(
             f'sim up: {len(self._camera_names)} scene cameras {self._camera_names}, mode '
@@ -100,6 +106,10 @@ class SimNode(NodeParameters, Node):
         factor = self._param('real_time_factor')
         return self._runner.tick_period_ns / 1e9 / factor if factor > 0 else 0.0
 
+    def _start_ticking(self):
+        """The tick timer when the sim runs free; None when it ticks on request."""
+        return self.create_timer(self._tick_period_s(), self._on_tick) if self._param('stepping') == 'free' else None
+
     @staticmethod
     def _check_render_every(value: object) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -109,11 +119,27 @@ class SimNode(NodeParameters, Node):
         # Rendering is most of a tick's work (two 48 px images take about 12 of 16 ms), so a graph that needs fewer
         # frames than ticks runs that much faster with real_time_factor 0.
         self._ticks_done += 1
-        tick = self._runner.tick(render=self._ticks_done % self._param('render_every') == 0)
-        segmentation = self._param('publish_segmentation')
-        for topic, message in tick_messages(tick, segmentation=segmentation):
+        self._publish(self._runner.tick(render=self._ticks_done % self._param('render_every') == 0))
+
+    def _publish(self, tick) -> None:
+        for topic, message in tick_messages(tick, segmentation=self._param('publish_segmentation')):
             self._topic_publishers[topic].publish(message)
         self._ticks_since_report += 1
+
+    def _on_step(self, _request: Trigger.Request, response: Trigger.Response):
+        # rclpy's executor takes the ready subscriptions before the services: a target that arrived with the request
+        # (sent before it) applies to this period.
+        if self._param('stepping') != 'on_request':
+            response.success, response.message = False, self._reject('step', RuntimeError(
+                'the sim runs free: set its parameter stepping to on_request to step it'))
+            return response
+        period = self._runner.advance(self._param('ticks_per_step'))
+        for tick in period:
+            self._publish(tick)
+        self._ticks_done += len(period)
+        response.success, response.message = True, topics.encode_sim_step(
+            period[0].stamp_ns - self._runner.tick_period_ns, period[-1].stamp_ns, len(period))
+        return response
 
     # Commands. Each handler turns a bad request into a warning and a diagnostics entry.
     def _reject(self, command: str, error: Exception) -> str:
@@ -167,11 +193,13 @@ class SimNode(NodeParameters, Node):
         if 'real_time_factor' in changes and not (changes['real_time_factor'] >= 0
                                                   and math.isfinite(changes['real_time_factor'])):
             return SetParametersResult(successful=False, reason='real_time_factor must be a finite number >= 0')
-        if 'render_every' in changes:
-            try:
+        try:
+            if 'render_every' in changes:
                 self._check_render_every(changes['render_every'])
-            except ValueError as error:
-                return SetParametersResult(successful=False, reason=str(error))
+            check_stepping(changes.get('stepping', self._param('stepping')),
+                           changes.get('ticks_per_step', self._param('ticks_per_step')))
+        except ValueError as error:
+            return SetParametersResult(successful=False, reason=str(error))
         if not any(name in changes for name in (*WORLD_PARAMETERS, 'mode', 'seed', 'attempts_per_episode')):
             return SetParametersResult(successful=True)
         # Build the new world before accepting, so a bad value is refused with its reason and the
@@ -191,9 +219,10 @@ class SimNode(NodeParameters, Node):
 
     def _after_parameters(self, parameters) -> None:
         # Runs once the accepted values are stored, so the tick period reads the new real_time_factor.
-        if any(p.name == 'real_time_factor' for p in parameters):
-            self.destroy_timer(self._tick_timer)
-            self._tick_timer = self.create_timer(self._tick_period_s(), self._on_tick)
+        if any(p.name in ('real_time_factor', 'stepping') for p in parameters):
+            if self._tick_timer is not None:
+                self.destroy_timer(self._tick_timer)
+            self._tick_timer = self._start_ticking()
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()

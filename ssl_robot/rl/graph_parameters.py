@@ -3,7 +3,7 @@ process: the same task camera (rig, size; one frame per control period), the env
 latents and goals, which the reward node scores), and reward scale 1 (the env's compute_reward is
 observers.Observer.reward, unscaled).
 
-    parameters = graph_parameters(EnvConfig(mode='latent'), real_time_factor=0.0)
+    parameters = graph_parameters(EnvConfig(mode='latent'), real_time_factor=0.0)   # stepping='on_request': lockstep
     # {'sim': {...}, 'goal': {...}, 'reward': {...}}: -p key:=value for sim_node, goal_node, reward_node
     commands = node_commands(parameters)   # {'sim': [python, -m, ssl_robot.nodes.sim_node, --ros-args, ...], ...}
 
@@ -28,8 +28,11 @@ def task_camera_topic(config: EnvConfig) -> str:
     return topics.in_namespace(topics.camera_image(camera))
 
 
-def graph_parameters(config: EnvConfig, real_time_factor: float = 1.0, seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Parameters of the sim, goal and reward nodes (keyed by those node names) for a reach env in latent mode."""
+def graph_parameters(config: EnvConfig, real_time_factor: float = 1.0, seed: int = 0, stepping: str = 'free'
+                     ) -> dict[str, dict[str, Any]]:
+    """Parameters of the sim, goal and reward nodes (keyed by those node names) for a reach env in latent mode.
+    stepping: the sim's, as the env's RosEnvConfig.stepping ('on_request': one control period per /sim/step, and
+    real_time_factor unused)."""
     if config.task != 'reach' or config.mode != 'latent':
         raise ValueError(f'the graph serves reach in latent mode (the sim node cannot place a puck), got task '
                          f'{config.task!r}, mode {config.mode!r}')
@@ -41,7 +44,8 @@ def graph_parameters(config: EnvConfig, real_time_factor: float = 1.0, seed: int
     return {
         'sim': {'camera_rig': config.rig, 'image_width': config.image_size, 'image_height': config.image_size,
                 'num_objects': 0, 'mode': 'idle', 'seed': seed, 'real_time_factor': float(real_time_factor),
-                'publish_segmentation': False, 'render_every': ticks_per_step},
+                'publish_segmentation': False, 'render_every': ticks_per_step, 'stepping': stepping,
+                'ticks_per_step': ticks_per_step},
         'goal': {'camera': camera, 'vae_method': method, 'vae_checkpoint': checkpoint, 'seed': seed},
         'reward': {'kinds': ['latent_goal'], 'latent_goal_scale': 1.0},
     }

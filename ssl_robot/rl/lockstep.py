@@ -4,7 +4,13 @@ A RosGoalEnv step publishes a hand target and waits for the first camera frame s
 the action (on the node's clock: /clock with sim time, the system clock on a robot) whose scene latent
 (/latent/scene) and reward (/reward/latent_goal) have both arrived. The two come from different nodes, each of
 which may skip frames when it falls behind (sensor-data QoS keeps the newest), so a step takes the earliest stamp
-both streams carry (first_common_stamp), not the first of either. Nothing here imports rclpy.
+both streams carry (first_common_stamp), not the first of either.
+
+With a stepped sim (RosEnvConfig.stepping 'on_request', the sim node's stepping on_request) the sim waits for the env
+instead: a step publishes the target, asks /sim/step for one control period and waits for the scene latent and reward
+of the period's last tick, the stamp /sim/step answers with. A wait for something that needs sim time (the arm at
+rest, a reward scored against a new goal) asks for another period each time the streams it watches have caught up
+with the sim (caught_up) and it is still not there. Nothing here imports rclpy.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import numpy as np
 from ssl_robot.train.typed_config import convert_fields
 
 NS_PER_S = 1_000_000_000
+STEPPING = ('free', 'on_request')
 Value = TypeVar('Value')
 
 
@@ -46,6 +53,12 @@ class RosEnvConfig:
     """After a new goal, rewards count only once the reward node scores against it: the distance a reward reports
     (its vector.y) must equal |z - z_g| of the frame's scene latent within this."""
 
+    stepping: str = 'free'
+    """'free': follow a sim that runs on its own (the sim node's stepping free, the default of every launch file);
+    'on_request': ask the sim for each control period (/sim/step; the sim node's stepping on_request and
+    ticks_per_step one control period), so that a step takes the sim's work for one period instead of waiting for
+    a real-time sim. Needs use_sim_time and sim_services."""
+
     def __post_init__(self) -> None:
         convert_fields(self)
         for name in ('timeout_s', 'at_rest_joint_speed', 'goal_match_tolerance'):
@@ -54,6 +67,16 @@ class RosEnvConfig:
                 raise ValueError(f'RosEnvConfig.{name} must be a finite number > 0, got {value}')
         if not self.reward_kind:
             raise ValueError('RosEnvConfig.reward_kind must name a reward stream, e.g. latent_goal')
+        if self.stepping not in STEPPING:
+            raise ValueError(f'RosEnvConfig.stepping must be one of {", ".join(STEPPING)}, got {self.stepping!r}')
+        if self.stepped and not (self.use_sim_time and self.sim_services):
+            raise ValueError(f"RosEnvConfig.stepping 'on_request' steps the sim on sim time: it needs use_sim_time and "
+                             f"sim_services true, got use_sim_time {self.use_sim_time}, sim_services "
+                             f"{self.sim_services}")
+
+    @property
+    def stepped(self) -> bool:
+        return self.stepping == 'on_request'
 
 
 class StreamTimeout(RuntimeError):
@@ -113,6 +136,15 @@ def step_due_ns(action_ns: int, control_hz: float) -> int:
     return action_ns + int(round(NS_PER_S / control_hz)) - STAMP_SLACK_NS
 
 
+def check_sim_period(start_ns: int, end_ns: int, control_hz: float) -> None:
+    """ValueError unless a /sim/step period (start to end stamp) is one control period, to the ticks' rounding."""
+    period_ns = int(round(NS_PER_S / control_hz))
+    if abs((end_ns - start_ns) - period_ns) > STAMP_SLACK_NS:
+        raise ValueError(f'/sim/step ran {(end_ns - start_ns) / 1e6:.1f} ms of sim time per request, but the env\'s '
+                         f'control period is {period_ns / 1e6:.1f} ms: set the sim node\'s ticks_per_step to one '
+                         f'control period (graph_parameters does)')
+
+
 def reward_matches_goal(reported_distance: float, latent: np.ndarray, goal: np.ndarray, tolerance: float) -> bool:
     """Whether a reward's reported |z - z_g| is the distance of this frame's latent to this goal: the reward node
     scores against the goal the env holds (and not against the one before it)."""
@@ -126,3 +158,15 @@ def at_rest(velocities: np.ndarray, speed_limit: float) -> bool:
     """Whether every joint moves slower than speed_limit (rad/s)."""
     velocities = np.asarray(velocities, float)
     return velocities.size > 0 and bool(np.all(np.abs(velocities) < speed_limit))
+
+
+def caught_up(newest_stamps: list[int | None], sim_ns: int) -> bool:
+    """Whether every watched stream (its newest stamp) has delivered the sim's newest period, which ended at sim_ns:
+    a stepped sim publishes nothing more until asked, so a wait that is not over by then needs another period."""
+    return all(stamp is not None and stamp >= sim_ns for stamp in newest_stamps)
+
+
+def periods_allowed(timeout_s: float, control_hz: float) -> int:
+    """The periods one wait may ask a stepped sim for: timeout_s of sim time, as a free sim at real time runs in the
+    wall time the wait is allowed."""
+    return max(1, math.ceil(timeout_s * control_hz))

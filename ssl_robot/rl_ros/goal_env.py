@@ -18,6 +18,10 @@ must run the task camera and the env's VAE in the goal node, whose latents the r
   state, or options={'goal_state': GoalState}), poses the hand there first and makes that scene the goal with
   /goal/from_scene, as TrayGoalEnv renders a goal state. It returns once a reward scored against the new goal arrives.
 
+With RosEnvConfig.stepping 'on_request' the sim (stepping on_request) waits for the env: step publishes the target,
+asks /sim/step for one control period and takes the scene latent and reward of that period's last tick; the waits of
+reset ask for periods until the arm is at rest, the reset done, a reward scored against the new goal (lockstep).
+
 The hand position an action adds to is the commanded one: the graph publishes no end-effector pose, and the arm
 (0.5 m/s) covers a 2 cm step in well under one control period. A wait longer than RosEnvConfig.timeout_s (wall
 time) raises lockstep.StreamTimeout with one line naming the topic or service. With a CC-VAE, the reward node's and
@@ -27,6 +31,8 @@ TrayGoalEnv conditions on.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium
@@ -35,8 +41,9 @@ from gymnasium import spaces
 from std_srvs.srv import SetBool, Trigger
 
 from ssl_robot import topics
-from ssl_robot.rl.lockstep import (NS_PER_S, RosEnvConfig, at_rest, first_common_stamp, reward_matches_goal,
-                                   step_due_ns, stream_timeout_message)
+from ssl_robot.rl.lockstep import (NS_PER_S, RosEnvConfig, StreamTimeout, at_rest, caught_up, check_sim_period,
+                                   first_common_stamp, periods_allowed, reward_matches_goal, step_due_ns,
+                                   stream_timeout_message)
 from ssl_robot.rl.observers import Observer, make_observer
 from ssl_robot.rl.tasks import (HAND_HEIGHT_M, EnvConfig, GoalState, action_target, hand_start_away_from,
                                 sample_goal_state)
@@ -50,6 +57,12 @@ MOVE_MARGIN_S = 0.3
 
 # Times reset asks for a goal when another one keeps replacing it.
 GOAL_ATTEMPTS = 3
+BEHIND = object()
+"""What a stepped wait's check returns when the streams it watches have caught up with the sim but are not there."""
+SILENT_PERIOD_S = 1.0
+"""Stepped sim, reset: wall seconds after which a period whose outputs have not all come is followed by another. A node
+that subscribed late (one still loading its model at the first reset) missed that period's frame, and a stepped sim
+sends no other unless asked; a step's own wait is not patient: its answer is that period's frame."""
 
 
 class GoalReplaced(Exception):
@@ -87,6 +100,51 @@ class RosGoalEnv(gymnasium.Env):
         self.goal_stamp_ns: int | None = None
         """The stamp of the frame the episode's goal was drawn from (or made of)."""
         self.steps = 0
+        self.sim_ns: int | None = None
+        """Stepped sim: the end of the last period asked for, the sim's time."""
+
+    # --- sim time ---------------------------------------------------------------------------------------------------
+
+    def _now_ns(self) -> int:
+        """The sim's time when stepped (the node's clock may not have its last /clock yet), else the node's clock."""
+        return self.sim_ns if self.ros.stepped and self.sim_ns is not None else self.graph.now_ns()
+
+    def _ask_period(self) -> int:
+        """Stepped sim: run one control period; its end stamp."""
+        start_ns, self.sim_ns = self.graph.step_sim()
+        check_sim_period(start_ns, self.sim_ns, self.config.control_hz)
+        return self.sim_ns
+
+    def _await(self, ready: Callable[[], Any], explain: Callable[[], str], watched: Callable[[], list[int | None]],
+               ask_first: bool, patient: bool = True) -> Any:
+        """ready()'s first non-None value, for a wait that needs sim time to pass. A free sim runs on its own; a stepped
+        one is asked for a period first (ask_first) and again each time the watched streams (their newest stamps) have
+        caught up with it and ready() still does not hold, or (patient) SILENT_PERIOD_S after the last period went
+        unanswered; at most timeout_s of sim time and of wall time (lockstep)."""
+        graph = self.graph
+        if not self.ros.stepped:
+            return graph.wait_or_explain(ready, explain)
+        started = asked = time.monotonic()
+
+        def ready_or_behind() -> Any:
+            result = ready()
+            if result is None and (caught_up(watched(), self.sim_ns)
+                                   or patient and time.monotonic() - asked > SILENT_PERIOD_S):
+                return BEHIND
+            return result
+
+        periods = 0
+        if ask_first or self.sim_ns is None:
+            self._ask_period()
+            periods += 1
+        while (result := graph.wait_or_explain(ready_or_behind, explain)) is BEHIND:
+            if (periods >= periods_allowed(self.ros.timeout_s, self.config.control_hz)
+                    or time.monotonic() - started > self.ros.timeout_s):
+                raise StreamTimeout(f'{explain()} (asked the sim for {periods} periods)')
+            self._ask_period()
+            asked = time.monotonic()
+            periods += 1
+        return result
 
     # --- moving the hand ------------------------------------------------------------------------------------------
 
@@ -94,16 +152,17 @@ class RosGoalEnv(gymnasium.Env):
         """Send the hand to xy at hover height and wait until the arm is at rest there; the stamp it was at rest."""
         target = np.array([xy[0], xy[1], self.hand_z], float)
         travel_s = float(np.linalg.norm(target - self.hand)) / self.max_tcp_speed + MOVE_MARGIN_S
-        sent_ns = self.graph.now_ns()
+        sent_ns = self._now_ns()
         self.graph.publish_target(target, self.hand_orientation)
         self.hand = target
         due_ns = sent_ns + int(travel_s * NS_PER_S)
         graph = self.graph
-        return graph.wait(lambda: graph.joint_stamp_ns if graph.joint_stamp_ns is not None
-                          and graph.joint_stamp_ns >= due_ns
-                          and at_rest(graph.joint_velocities, self.ros.at_rest_joint_speed) else None,
-                          'waiting for the arm to come to rest', topics.JOINT_STATES, due_ns,
-                          lambda: graph.joint_stamp_ns)
+        return self._await(lambda: graph.joint_stamp_ns if graph.joint_stamp_ns is not None
+                           and graph.joint_stamp_ns >= due_ns
+                           and at_rest(graph.joint_velocities, self.ros.at_rest_joint_speed) else None,
+                           lambda: stream_timeout_message('waiting for the arm to come to rest', topics.JOINT_STATES,
+                                                          due_ns, graph.joint_stamp_ns, self.ros.timeout_s),
+                           lambda: [graph.joint_stamp_ns], ask_first=True)
 
     # --- goals ------------------------------------------------------------------------------------------------------
 
@@ -112,8 +171,10 @@ class RosGoalEnv(gymnasium.Env):
         on /goal/latent. The goal node also draws a goal of its own at each episode start: the stamp tells them apart."""
         graph = self.graph
         # The goal node has seen such a frame once its scene latent is here.
-        graph.wait(lambda: graph.latents.stamps_from(after_ns) or None, f'waiting for a frame to ask {service}',
-                   topics.SCENE_LATENT, after_ns, graph.latents.newest_stamp)
+        self._await(lambda: graph.latents.stamps_from(after_ns) or None,
+                    lambda: stream_timeout_message(f'waiting for a frame to ask {service}', topics.SCENE_LATENT,
+                                                   after_ns, graph.latents.newest_stamp(), self.ros.timeout_s),
+                    lambda: [graph.latents.newest_stamp()], ask_first=False)
         graph.call(service, Trigger.Request())
         return graph.wait(lambda: graph.goal if graph.goal is not None and graph.goal.stamp_ns >= after_ns else None,
                           f'waiting for the goal asked of {service}', topics.GOAL_LATENT, after_ns,
@@ -123,11 +184,13 @@ class RosGoalEnv(gymnasium.Env):
         """Reset the sim, wait for the tick that did it (its /sim/episode event) and close the gripper: the reset
         sends the arm home with the gripper open, so a command sent before that tick would be undone."""
         graph = self.graph
-        called_ns = graph.now_ns()
+        called_ns = self._now_ns()
         graph.call(topics.RESET_SERVICE, Trigger.Request())
-        graph.wait(lambda: graph.episode_stamp_ns if graph.episode_stamp_ns is not None
-                   and graph.episode_stamp_ns > called_ns else None,
-                   'waiting for the reset', topics.EPISODES, called_ns, lambda: graph.episode_stamp_ns)
+        self._await(lambda: graph.episode_stamp_ns if graph.episode_stamp_ns is not None
+                    and graph.episode_stamp_ns > called_ns else None,
+                    lambda: stream_timeout_message('waiting for the reset', topics.EPISODES, called_ns,
+                                                   graph.episode_stamp_ns, self.ros.timeout_s),
+                    lambda: [graph.joint_stamp_ns], ask_first=True)
         self.hand = self.home.copy()
         graph.call(topics.GRIPPER_SET_CLOSED_SERVICE, SetBool.Request(data=True))
 
@@ -187,7 +250,10 @@ class RosGoalEnv(gymnasium.Env):
             return (f'reset: no message on {graph.reward_topic} scored against the goal on {topics.GOAL_LATENT} '
                     f'(stamped {goal.stamp_ns / NS_PER_S:.3f} s) within {timeout_s:g} s{newest}')
 
-        latent, reward = graph.wait_or_explain(ready, explain)
+        # Stepped, after a new goal: another period once the newest frame's latent is in, as the reward node scores
+        # only the frames after the goal reached it (and none before its first goal); a step's reward is due as is.
+        latent, reward = self._await(ready, explain, lambda: [graph.latents.newest_stamp()] + (
+            [] if goal is not None else [graph.rewards.newest_stamp()]), ask_first=False, patient=goal is not None)
         models = {latent.model_id, reward.model_id} | ({goal.model_id} if goal is not None else set())
         if len(models) > 1:
             raise ValueError(f'the scene latents ({topics.SCENE_LATENT}), rewards ({graph.reward_topic}) and goal '
@@ -202,7 +268,8 @@ class RosGoalEnv(gymnasium.Env):
         options = options or {}
         rng = self.np_random
         graph = self.graph
-        graph.wait_for_clock()
+        if not self.ros.stepped:  # a stepped sim publishes its clock once asked for a period (the reset's)
+            graph.wait_for_clock()
         graph.wait_for_target_subscriber()
         start = hand_start_away_from(rng, None)
         goal_state = options.get('goal_state')
@@ -227,7 +294,9 @@ class RosGoalEnv(gymnasium.Env):
         self.graph.publish_target(np.array([target[0], target[1], self.hand_z]), self.hand_orientation)
         self.hand = np.array([target[0], target[1], self.hand_z])
         self.steps += 1
-        latent, reward = self._scored(step_due_ns(sent_ns, self.config.control_hz))
+        # A stepped sim answers with the period's last tick, which the step waits for exactly.
+        due_ns = self._ask_period() if self.ros.stepped else step_due_ns(sent_ns, self.config.control_hz)
+        latent, reward = self._scored(due_ns)
         truncated = self.steps >= self.config.episode_steps
         return self._observation(latent), reward.reward, False, truncated, self._info(latent, reward)
 

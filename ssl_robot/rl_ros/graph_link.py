@@ -24,7 +24,7 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from ssl_robot import topics
-from ssl_robot.events import EventError, decode_episode_event
+from ssl_robot.events import EventError, decode_episode_event, decode_sim_step
 from ssl_robot.rl.lockstep import RosEnvConfig, StampedStream, StreamTimeout, stream_timeout_message
 from ssl_robot.ros.convert import ImageFormatError, MessageError, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.decoders import float_values, goal_latent
@@ -81,7 +81,8 @@ class GraphLink:
         self._target = self.node.create_publisher(PoseStamped, name(topics.EE_TARGET), RELIABLE_QOS)
         self._clients = {service: self.node.create_client(kind, name(service)) for service, kind in (
             (topics.RESET_SERVICE, Trigger), (topics.GRIPPER_SET_CLOSED_SERVICE, SetBool),
-            (topics.GOAL_SAMPLE_SERVICE, Trigger), (topics.GOAL_FROM_SCENE_SERVICE, Trigger))}
+            (topics.STEP_SERVICE, Trigger), (topics.GOAL_SAMPLE_SERVICE, Trigger),
+            (topics.GOAL_FROM_SCENE_SERVICE, Trigger))}
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self.node)
         # spin() in a thread of its own: spin_once in a loop starves the caller's thread (ros2-from-pypi notes).
@@ -209,6 +210,15 @@ class GraphLink:
         if not response.success:
             raise RuntimeError(f'service {service} refused: {response.message}')
         return response
+
+    def step_sim(self) -> tuple[int, int]:
+        """Ask a stepped sim for one period (/sim/step); the period's start and end stamps. It answers once the
+        period's messages are published."""
+        message = self.call(topics.STEP_SERVICE, Trigger.Request()).message
+        try:
+            return decode_sim_step(message)
+        except EventError as error:
+            raise RuntimeError(f'service {topics.STEP_SERVICE} answered {message[:80]!r}: {error}') from None
 
     def close(self) -> None:
         self._executor.shutdown()

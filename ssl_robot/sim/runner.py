@@ -3,6 +3,9 @@
 Each tick: apply a pending reset, advance the running script by one step, move the arm towards its goal, run
 physics_hz / tick_rate_hz physics steps, read the ground truth, and render (unless render=False).
 A tick's stamp is the simulated time at its end: stamp_ns = tick * tick_period_ns, ticks counting from 1.
+
+The sim node ticks either on a timer (stepping 'free', paced by real_time_factor) or when asked (stepping
+'on_request': SimRunner.advance runs one control period of ticks, as fast as it can, and renders its last tick).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from ssl_robot.sim.config import SimConfig
 from ssl_robot.sim.world import GripperState, ObjectState, TrayWorld
 
 __all__ = ['CameraFrame', 'EpisodeEvent', 'GraspEvent', 'GripperState', 'JointStates', 'ObjectState', 'SimRunner',
-           'TickOutput']
+           'STEPPING_MODES', 'TickOutput', 'check_stepping']
 
 UNIT_QUATERNION_TOLERANCE = 1e-3
+STEPPING_MODES = ('free', 'on_request')
+"""How the sim node ticks: on a timer at its real-time factor, or a period of ticks_per_step ticks per request."""
 
 
 @dataclass
@@ -61,6 +66,13 @@ def episode_seed(runner_seed: int, episode: int) -> int:
 def _check_integer(value: Any, minimum: int, what: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f'{what} must be an integer >= {minimum}, got {value!r}')
+
+
+def check_stepping(stepping: Any, ticks_per_step: Any) -> None:
+    """ValueError naming the bad value unless stepping is one of STEPPING_MODES and ticks_per_step an integer >= 1."""
+    if stepping not in STEPPING_MODES:
+        raise ValueError(f'stepping must be one of {", ".join(STEPPING_MODES)}, got {stepping!r}')
+    _check_integer(ticks_per_step, 1, 'ticks_per_step')
 
 
 def _vector(value: Any, length: int, what: str) -> np.ndarray:
@@ -147,6 +159,12 @@ class SimRunner:
                           object_camera=object_frame, joints=world.arm.joint_states(),
                           gripper=world.gripper_state(), objects=world.object_states, contacts=world.contacts,
                           events=events, keyframes=keyframes)
+
+    def advance(self, ticks: int) -> list[TickOutput]:
+        """One period of a stepped sim: `ticks` ticks, of which only the last renders (and any keyframe), as an env
+        that steps TrayWorld for a control period and then looks."""
+        _check_integer(ticks, 1, 'ticks')
+        return [self.tick(render=done == ticks) for done in range(1, ticks + 1)]
 
     def _start_episode(self, seed: int) -> None:
         if self.mode == 'idle' and self._episode >= 0:
