@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / 'ssl_robot'
 # Folders (and top-level modules) whose code must run without ROS.
 PURE = ('models', 'data', 'train', 'inference', 'rewards', 'health', 'sim', 'rl', 'events', 'model_ids', 'sync',
-        'topics', 'atomic', 'resources')
+        'topics', 'atomic', 'resources', 'images')
 # For each layer, the layers it must never import.
 FORBIDDEN = {
     'models': ('data', 'train', 'inference', 'rewards', 'rl', 'apps', 'ros', 'nodes', 'rl_ros'),
@@ -25,6 +25,9 @@ FORBIDDEN = {
     'rl': ('apps', 'ros', 'nodes', 'rl_ros'),
     'ros': ('apps', 'nodes', 'rl_ros'),
     'rl_ros': ('apps', 'nodes'),
+    # The one image pipeline, below everything that decodes or feeds images: live nodes, bags, training, inference.
+    'images': ('models', 'data', 'train', 'inference', 'rewards', 'health', 'sim', 'rl', 'apps', 'ros', 'nodes',
+               'rl_ros'),
 }
 
 

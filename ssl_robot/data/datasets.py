@@ -48,8 +48,9 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ssl_robot import topics
+from ssl_robot.images import rgb_to_tensor
 from ssl_robot.data.reader import (IMAGE_TYPE, BagError, BagIndex, BagReader, ImageRef, bag_topics, find_bags,
-                                   index_bag, require_topics, rgb_to_tensor)
+                                   index_bag, require_topics)
 from ssl_robot.data.samplers import (BatchPlan, Episode, EpisodeFrames, GraspTriplet, Window, bag_episodes,
                                      frames_by_episode, grasp_triplets, held_out, plan_batches, shard_windows,
                                      split_into_windows, stratified_order, synchronize)

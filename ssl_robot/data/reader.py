@@ -1,4 +1,5 @@
-"""Reading rosbag2 bags (MCAP or sqlite3) with rosbags, and decoding their images, without ROS.
+"""Reading rosbag2 bags (MCAP or sqlite3) with rosbags, without ROS; their images are decoded by ssl_robot.images,
+as live frames are.
 
 Two kinds of access, so that a bag larger than memory trains:
 
@@ -22,13 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import cv2
 import numpy as np
-import torch
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
 from ssl_robot import topics
+from ssl_robot.images import ImageFormatError, decode_pixels, resize_labels, resize_rgb, to_labels, to_rgb
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
@@ -43,90 +43,6 @@ class BagError(ValueError):
         super().__init__(' '.join(f'{where}: {problem}'.split()))
 
 
-class ImageDecodeError(ValueError):
-    """An Image message whose layout does not match its encoding, or whose encoding is not supported."""
-
-
-# --- images -----------------------------------------------------------------------------------------------
-
-_PIXEL_LAYOUTS: dict[str, tuple[np.dtype, int]] = {
-    'rgb8': (np.dtype(np.uint8), 3),
-    'bgr8': (np.dtype(np.uint8), 3),
-    'mono8': (np.dtype(np.uint8), 1),
-    '16UC1': (np.dtype(np.uint16), 1),
-    'mono16': (np.dtype(np.uint16), 1),
-}
-COLOUR_ENCODINGS = ('rgb8', 'bgr8', 'mono8')
-LABEL_ENCODINGS = ('16UC1', 'mono16')
-
-
-def image_pixels(message: Any) -> np.ndarray:
-    """The (H, W, C) pixels of a deserialized Image, row padding (step) skipped, in native byte order."""
-    layout = _PIXEL_LAYOUTS.get(message.encoding)
-    if layout is None:
-        raise ImageDecodeError(f'unsupported image encoding {message.encoding!r}; '
-                               f'supported: {", ".join(_PIXEL_LAYOUTS)}')
-    dtype, channels = layout
-    height, width, step = int(message.height), int(message.width), int(message.step)
-    row_bytes = width * channels * dtype.itemsize
-    data = np.frombuffer(message.data, dtype=np.uint8)
-    if height == 0 or width == 0:
-        raise ImageDecodeError(f'{message.encoding} image has zero size ({width}x{height})')
-    if step < row_bytes:
-        raise ImageDecodeError(f'{message.encoding} image step {step} is less than width * channels * bytes = '
-                               f'{row_bytes}')
-    if data.size < step * height:
-        raise ImageDecodeError(f'{message.encoding} image has {data.size} data bytes, expected step * height = '
-                               f'{step * height}')
-    rows = data[:step * height].reshape(height, step)[:, :row_bytes]
-    pixels = np.ascontiguousarray(rows).view(dtype.newbyteorder('>' if message.is_bigendian else '<'))
-    return pixels.reshape(height, width, channels).astype(dtype, copy=False)
-
-
-def image_to_rgb(message: Any) -> np.ndarray:
-    """An (H, W, 3) uint8 RGB array from an rgb8, bgr8 or mono8 Image."""
-    if message.encoding not in COLOUR_ENCODINGS:
-        raise ImageDecodeError(f'image encoding {message.encoding!r} is not a colour encoding '
-                               f'({", ".join(COLOUR_ENCODINGS)})')
-    pixels = image_pixels(message)
-    if message.encoding == 'bgr8':
-        return np.ascontiguousarray(pixels[..., ::-1])
-    if message.encoding == 'mono8':
-        return np.repeat(pixels, 3, axis=2)
-    return pixels
-
-
-def image_to_labels(message: Any) -> np.ndarray:
-    """The (H, W) uint16 labels of a 16UC1 segmentation Image (object index + 1, 0 = background)."""
-    if message.encoding not in LABEL_ENCODINGS:
-        raise ImageDecodeError(f'segmentation encoding {message.encoding!r} is not one of {LABEL_ENCODINGS}')
-    return image_pixels(message)[..., 0]
-
-
-def resize_rgb(rgb: np.ndarray, image_size: int) -> np.ndarray:
-    """rgb resized to image_size x image_size by pixel-area averaging (the aspect ratio is not kept)."""
-    if rgb.shape[:2] == (image_size, image_size):
-        return rgb
-    return cv2.resize(rgb, (image_size, image_size), interpolation=cv2.INTER_AREA)
-
-
-def resize_labels(labels: np.ndarray, image_size: int) -> np.ndarray:
-    """Labels resized by nearest neighbour, since averaging object indices would invent objects."""
-    if labels.shape == (image_size, image_size):
-        return labels
-    return cv2.resize(labels, (image_size, image_size), interpolation=cv2.INTER_NEAREST)
-
-
-def rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [0, 1], the layout the models take."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).movedim(-1, -3).float().div_(255.0).contiguous()
-
-
-def decode_image(message: Any, image_size: int) -> torch.Tensor:
-    """A deserialized rgb8/bgr8/mono8 Image as a (3, image_size, image_size) float32 tensor in [0, 1]."""
-    return rgb_to_tensor(resize_rgb(image_to_rgb(message), image_size))
-
-
 def header_stamp_ns(raw: bytes | memoryview) -> int:
     """The header stamp of a serialized message that starts with a std_msgs/Header, from its CDR bytes.
 
@@ -134,7 +50,7 @@ def header_stamp_ns(raw: bytes | memoryview) -> int:
     pixels, for an image) need not be deserialized.
     """
     if len(raw) < 12:
-        raise ImageDecodeError(f'message of {len(raw)} bytes is too short to hold a header stamp')
+        raise ValueError(f'message of {len(raw)} bytes is too short to hold a header stamp')
     byte_order = '<' if raw[1] & 1 else '>'
     seconds, nanoseconds = struct.unpack_from(f'{byte_order}iI', raw, 4)
     return seconds * 1_000_000_000 + nanoseconds
@@ -209,7 +125,7 @@ def _deserialize(path: Path, topic: str, msgtype: str, raw: bytes) -> Any:
 def _image_stamp(path: Path, topic: str, log_ns: int, raw: bytes) -> int:
     try:
         return header_stamp_ns(raw)
-    except ImageDecodeError as err:
+    except ValueError as err:
         raise BagError(path, f'an image on {topic} at bag time {log_ns} is corrupt: {err}') from err
 
 
@@ -409,9 +325,15 @@ class BagReader:
                 continue
             message = _deserialize(self.path, connection.topic, connection.msgtype, raw)
             try:
-                pixels = image_to_labels(message) if ref.labels else image_to_rgb(message)
-                if image_size is not None:
-                    pixels = resize_labels(pixels, image_size) if ref.labels else resize_rgb(pixels, image_size)
-            except ImageDecodeError as err:
+                pixels = decode_pixels(message.encoding, int(message.height), int(message.width), int(message.step),
+                                       bool(message.is_bigendian), message.data)
+                if ref.labels:
+                    pixels = to_labels(pixels, message.encoding)
+                    pixels = resize_labels(pixels, image_size) if image_size is not None else pixels
+                else:
+                    pixels = to_rgb(pixels, message.encoding)
+                    pixels = resize_rgb(pixels, image_size) if image_size is not None else pixels
+            except ImageFormatError as err:
                 raise BagError(self.path, f'{connection.topic} image at stamp {ref.stamp_ns}: {err}') from err
-            images[ref] = pixels
+            # A copy of its own: a view would keep the whole message (and its row padding) alive in the cache.
+            images[ref] = np.array(pixels) if pixels.base is not None else pixels

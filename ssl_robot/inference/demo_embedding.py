@@ -2,7 +2,7 @@
 
 embed_demo() reads one episode of a bag (`ssl-robot collect --mode motion`, or a recording of the sim graph) and
 embeds its synchronized camera sets the way the embedding node embeds live ones: the same cameras in the same order,
-frames at the bag's resolution resized by embedder.preprocess, the same MultiViewEmbedder, and the fused last row.
+frames at the bag's resolution resized by images.model_pixels, the same MultiViewEmbedder, and the fused last row.
 The embedding node, which holds the model, does this at start and publishes the demo for the reward node.
 """
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssl_robot.data.reader import resize_rgb
+from ssl_robot.images import resize_rgb
 from ssl_robot.inference.model_holder import CHECKPOINTS_DIR
 from ssl_robot.models.checkpoint import read_checkpoint_header
 from ssl_robot.rewards.evaluation import spearman_rho
@@ -51,7 +51,7 @@ SCENE_STREAM = 1
 
 class SceneCameraObserver(LatentObserver):
     """A VAE's latent of a camera rendered larger than the VAE takes, area-downsampled first, as the bags the
-    shipped scene VAEs trained on were (ssl_robot.data.reader.resize_rgb)."""
+    shipped scene VAEs trained on were (ssl_robot.images.resize_rgb)."""
 
     def start_episode(self, first_image: np.ndarray | None) -> None:
         super().start_episode(resize_rgb(first_image, self.model.config.image_size))

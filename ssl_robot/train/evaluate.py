@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ssl_robot.data.datasets import LABEL_KEYS, Recordings, episode_frames, index_recordings, make_dataset
 from ssl_robot.data.samplers import EpisodeFrames
-from ssl_robot.data.reader import resize_rgb, rgb_to_tensor
+from ssl_robot.images import resize_rgb, rgb_to_tensor
 from ssl_robot.models import (CCVAE, METHODS, build_model, default_device, load_weights, method_spec,
                               read_checkpoint_header)
 from ssl_robot.resources import share_path
