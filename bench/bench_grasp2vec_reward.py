@@ -24,7 +24,8 @@ import torch
 
 from ssl_robot import topics
 from ssl_robot.apps.collect import collect
-from ssl_robot.data.reader import BagReader, ImageRef, find_bags, index_bag
+from ssl_robot.data.bag_index import index_bag
+from ssl_robot.data.reader import BagReader, ImageRef, find_bags
 from ssl_robot.data.samplers import bag_episodes, episode_of
 from ssl_robot.images import rgb_to_tensor
 from ssl_robot.inference.model_holder import default_checkpoint

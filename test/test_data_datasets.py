@@ -15,9 +15,10 @@ from test_data_fixtures import (OBJECT_CODE, BagSpec, Grasp, decode_code, grippe
 from torch.utils.data import DataLoader
 
 from ssl_robot import topics
-from ssl_robot.data.datasets import (ReadOptions, episode_frames, index_recordings, make_dataset,
-                                     required_topics)
-from ssl_robot.data.reader import BagError, resize_labels
+from ssl_robot.data.datasets import episode_frames, make_dataset
+from ssl_robot.data.reader import BagError
+from ssl_robot.data.recordings import ReadOptions, index_recordings, required_topics
+from ssl_robot.images import resize_labels
 from ssl_robot.models import build_model
 from ssl_robot.train.config import DataConfig
 

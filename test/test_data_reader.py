@@ -14,7 +14,8 @@ from test_data_fixtures import TYPESTORE, BagSpec, decode_code, image_message, w
 
 from ssl_robot import topics
 from ssl_robot.data.bag_writer import BagWriter
-from ssl_robot.data.reader import BagError, BagReader, ImageRef, find_bags, header_stamp_ns, index_bag, open_reader
+from ssl_robot.data.bag_index import index_bag
+from ssl_robot.data.reader import BagError, BagReader, ImageRef, find_bags, header_stamp_ns, open_reader
 from ssl_robot.images import rgb_to_tensor
 
 LEFT = topics.camera_image('left')

@@ -18,7 +18,8 @@ from test_data_fixtures import BagSpec, Grasp, segmentation_labels, write_bag
 
 from ssl_robot import cli, topics
 from ssl_robot.data.datasets import make_dataset
-from ssl_robot.data.reader import BagError, resize_labels
+from ssl_robot.data.reader import BagError
+from ssl_robot.images import resize_labels
 from ssl_robot.models import (BetaVAEConfig, CCVAEConfig, CheckpointError, Grasp2VecConfig, MultiFrameTCNConfig,
                               SingleViewTCNConfig, TCNConfig, save_checkpoint)
 from ssl_robot.train.baselines import alignment_chance, random_model

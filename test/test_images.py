@@ -16,7 +16,8 @@ from test_data_fixtures import image_message, segmentation_labels
 
 from ssl_robot import topics
 from ssl_robot.data.bag_writer import BagWriter
-from ssl_robot.data.reader import BagError, BagReader, ImageRef, index_bag
+from ssl_robot.data.bag_index import index_bag
+from ssl_robot.data.reader import BagError, BagReader, ImageRef
 from ssl_robot.images import (COLOUR_ENCODINGS, ImageFormatError, decode_pixels, model_input, model_pixels,
                               resize_labels, resize_rgb, rgb_to_tensor, to_labels, to_rgb)
 from ssl_robot.ros.convert import array_to_image, ns_to_stamp

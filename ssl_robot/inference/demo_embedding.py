@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssl_robot.data.datasets import ReadOptions, episode_frames, index_recordings
+from ssl_robot.data.datasets import episode_frames
+from ssl_robot.data.recordings import ReadOptions, index_recordings
 from ssl_robot.rewards.demonstration import NS_PER_S, EmbeddedDemo
 from ssl_robot.inference.embedder import MultiViewEmbedder
 from ssl_robot.inference.model_holder import LoadedModel

@@ -23,7 +23,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from ssl_robot.data.datasets import LABEL_KEYS, Recordings, episode_frames, index_recordings, make_dataset
+from ssl_robot.data.datasets import episode_frames, make_dataset
+from ssl_robot.data.recordings import LABEL_KEYS, Recordings, index_recordings
 from ssl_robot.data.samplers import EpisodeFrames
 from ssl_robot.images import resize_rgb, rgb_to_tensor
 from ssl_robot.models import (CCVAE, METHODS, build_model, default_device, load_weights, method_spec,
