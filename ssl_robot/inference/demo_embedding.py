@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ssl_robot.data.config import DataConfig
 from ssl_robot.data.datasets import episode_frames
 from ssl_robot.data.recordings import ReadOptions, index_recordings
 from ssl_robot.rewards.demonstration import NS_PER_S, EmbeddedDemo
 from ssl_robot.inference.embedder import MultiViewEmbedder
 from ssl_robot.inference.model_holder import LoadedModel
 from ssl_robot.rewards.functions import DemoTrajectory
-from ssl_robot.train.config import DataConfig
 
 
 def embed_demo(bag: str | os.PathLike, episode: int, model: LoadedModel, camera_topics: Sequence[str], *,
