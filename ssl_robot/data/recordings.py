@@ -88,6 +88,7 @@ def required_topics(method: str, cameras: Sequence[str] = (), *, labels: bool = 
 
 
 def config_value(config: Any, name: str, method: str) -> int:
+    """config.name (a DataConfig field the model fills), a ValueError saying how to set it if it is null."""
     value = getattr(config, name)
     if value is None:
         raise ValueError(f'DataConfig.{name} is null: {method} needs it (TrainConfig fills it from the model '

@@ -200,6 +200,7 @@ def collate(rows: list[Row]) -> dict[str, torch.Tensor]:
 
 
 def method_samples(recordings: Recordings, config: Any, episodes: set[int], labels: bool) -> Samples:
+    """The samples of the recordings' method in the given episodes (config: a DataConfig)."""
     method = recordings.method
     if method == GRASP_METHOD:
         return GraspSamples([[g for g in triplets if g.episode in episodes] for triplets in recordings.grasps],
@@ -217,6 +218,7 @@ def method_samples(recordings: Recordings, config: Any, episodes: set[int], labe
 
 def no_samples_reason(recordings: Recordings, split: str, episodes: set[int], samples: Samples,
                        val_fraction: float) -> str:
+    """Why a split has no samples, for the BagError make_dataset raises then."""
     if not episodes:
         return (f'split {split!r} holds none of the {len(recordings.episodes)} episode(s) '
                 f'(val_fraction {val_fraction})')
