@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssl_robot.images import resize_rgb, rgb_to_tensor
+from ssl_robot.images import model_input, resize_rgb
 from ssl_robot.inference.model_holder import CHECKPOINTS_DIR
 from ssl_robot.models.checkpoint import CheckpointError, load_checkpoint
 from ssl_robot.models.vae import CCVAE
@@ -98,7 +98,9 @@ def load_task_vae(path: Path, image_size: int) -> torch.nn.Module:
 
 class LatentObserver(Observer):
     """The VAE posterior mean: mu(s) for a beta-VAE (RIG), mu(s | s0) for a CC-VAE conditioned on the episode's
-    first image s0 (CC-RIG). Prior goals are z ~ N(0, I), for the CC-VAE under the episode's context."""
+    first image s0 (CC-RIG). Prior goals are z ~ N(0, I), for the CC-VAE under the episode's context. Images are the
+    model's input as training made it (images.model_input), so a camera rendered larger than the VAE takes is
+    area-downsampled first, as the bags the VAE trained on were."""
 
     def __init__(self, config: EnvConfig, model: torch.nn.Module) -> None:
         self.model = model
@@ -111,10 +113,10 @@ class LatentObserver(Observer):
 
     def start_episode(self, first_image: np.ndarray | None) -> None:
         if self.conditional:
-            self._context = self.model.context(rgb_to_tensor(first_image[None]))
+            self._context = self.model.context(model_input(first_image, self.model.config.image_size))
 
     def encode(self, image: np.ndarray | None, state: np.ndarray) -> np.ndarray:
-        states = rgb_to_tensor(image[None])
+        states = model_input(image, self.model.config.image_size)
         if self.conditional:
             latent = self.model.encode_in_context(states, self._context)
         else:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from ssl_robot.data.datasets import episode_frames, make_dataset
 from ssl_robot.data.recordings import LABEL_KEYS, Recordings, index_recordings
 from ssl_robot.data.samplers import EpisodeFrames
-from ssl_robot.images import resize_rgb, rgb_to_tensor
+from ssl_robot.images import model_pixels, rgb_to_tensor
 from ssl_robot.models import (CCVAE, METHODS, build_model, default_device, load_weights, method_spec,
                               read_checkpoint_header)
 from ssl_robot.resources import share_path
@@ -212,7 +212,7 @@ def _episode_images(recordings: Recordings, episode: int,
     labels = []
     for frame in episode_frames(recordings, episode, window_samples=READ_WINDOW_FRAMES):
         for size, frames in resized.items():
-            frames.append(np.stack([resize_rgb(image, size) for image in frame.images]))
+            frames.append(model_pixels(frame.images, size))
         if frame.labels is not None:
             labels.append([frame.labels[key] for key in LABEL_KEYS])
     return {size: np.stack(frames) for size, frames in resized.items()}, np.array(labels) if labels else None
