@@ -24,8 +24,10 @@ import torch
 
 from ssl_robot import topics
 from ssl_robot.apps.collect import collect
-from ssl_robot.data.reader import BagReader, ImageRef, find_bags, index_bag, resize_rgb, rgb_to_tensor
+from ssl_robot.data.bag_index import index_bag
+from ssl_robot.data.reader import BagReader, ImageRef, find_bags
 from ssl_robot.data.samplers import bag_episodes, episode_of
+from ssl_robot.images import rgb_to_tensor
 from ssl_robot.inference.model_holder import default_checkpoint
 from ssl_robot.models import load_checkpoint
 from ssl_robot.rewards.evaluation import goal_ranked_first
@@ -59,9 +61,9 @@ def grasped_objects(bags: list[Path], image_size: int) -> tuple[np.ndarray, list
             pre = np.array([topics.stamp_from_dict(event['s_pre'])], dtype=np.int64)
             episodes.append(bag_episode_list[int(episode_of(bag_episode_list, pre)[0])].id)
         reader = BagReader(bag)
-        read = reader.read_images(refs, None)
+        read = reader.read_images(refs, image_size)
         reader.close()
-        images += [resize_rgb(read[ref], image_size) for ref in refs]
+        images += [read[ref] for ref in refs]
         first_episode += len(bag_episode_list)
     return np.stack(images), names, episodes
 

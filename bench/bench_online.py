@@ -45,12 +45,13 @@ from echo_node import ECHO_TOPIC
 from graph_listener import GraphListener
 from ssl_robot import topics
 from ssl_robot.apps.collect import collect
-from ssl_robot.data.datasets import episode_frames, index_recordings
+from ssl_robot.data.config import DataConfig
+from ssl_robot.data.datasets import episode_frames
+from ssl_robot.data.recordings import index_recordings
 from ssl_robot.inference.model_holder import LoadedModel, default_checkpoint
 from ssl_robot.ros.convert import array_to_image, ns_to_stamp
 from ssl_robot.ros.netns import in_loopback_only_namespace
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
-from ssl_robot.train.config import DataConfig
 
 CAMERAS = ('front_left', 'front_right', 'high_side')
 """The default rig's scene cameras, which the demo bag records: K cameras are the first K of them."""

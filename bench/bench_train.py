@@ -30,8 +30,10 @@ from rosbags.rosbag2 import Reader
 
 from ssl_robot import topics
 from ssl_robot.apps.collect import collect
-from ssl_robot.data.datasets import GRASP_METHOD, ReadOptions, Recordings, index_recordings, make_dataset
-from ssl_robot.data.reader import IMAGE_TYPE, TYPESTORE, BagReader, ImageRef, bag_topics, index_bag
+from ssl_robot.data.bag_index import index_bag
+from ssl_robot.data.datasets import make_dataset
+from ssl_robot.data.reader import IMAGE_TYPE, TYPESTORE, BagReader, ImageRef, bag_topics
+from ssl_robot.data.recordings import GRASP_METHOD, ReadOptions, Recordings, index_recordings
 from ssl_robot.models.registry import METHODS, build_model, method_spec
 from ssl_robot.train.config import TrainConfig
 from ssl_robot.train.data_stream import Batch, batch_stream

@@ -12,7 +12,8 @@ from rosbags.typesys import Stores, get_typestore
 
 from ssl_robot import cli, topics
 from ssl_robot.apps.collect import collect
-from ssl_robot.data.reader import find_bags, index_bag
+from ssl_robot.data.bag_index import index_bag
+from ssl_robot.data.reader import find_bags
 from ssl_robot.data.samplers import bag_episodes
 from ssl_robot.sim.config import CameraRandomization, load_sim_config
 

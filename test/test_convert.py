@@ -6,9 +6,11 @@ import pytest
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
 
+from ssl_robot import images
+from ssl_robot.images import ENCODINGS
 from ssl_robot.ros.convert import (
-    ENCODINGS,
     ImageFormatError,
+    MessageError,
     array_to_image,
     as_rgb,
     camera_info,
@@ -120,6 +122,16 @@ def test_malformed_image_is_rejected_with_a_clear_message(change, message):
         setattr(msg, field, value)
     with pytest.raises(ImageFormatError, match=message):
         image_to_array(msg)
+
+
+def test_image_errors_are_message_errors_a_node_reports_as_bad_image():
+    msg = good_message()
+    msg.encoding = 'yuv422'
+    with pytest.raises(MessageError) as error:
+        image_to_array(msg)
+    assert error.value.kind == 'bad_image' and isinstance(error.value, images.ImageFormatError)
+    with pytest.raises(MessageError, match="'32FC1' is not a colour encoding"):
+        as_rgb(random_pixels('32FC1'), '32FC1')
 
 
 def test_nan_is_rejected_only_when_asked():

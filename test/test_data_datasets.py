@@ -15,11 +15,12 @@ from test_data_fixtures import (OBJECT_CODE, BagSpec, Grasp, decode_code, grippe
 from torch.utils.data import DataLoader
 
 from ssl_robot import topics
-from ssl_robot.data.datasets import (ReadOptions, episode_frames, index_recordings, make_dataset,
-                                     required_topics)
-from ssl_robot.data.reader import BagError, resize_labels
+from ssl_robot.data.config import DataConfig
+from ssl_robot.data.datasets import episode_frames, make_dataset
+from ssl_robot.data.reader import BagError
+from ssl_robot.data.recordings import ReadOptions, index_recordings, required_topics
+from ssl_robot.images import resize_labels
 from ssl_robot.models import build_model
-from ssl_robot.train.config import DataConfig
 
 SIZE = 16
 CONFIG = DataConfig(image_size=SIZE, episodes_per_batch=2, val_fraction=0.0, clip_frames=3, clip_stride=2,

@@ -1,4 +1,5 @@
-"""ssl_robot.data.reader: image decoding without ROS, the index pass, and one-line errors for bad bags."""
+"""ssl_robot.data.reader: the index pass, reading images (decoded by ssl_robot.images, test_images), and one-line
+errors for bad bags."""
 
 from __future__ import annotations
 
@@ -9,59 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data_fixtures import (TYPESTORE, BagSpec, coded_pixels, decode_code, image_message, segmentation_labels,
-                                write_bag)
+from test_data_fixtures import TYPESTORE, BagSpec, decode_code, image_message, write_bag
 
 from ssl_robot import topics
 from ssl_robot.data.bag_writer import BagWriter
-from ssl_robot.data.reader import (BagError, BagReader, ImageDecodeError, ImageRef, decode_image, find_bags,
-                                   header_stamp_ns, image_to_labels, image_to_rgb, index_bag, open_reader,
-                                   rgb_to_tensor)
+from ssl_robot.data.bag_index import index_bag
+from ssl_robot.data.reader import BagError, BagReader, ImageRef, find_bags, header_stamp_ns, open_reader
+from ssl_robot.images import rgb_to_tensor
 
 LEFT = topics.camera_image('left')
 RIGHT = topics.camera_image('right')
-
-
-def test_rgb8_with_row_padding_decodes_to_the_unpadded_pixels():
-    pixels = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
-    np.testing.assert_array_equal(image_to_rgb(image_message(pixels, 'rgb8', 0, padding=3)), pixels)
-
-
-def test_bgr8_and_mono8_become_rgb():
-    rgb = np.random.default_rng(0).integers(0, 256, (4, 6, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(image_to_rgb(image_message(rgb[..., ::-1].copy(), 'bgr8', 0, padding=2)), rgb)
-    mono = rgb[..., :1].copy()
-    np.testing.assert_array_equal(image_to_rgb(image_message(mono, 'mono8', 0, padding=1)), np.repeat(mono, 3, 2))
-
-
-def test_big_endian_16uc1_segmentation_decodes_in_native_order():
-    labels = segmentation_labels(6, 8) * 300  # values above 255 make the byte order matter
-    message = image_message(labels, '16UC1', 0, padding=2, big_endian=True)
-    np.testing.assert_array_equal(image_to_labels(message), labels)
-
-
-def test_decode_image_gives_a_float_chw_tensor_in_unit_range_at_the_asked_size():
-    message = image_message(coded_pixels(30, 513, BagSpec()), 'rgb8', 0, padding=4)
-    image = decode_image(message, 8)
-    assert image.shape == (3, 8, 8) and image.dtype.is_floating_point
-    assert decode_code(image) == (30, 513)
-
-
-@pytest.mark.parametrize('encoding, step_delta, problem', [
-    ('rgba16', 0, 'not a colour encoding'),
-    ('rgb8', -1, 'step'),
-])
-def test_malformed_images_are_refused(encoding, step_delta, problem):
-    message = image_message(np.zeros((2, 3, 3), np.uint8), 'rgb8', 0)
-    message.encoding = encoding
-    message.step += step_delta
-    with pytest.raises(ImageDecodeError, match=problem):
-        image_to_rgb(message)
-
-
-def test_segmentation_is_not_taken_for_a_colour_image():
-    with pytest.raises(ImageDecodeError, match='not a colour encoding'):
-        image_to_rgb(image_message(segmentation_labels(2, 2), '16UC1', 0))
 
 
 def test_header_stamp_is_read_from_the_serialized_bytes():

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssl_robot.data.reader import BagIndex, StampIndex
+from ssl_robot.data.bag_index import BagIndex, StampIndex
 from ssl_robot.data.samplers import (AFTER_ALL_NS, BEFORE_ALL_NS, bag_episodes, episode_of, held_out, plan_batches,
                                      shard_windows, split_into_windows, stratified_order, synchronize)
 

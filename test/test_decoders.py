@@ -12,8 +12,9 @@ from builtin_interfaces.msg import Time
 from hypothesis import given, settings, strategies as st
 from sensor_msgs.msg import Image
 
-from ssl_robot.ros.convert import (ENCODINGS, ImageFormatError, MessageError, StampError, array_to_image,
-                                   image_to_array, ns_to_stamp, stamp_to_ns)
+from ssl_robot.images import ENCODINGS
+from ssl_robot.ros.convert import (ImageFormatError, MessageError, StampError, array_to_image, image_to_array,
+                                   ns_to_stamp, stamp_to_ns)
 from ssl_robot.ros.decoders import (MAX_GOAL_LATENT_ABS, GoalLatentError, float_values, goal_latent, rgb_frame)
 
 S = 1_000_000_000

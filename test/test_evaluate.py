@@ -17,13 +17,15 @@ import yaml
 from test_data_fixtures import BagSpec, Grasp, segmentation_labels, write_bag
 
 from ssl_robot import cli, topics
+from ssl_robot.data.config import DataConfig
 from ssl_robot.data.datasets import make_dataset
-from ssl_robot.data.reader import BagError, resize_labels
+from ssl_robot.data.reader import BagError
+from ssl_robot.images import resize_labels
 from ssl_robot.models import (BetaVAEConfig, CCVAEConfig, CheckpointError, Grasp2VecConfig, MultiFrameTCNConfig,
                               SingleViewTCNConfig, TCNConfig, save_checkpoint)
 from ssl_robot.train.baselines import alignment_chance, random_model
 from ssl_robot.train.checkpoint import MODEL_FILE, latest_checkpoint
-from ssl_robot.train.config import DataConfig, TrainConfig
+from ssl_robot.train.config import TrainConfig
 from ssl_robot.inference.model_holder import default_checkpoint
 from ssl_robot.train.evaluate import EvalError, EvalOptions, evaluate_run, load_run
 from ssl_robot.train.loop import train

@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_robot.data.reader import rgb_to_tensor
+from ssl_robot import images
 from ssl_robot.inference.goals import GoalSampler, needs_context, scene_goal, scene_latent
 from ssl_robot.inference.grasp2vec import colour_heatmap, embed_grasp, heatmap_overlay
 from ssl_robot.inference.model_holder import ModelLoader, ModelUnavailable
 from ssl_robot.health.problem_log import ProblemLog
-from ssl_robot.inference.embedder import preprocess
 from ssl_robot.inference.model_holder import LoadedModel
 from test_inference import camera_frames, write_checkpoint
 
@@ -28,7 +27,7 @@ def write_model(tmp_path, method: str, seed: int = 0, step: int = 1):
 
 
 def model_input(frame: np.ndarray, size: int = 16) -> torch.Tensor:
-    return rgb_to_tensor(preprocess([frame], size))
+    return images.model_input(frame, size)
 
 
 def test_colour_heatmap_runs_blue_to_red_at_the_requested_size():

@@ -1,4 +1,4 @@
-"""ssl_robot.inference model_holder and embedder: checkpoint loading and reloading, mfTCN frame buffers, preprocessing, embedding."""
+"""ssl_robot.inference model_holder and embedder: checkpoint loading and reloading, mfTCN frame buffers, embedding."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import hashlib
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
-from ssl_robot.data.reader import rgb_to_tensor
-from ssl_robot.inference.embedder import FrameBuffer, MultiViewEmbedder, preprocess, with_fused_row
+from ssl_robot.images import model_pixels, rgb_to_tensor
+from ssl_robot.inference.embedder import FrameBuffer, MultiViewEmbedder, with_fused_row
 from ssl_robot.inference.model_holder import LoadedModel, default_checkpoint, set_torch_threads
 from ssl_robot.models import CheckpointError, save_checkpoint
 from ssl_robot.models.registry import build_model
@@ -152,18 +151,6 @@ def test_frame_buffer_keeps_frames_a_frame_period_apart_like_the_training_bags()
         FrameBuffer(2, 1, -1)
 
 
-def test_preprocess_resizes_every_view_as_training_does_and_refuses_non_rgb():
-    frames = [*camera_frames(0, views=2, shape=(24, 32)), camera_frames(1, views=1, shape=(16, 16))[0]]
-    images = preprocess(frames, 16)
-    assert images.shape == (3, 16, 16, 3) and images.dtype == np.uint8
-    np.testing.assert_array_equal(images[0], cv2.resize(frames[0], (16, 16), interpolation=cv2.INTER_AREA))
-    np.testing.assert_array_equal(images[2], frames[2])
-    with pytest.raises(ValueError, match=r'view 1 must be an \(H, W, 3\) uint8 RGB image, got float32 \(16, 16, 3\)'):
-        preprocess([frames[2], frames[2].astype(np.float32)], 16)
-    with pytest.raises(ValueError, match=r'view 0 .* got uint8 \(16, 16\)'):
-        preprocess([frames[2][..., 0]], 16)
-
-
 def test_fused_row_is_the_renormalised_mean_of_the_views():
     views = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), dim=-1)
     fused = with_fused_row(views)
@@ -179,7 +166,7 @@ def test_tcn_embeds_each_set_of_views_plus_their_fusion(tmp_path):
     assert result.model_id == loaded.model_id
     assert result.vectors.shape == (4, 6) and result.vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(result.vectors, axis=1), 1.0, rtol=1e-5)
-    expected = loaded.model.embed(rgb_to_tensor(preprocess(frames, 16)))
+    expected = loaded.model.embed(rgb_to_tensor(model_pixels(frames, 16)))
     np.testing.assert_allclose(result.vectors, with_fused_row(expected).numpy(), rtol=1e-5, atol=1e-6)
     assert not np.allclose(result.vectors[0], result.vectors[1])
     with pytest.raises(ValueError, match='expected 3 views, got 2'):
@@ -192,7 +179,7 @@ def test_mftcn_embeds_the_clip_ending_at_each_set_once_the_buffers_are_full(tmp_
     sets = {t: camera_frames(t, views=2) for t in range(6)}
     assert [embedder.embed(t, sets[t]) for t in range(2)] == [None, None]  # lookback (2 - 1) * 2 + 1 = 3 sets
     result = embedder.embed(2, sets[2])
-    clips = np.stack([preprocess([sets[0][view], sets[2][view]], 16) for view in range(2)])  # stride 2: t=0, t=2
+    clips = np.stack([model_pixels([sets[0][view], sets[2][view]], 16) for view in range(2)])  # stride 2: t=0, t=2
     expected = loaded.model.embed_clip(rgb_to_tensor(clips))
     np.testing.assert_allclose(result.vectors, with_fused_row(expected).numpy(), rtol=1e-5, atol=1e-6)
     assert result.vectors.shape == (3, 6)
@@ -210,7 +197,7 @@ def test_mftcn_clips_skip_sets_closer_than_the_clip_frame_period_and_tcn_ignores
     sets = {t: camera_frames(t, views=2) for t in range(8)}
     results = {t: embedder.embed(10 * t, sets[t]) for t in range(8)}
     assert [t for t, result in results.items() if result is not None] == [4, 6]  # kept 0, 2, 4, 6; stride 2
-    clips = np.stack([preprocess([sets[0][view], sets[4][view]], 16) for view in range(2)])
+    clips = np.stack([model_pixels([sets[0][view], sets[4][view]], 16) for view in range(2)])
     expected = with_fused_row(mftcn.model.embed_clip(rgb_to_tensor(clips))).numpy()
     np.testing.assert_allclose(results[4].vectors, expected, rtol=1e-5, atol=1e-6)
 

@@ -12,19 +12,25 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / 'ssl_robot'
 # Folders (and top-level modules) whose code must run without ROS.
 PURE = ('models', 'data', 'train', 'inference', 'rewards', 'health', 'sim', 'rl', 'events', 'model_ids', 'sync',
-        'topics', 'atomic', 'resources')
+        'topics', 'atomic', 'resources', 'images', 'typed_config')
 # For each layer, the layers it must never import.
 FORBIDDEN = {
     'models': ('data', 'train', 'inference', 'rewards', 'rl', 'apps', 'ros', 'nodes', 'rl_ros'),
     'data': ('train', 'inference', 'rl', 'apps', 'ros', 'nodes', 'rl_ros'),
     'train': ('inference', 'apps', 'ros', 'nodes', 'rl_ros'),
-    'inference': ('apps', 'ros', 'nodes', 'rl_ros'),
+    'inference': ('train', 'apps', 'ros', 'nodes', 'rl_ros'),
     'rewards': ('models', 'train', 'inference', 'apps', 'ros', 'nodes', 'rl_ros'),
     'health': ('models', 'data', 'train', 'inference', 'apps', 'ros', 'nodes', 'rl_ros'),
     'sim': ('models', 'train', 'inference', 'rewards', 'rl', 'apps', 'ros', 'nodes', 'rl_ros'),
     'rl': ('apps', 'ros', 'nodes', 'rl_ros'),
     'ros': ('apps', 'nodes', 'rl_ros'),
     'rl_ros': ('apps', 'nodes'),
+    # The one image pipeline, below everything that decodes or feeds images: live nodes, bags, training, inference.
+    'images': ('models', 'data', 'train', 'inference', 'rewards', 'health', 'sim', 'rl', 'apps', 'ros', 'nodes',
+               'rl_ros'),
+    # Typed configs for every layer's config classes.
+    'typed_config': ('models', 'data', 'train', 'inference', 'rewards', 'health', 'sim', 'rl', 'apps', 'ros', 'nodes',
+                     'rl_ros'),
 }
 
 

@@ -31,7 +31,7 @@ from std_srvs.srv import Trigger
 
 from ros_harness import Probe, node_process
 from ssl_robot import topics
-from ssl_robot.data.reader import index_bag
+from ssl_robot.data.bag_index import index_bag
 from ssl_robot.nodes.reward_node import DIAGNOSTIC_NAME as REWARD_DIAGNOSTICS
 from ssl_robot.rewards.evaluation import TimedPath, ranking_auc, spearman_rho, straight_path
 from ssl_robot.ros.convert import stamp_to_ns

@@ -103,8 +103,8 @@ def test_pixel_mode_needs_true_goal_states():
 
 
 def test_an_exploration_bag_trains_a_vae(tmp_path):
-    from ssl_robot.data.datasets import index_recordings
-    from ssl_robot.train.config import DataConfig
+    from ssl_robot.data.config import DataConfig
+    from ssl_robot.data.recordings import index_recordings
 
     report = record_exploration('reach', 3, tmp_path / 'bag', seed=1, episode_steps=10, progress=lambda _: None)
     assert (report.episodes, report.frames) == (3, 33)

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from ssl_robot.data.config import DataConfig
 from ssl_robot.models.mftcn import MultiFrameTCNConfig
 from ssl_robot.models.tcn import SingleViewTCNConfig, TCNConfig
-from ssl_robot.train.config import DataConfig, TrainConfig, config_to_yaml, load_train_config
+from ssl_robot.train.config import TrainConfig, config_to_yaml, load_train_config
 from ssl_robot.train.errors import TrainError
+from ssl_robot.typed_config import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -77,7 +79,7 @@ def test_bad_override_names_the_override_the_key_and_the_value(override, message
 
 @pytest.mark.parametrize('override', ['steps', 'a..b=1', '=3', 'steps=[1'])
 def test_malformed_override_is_named(override):
-    with pytest.raises(TrainError, match='override'):
+    with pytest.raises(ConfigError, match='override'):
         load_train_config('tcn', TCNConfig, None, [override])
 
 
@@ -103,7 +105,7 @@ def test_missing_file_is_a_train_error(tmp_path):
 
 
 def test_configs_made_in_code_are_checked_too():
-    with pytest.raises(TrainError, match='DataConfig.views must be an int, got 2.5'):
+    with pytest.raises(ConfigError, match='DataConfig.views must be an int, got 2.5'):
         DataConfig(views=2.5)
     with pytest.raises(ValueError, match='must be a model config dataclass'):
         TrainConfig(method='tcn', model={'margin': 1})

@@ -16,10 +16,11 @@ import pytest
 import safetensors.torch
 import torch
 
+from ssl_robot.data.config import DataConfig
 from ssl_robot.models.registry import METHODS
 from ssl_robot.ros.netns import in_loopback_only_namespace
 from ssl_robot.train.checkpoint import checkpoint_step, latest_checkpoint
-from ssl_robot.train.config import DataConfig, TrainConfig
+from ssl_robot.train.config import TrainConfig
 from ssl_robot.train.data_stream import DataShard
 from ssl_robot.train.loop import train
 from train_toy import TOY_METHOD, ToyConfig, make_toy_dataset

@@ -20,12 +20,13 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from ssl_robot.data.config import DataConfig
 from ssl_robot.models.registry import METHODS
 from ssl_robot.models.tcn import TCNConfig
 from ssl_robot.train.checkpoint import checkpoint_step, latest_checkpoint
 from ssl_robot.train.cli import add_train_arguments, run_train
 from ssl_robot.train.data_stream import DataShard
-from ssl_robot.train.config import DataConfig, TrainConfig, config_from_dict, load_train_config
+from ssl_robot.train.config import TrainConfig, config_from_dict, load_train_config
 from ssl_robot.train.errors import TrainError
 from ssl_robot.train.loop import train
 from ssl_robot.train.run_dir import RunDir

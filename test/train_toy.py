@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import IterableDataset
 
+from ssl_robot.data.config import DataConfig
 from ssl_robot.models.registry import METHODS, Method
-from ssl_robot.train.config import DataConfig, TrainConfig
+from ssl_robot.train.config import TrainConfig
 from ssl_robot.train.data_stream import DataShard
 
 STARTED_AFTER = 3

@@ -35,11 +35,9 @@ failed grasp: no o image exists).
 
 from __future__ import annotations
 
-import re
-from abc import ABC, abstractmethod
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,373 +45,11 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ssl_robot import topics
-from ssl_robot.data.reader import (IMAGE_TYPE, BagError, BagIndex, BagReader, ImageRef, bag_topics, find_bags,
-                                   index_bag, require_topics, rgb_to_tensor)
-from ssl_robot.data.samplers import (BatchPlan, Episode, EpisodeFrames, GraspTriplet, Window, bag_episodes,
-                                     frames_by_episode, grasp_triplets, held_out, plan_batches, shard_windows,
-                                     split_into_windows, stratified_order, synchronize)
+from ssl_robot.data.reader import BagError, BagReader
+from ssl_robot.data.recordings import LABEL_KEYS, ReadOptions, Recordings, config_value, index_recordings
+from ssl_robot.data.samplers import BatchPlan, Window, plan_batches, shard_windows, split_into_windows
+from ssl_robot.data.samples import Images, Row, Samples, collate, method_samples, no_samples_reason
 
-FRAME_METHODS = ('tcn', 'svtcn', 'mftcn', 'betavae', 'ccvae')
-GRASP_METHOD = 'grasp2vec'
-METHODS = (*FRAME_METHODS, GRASP_METHOD)
-MULTI_VIEW_METHODS = ('tcn', 'mftcn')
-SPLITS = ('train', 'val', 'all')
-OBJECT_CAMERA_TOPIC = topics.camera_image(topics.OBJECT_CAMERA)
-SCENE_CAMERA_PATTERN = re.compile(r'^/cameras/[^/]+/image_raw$')
-LABEL_KEYS = ('gripper_closed', 'object_lifted', 'gripper_contact')
-IMAGE_KEYS = frozenset({'frames', 'clips', 'state', 'context', 'pre', 'post', 'object'})
-
-
-@dataclass(frozen=True)
-class ReadOptions:
-    """How bags are read; the defaults suit both the sim's bags and a robot's."""
-
-    sync_max_interval_ns: int = 10_000_000
-    """Largest spread of the stamps of one synchronized frame set. The sim stamps its cameras identically;
-    a robot's free-running cameras are up to one frame period apart, so keep it under half of one."""
-    sync_queue_size: int = 10
-    """Images per camera the synchronizer keeps waiting for a match."""
-    window_samples: int = 256
-    """Samples per window (the unit of reading and caching): time steps of one episode, or grasps of one bag."""
-    cache_images: int | None = None
-    """Decoded images a worker may hold. None: enough for episodes_per_batch + 1 of the largest windows,
-    so no window is read twice in an epoch; smaller bounds memory further at the cost of re-reading."""
-    grasp_camera: str | None = None
-    """grasp2vec: the scene camera topic of s_pre and s_post. None: the first camera."""
-    object_camera: str = OBJECT_CAMERA_TOPIC
-    """grasp2vec: the topic of the object images (o)."""
-
-    def __post_init__(self) -> None:
-        if self.sync_max_interval_ns < 0:
-            raise ValueError(f'ReadOptions.sync_max_interval_ns must be >= 0, got {self.sync_max_interval_ns}')
-        for name in ('sync_queue_size', 'window_samples', 'cache_images'):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f'ReadOptions.{name} must be >= 1, got {value}')
-
-
-def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f'unknown method {method!r}: the data pipeline knows {", ".join(METHODS)}')
-
-
-def segmentation_topic(image_topic: str) -> str:
-    """The segmentation topic published next to a camera's image topic (/cameras/<name>/segmentation)."""
-    if not image_topic.endswith('/image_raw'):
-        raise ValueError(f'cannot tell the segmentation topic of camera topic {image_topic!r}: it does not end '
-                         f'in /image_raw')
-    return image_topic[:-len('image_raw')] + 'segmentation'
-
-
-def required_topics(method: str, cameras: Sequence[str] = (), *, labels: bool = False,
-                    object_camera: str = OBJECT_CAMERA_TOPIC) -> list[str]:
-    """The topics a bag needs for method. cameras: the camera image topics the method reads, in view order
-    (tcn, mftcn: the V views; the others: one camera, for grasp2vec the grasp camera); left empty, only
-    the topics that do not depend on the camera choice are listed. labels: evaluation labels too.
-
-    /sim/episode is not required: a bag without it is one episode.
-    """
-    _check_method(method)
-    if method == GRASP_METHOD:
-        scene = list(cameras[:1])
-        return [*scene, object_camera, topics.GRASP_EVENTS, *(segmentation_topic(c) for c in scene if labels)]
-    return [*cameras, *([topics.GROUND_TRUTH] if labels else [])]
-
-
-def _config_value(config: Any, name: str, method: str) -> int:
-    value = getattr(config, name)
-    if value is None:
-        raise ValueError(f'DataConfig.{name} is null: {method} needs it (TrainConfig fills it from the model '
-                         f'config; a DataConfig made on its own must set it)')
-    return int(value)
-
-
-def _method_cameras(method: str, config: Any, first_bag: Path, available: dict[str, str],
-                    options: ReadOptions) -> tuple[str, ...]:
-    """The camera topics the method reads, in view order."""
-    if config.cameras == 'auto':
-        cameras = tuple(sorted(topic for topic, msgtype in available.items()
-                               if msgtype == IMAGE_TYPE and SCENE_CAMERA_PATTERN.match(topic)))
-        if not cameras:
-            raise BagError(first_bag, 'has no /cameras/<name>/image_raw topics; name the camera topics in '
-                                      'DataConfig.cameras')
-    else:
-        cameras = tuple(config.cameras)
-    if method == GRASP_METHOD:
-        return (options.grasp_camera or cameras[0],)
-    views = config.views if method in MULTI_VIEW_METHODS else 1
-    if len(cameras) < views:
-        raise BagError(first_bag, f'{method} needs {views} camera views but only {len(cameras)} camera topic(s) '
-                                  f'are available: {", ".join(cameras)}')
-    return cameras[:views]
-
-
-@dataclass
-class Recordings:
-    """The index of a set of bags for one method: episodes and their frames, or the grasps."""
-
-    method: str
-    bags: list[Path]
-    cameras: tuple[str, ...]
-    """Camera image topics read, in view order (grasp2vec: the grasp camera)."""
-    episodes: list[Episode]
-    frames: list[EpisodeFrames] = field(default_factory=list)
-    """Frame methods: the synchronized frames of every episode that has some."""
-    grasps: list[list[GraspTriplet]] = field(default_factory=list)
-    """grasp2vec: each bag's usable grasps, in time order."""
-    skipped: Counter[str] = field(default_factory=Counter)
-    """Grasps left out, by reason."""
-    sync_drops: Counter[str] = field(default_factory=Counter)
-    """Images the synchronizer dropped, by reason."""
-
-    def frames_of(self, episode: int) -> EpisodeFrames:
-        for frames in self.frames:
-            if frames.episode.id == episode:
-                return frames
-        raise ValueError(f'episode {episode} has no frames in {", ".join(map(str, self.bags))} '
-                         f'(episodes with frames: {[f.episode.id for f in self.frames]})')
-
-    def split_episodes(self, split: str, val_fraction: float) -> set[int]:
-        """Ids of the episodes in split ('train', 'val' or 'all')."""
-        if split not in SPLITS:
-            raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
-        if split == 'all':
-            return {episode.id for episode in self.episodes}
-        val = held_out([episode.key for episode in self.episodes], val_fraction)
-        return {episode.id for position, episode in enumerate(self.episodes) if (position in val) == (split == 'val')}
-
-
-def index_recordings(method: str, bags: Sequence[str | Path], config: Any, *, labels: bool = False,
-                     options: ReadOptions = ReadOptions()) -> Recordings:
-    """Index the bags for method (config: a DataConfig); BagError if one is unreadable or lacks a topic."""
-    _check_method(method)
-    paths = find_bags(bags)
-    available = [bag_topics(path) for path in paths]
-    cameras = _method_cameras(method, config, paths[0], available[0], options)
-    image_topics = list(cameras)
-    if method == GRASP_METHOD:
-        image_topics += [options.object_camera, *([segmentation_topic(cameras[0])] if labels else [])]
-    for path, topics_of_bag in zip(paths, available):
-        require_topics(path, topics_of_bag, required_topics(method, cameras, labels=labels,
-                                                            object_camera=options.object_camera), method)
-        require_topics(path, topics_of_bag, image_topics, method, IMAGE_TYPE)
-    recordings = Recordings(method, paths, cameras, [])
-    for bag, path in enumerate(paths):
-        index = index_bag(path, image_topics, ground_truth=labels and method != GRASP_METHOD)
-        episodes = bag_episodes(index, bag, len(recordings.episodes))
-        recordings.episodes += episodes
-        if method == GRASP_METHOD:
-            _add_grasps(recordings, index, episodes, labels, options)
-        else:
-            _add_frames(recordings, index, episodes, labels, options)
-    return recordings
-
-
-def _add_frames(recordings: Recordings, index: BagIndex, episodes: list[Episode], labels: bool,
-                options: ReadOptions) -> None:
-    if labels and (index.ground_truth is None or not len(index.ground_truth.stamp_ns)):
-        raise BagError(index.path, f'has no {topics.GROUND_TRUTH} messages to label frames with')
-    synced = synchronize([index.images[topic] for topic in recordings.cameras], options.sync_max_interval_ns,
-                         options.sync_queue_size)
-    recordings.sync_drops.update({reason: n for reason, n in synced.drops.items() if n})
-    recordings.frames += frames_by_episode(episodes, synced, recordings.cameras, index.ground_truth)
-
-
-def _add_grasps(recordings: Recordings, index: BagIndex, episodes: list[Episode], labels: bool,
-                options: ReadOptions) -> None:
-    scene = recordings.cameras[0]
-    triplets, skipped = grasp_triplets(index, episodes, scene, options.object_camera,
-                                       segmentation_topic(scene) if labels else None,
-                                       options.sync_max_interval_ns, successful_only=not labels)
-    recordings.grasps.append(triplets)
-    recordings.skipped.update(skipped)
-
-
-# --- per-method samples -----------------------------------------------------------------------------------
-
-Row = dict[str, Any]
-Images = dict[ImageRef, np.ndarray]
-
-
-class _Samples(ABC):
-    """One method's samples of one split: the windows they are read in, the units a window is drawn in
-    (a unit is one row, or an (anchor, positive) pair of rows), the images a unit needs, and its rows."""
-
-    rows_per_unit = 1
-
-    @abstractmethod
-    def windows(self, window_samples: int) -> list[Window]:
-        """The windows of the split's samples."""
-
-    def units(self, window: Window, group_size: int, rng: np.random.Generator | None) -> list[Any]:
-        """The window's units in the order they are used; group_size: units one batch takes from it."""
-        samples = np.arange(window.start, window.stop)
-        return [int(s) for s in (rng.permutation(samples) if rng is not None else samples)]
-
-    @abstractmethod
-    def refs(self, window: Window, unit: Any) -> list[ImageRef]:
-        """The images the unit's rows show."""
-
-    @abstractmethod
-    def rows(self, window: Window, unit: Any, images: Images) -> list[Row]:
-        """The unit's rows, its images taken from images."""
-
-    @abstractmethod
-    def image_bound(self, window: Window) -> int:
-        """At most this many distinct images are read for the window."""
-
-    @abstractmethod
-    def bag_of(self, window: Window) -> int:
-        """Position of the bag the window's images are in."""
-
-
-class _FrameSamples(_Samples):
-    """Samples are time steps of episodes; a window is a run of them in one episode."""
-
-    first_time = 0
-    """The earliest usable time of an episode (clips need frames before their time)."""
-
-    def __init__(self, frames: list[EpisodeFrames], labels: bool) -> None:
-        self.frames = frames
-        self.labels = labels
-
-    def windows(self, window_samples: int) -> list[Window]:
-        return [window for sequence, episode in enumerate(self.frames) if len(episode) > self.first_time
-                for window in split_into_windows(sequence, self.first_time, len(episode), window_samples)]
-
-    def bag_of(self, window: Window) -> int:
-        return self.frames[window.sequence].episode.bag
-
-    def _row(self, episode: EpisodeFrames, time: int) -> Row:
-        row: Row = {'times': time, 'episode': episode.episode.id}
-        if self.labels:
-            row.update(zip(LABEL_KEYS, (bool(flag) for flag in episode.labels[time])))
-        return row
-
-
-class _ClipSamples(_FrameSamples):
-    """tcn (one-frame clips, key 'frames') and mftcn (key 'clips'): all views of the clip ending at a time."""
-
-    def __init__(self, frames: list[EpisodeFrames], labels: bool, clip_frames: int | None, clip_stride: int) -> None:
-        super().__init__(frames, labels)
-        self.key = 'frames' if clip_frames is None else 'clips'
-        self.offsets = [0] if clip_frames is None else [clip_stride * j for j in range(clip_frames - 1, -1, -1)]
-        self.first_time = self.offsets[0]
-
-    def units(self, window: Window, group_size: int, rng: np.random.Generator | None) -> list[Any]:
-        return [window.start + t for t in stratified_order(window.stop - window.start, group_size, rng)]
-
-    def refs(self, window: Window, unit: int) -> list[ImageRef]:
-        episode = self.frames[window.sequence]
-        return [episode.ref(view, unit - offset) for view in range(len(episode.topics)) for offset in self.offsets]
-
-    def rows(self, window: Window, unit: int, images: Images) -> list[Row]:
-        episode = self.frames[window.sequence]
-        views = np.stack([np.stack([images[episode.ref(view, unit - offset)] for offset in self.offsets])
-                          for view in range(len(episode.topics))])
-        return [{self.key: views if self.key == 'clips' else views[:, 0], **self._row(episode, unit)}]
-
-    def image_bound(self, window: Window) -> int:
-        return (window.stop - window.start + self.first_time) * len(self.frames[window.sequence].topics)
-
-
-class _PairSamples(_FrameSamples):
-    """svtcn: (anchor, positive) pairs of one camera's frames, the positive 1..positive_window frames away."""
-
-    rows_per_unit = 2
-
-    def __init__(self, frames: list[EpisodeFrames], labels: bool, positive_window: int) -> None:
-        super().__init__(frames, labels)
-        self.positive_window = positive_window
-
-    def units(self, window: Window, group_size: int, rng: np.random.Generator | None) -> list[Any]:
-        length = len(self.frames[window.sequence])
-        units = []
-        for anchor in (window.start + t for t in stratified_order(window.stop - window.start, group_size, rng)):
-            distance = int(rng.integers(1, self.positive_window + 1)) if rng is not None else 1
-            positive = anchor + distance if anchor + distance < length else anchor - distance
-            units.append((anchor, min(max(positive, 0), length - 1)))
-        return units
-
-    def refs(self, window: Window, unit: tuple[int, int]) -> list[ImageRef]:
-        episode = self.frames[window.sequence]
-        return [episode.ref(0, time) for time in unit]
-
-    def rows(self, window: Window, unit: tuple[int, int], images: Images) -> list[Row]:
-        episode = self.frames[window.sequence]
-        return [{'frames': images[episode.ref(0, time)], **self._row(episode, time)} for time in unit]
-
-    def image_bound(self, window: Window) -> int:
-        return window.stop - window.start + 2 * self.positive_window
-
-
-class _StateSamples(_FrameSamples):
-    """betavae and ccvae: single frames of one camera, with the episode's first frame as context for ccvae."""
-
-    def __init__(self, frames: list[EpisodeFrames], labels: bool, context: bool) -> None:
-        super().__init__(frames, labels)
-        self.context = context
-
-    def refs(self, window: Window, unit: int) -> list[ImageRef]:
-        episode = self.frames[window.sequence]
-        return [episode.ref(0, unit), *([episode.ref(0, 0)] if self.context else [])]
-
-    def rows(self, window: Window, unit: int, images: Images) -> list[Row]:
-        episode = self.frames[window.sequence]
-        row: Row = {'state': images[episode.ref(0, unit)], **self._row(episode, unit)}
-        if self.context:
-            row['context'] = images[episode.ref(0, 0)]
-        return [row]
-
-    def image_bound(self, window: Window) -> int:
-        return window.stop - window.start + int(self.context)
-
-
-class _GraspSamples(_Samples):
-    """grasp2vec: grasp triplets; a window is a run of one bag's grasps in time order."""
-
-    def __init__(self, grasps: list[list[GraspTriplet]], labels: bool) -> None:
-        self.grasps = grasps
-        self.labels = labels
-
-    def windows(self, window_samples: int) -> list[Window]:
-        return [window for bag, triplets in enumerate(self.grasps)
-                for window in split_into_windows(bag, 0, len(triplets), window_samples)]
-
-    def bag_of(self, window: Window) -> int:
-        return window.sequence
-
-    def refs(self, window: Window, unit: int) -> list[ImageRef]:
-        grasp = self.grasps[window.sequence][unit]
-        return [ref for ref in (grasp.pre, grasp.post, grasp.object, grasp.pre_labels) if ref is not None]
-
-    def rows(self, window: Window, unit: int, images: Images) -> list[Row]:
-        grasp = self.grasps[window.sequence][unit]
-        pre = images[grasp.pre]
-        row: Row = {'pre': pre, 'post': images[grasp.post], 'episode': grasp.episode,
-                    'object': images[grasp.object] if grasp.object is not None else np.zeros_like(pre)}
-        if self.labels:
-            labels = images[grasp.pre_labels]
-            # Label 0 is the background: a grasp that names no object (index -1) has an empty mask.
-            mask = labels == grasp.object_index + 1 if grasp.object_index >= 0 else np.zeros(labels.shape, bool)
-            row.update(success=grasp.success, object_index=grasp.object_index, pre_mask=mask)
-        return [row]
-
-    def image_bound(self, window: Window) -> int:
-        return (window.stop - window.start) * (4 if self.labels else 3)
-
-
-def collate(rows: list[Row]) -> dict[str, torch.Tensor]:
-    """Rows stacked into a batch: images as float32 (..., C, H, W) in [0, 1], the rest as int64 or bool."""
-    batch = {}
-    for key in rows[0]:
-        values = np.array([row[key] for row in rows])
-        batch[key] = rgb_to_tensor(values) if key in IMAGE_KEYS else torch.from_numpy(values)
-    return batch
-
-
-# --- streaming --------------------------------------------------------------------------------------------
 
 class WindowCache:
     """The decoded images of recently used windows, least recently used evicted first, never more than
@@ -453,7 +89,7 @@ class WindowCache:
 class BatchStream(IterableDataset):
     """Batches of one method and split, streamed from the bags; wrap it in DataLoader(batch_size=None)."""
 
-    def __init__(self, recordings: Recordings, samples: _Samples, split: str, *, batch_size: int, slots: int,
+    def __init__(self, recordings: Recordings, samples: Samples, split: str, *, batch_size: int, slots: int,
                  image_size: int, seed: int, epochs: int | None, shuffle: bool, drop_last: bool,
                  options: ReadOptions, shard: tuple[int, int]) -> None:
         super().__init__()
@@ -558,41 +194,6 @@ class BatchStream(IterableDataset):
         return self.readers[self.samples.bag_of(window)].read_images(refs, self.image_size)
 
 
-def _samples(recordings: Recordings, config: Any, episodes: set[int], labels: bool) -> _Samples:
-    method = recordings.method
-    if method == GRASP_METHOD:
-        return _GraspSamples([[g for g in triplets if g.episode in episodes] for triplets in recordings.grasps],
-                             labels)
-    frames = [f for f in recordings.frames if f.episode.id in episodes]
-    if method == 'tcn':
-        return _ClipSamples(frames, labels, None, 1)
-    if method == 'mftcn':
-        return _ClipSamples(frames, labels, _config_value(config, 'clip_frames', method),
-                            _config_value(config, 'clip_stride', method))
-    if method == 'svtcn':
-        return _PairSamples(frames, labels, _config_value(config, 'positive_window', method))
-    return _StateSamples(frames, labels, context=method == 'ccvae')
-
-
-def _no_samples_reason(recordings: Recordings, split: str, episodes: set[int], samples: _Samples,
-                       val_fraction: float) -> str:
-    if not episodes:
-        return (f'split {split!r} holds none of the {len(recordings.episodes)} episode(s) '
-                f'(val_fraction {val_fraction})')
-    if recordings.method == GRASP_METHOD:
-        reasons = ', '.join(f'{n} {reason}' for reason, n in recordings.skipped.most_common()) or 'none recorded'
-        return f'no usable grasps in split {split!r} (grasps left out: {reasons})'
-    if not recordings.frames:
-        drops = ', '.join(f'{n} {reason}' for reason, n in recordings.sync_drops.most_common()) or 'no images'
-        return (f'no synchronized frames of {", ".join(recordings.cameras)} (synchronizer drops: {drops}); '
-                f'a robot\'s cameras may need a larger ReadOptions.sync_max_interval_ns')
-    if isinstance(samples, _FrameSamples) and samples.first_time:
-        longest = max((len(f) for f in samples.frames), default=0)
-        return (f'no episode of split {split!r} has the {samples.first_time + 1} frames a clip spans '
-                f'(the longest has {longest})')
-    return f'split {split!r} has no frames'
-
-
 def make_dataset(method: str, bags: Sequence[str | Path], config: Any, split: str = 'train', *, batch_size: int,
                  seed: int = 0, epochs: int | None = None, shuffle: bool | None = None, drop_last: bool | None = None,
                  labels: bool = False, options: ReadOptions = ReadOptions(), shard: tuple[int, int] = (0, 1),
@@ -614,13 +215,13 @@ def make_dataset(method: str, bags: Sequence[str | Path], config: Any, split: st
     if batch_size < 1:
         raise ValueError(f'batch_size must be >= 1, got {batch_size}')
     episodes = recordings.split_episodes(split, config.val_fraction)
-    samples = _samples(recordings, config, episodes, labels)
+    samples = method_samples(recordings, config, episodes, labels)
     if not samples.windows(options.window_samples):
         raise BagError(recordings.bags, f'{method}: zero usable samples: '
-                                        f'{_no_samples_reason(recordings, split, episodes, samples, config.val_fraction)}')
+                                        f'{no_samples_reason(recordings, split, episodes, samples, config.val_fraction)}')
     training = split == 'train'
     return BatchStream(recordings, samples, split, batch_size=batch_size, slots=config.episodes_per_batch,
-                       image_size=_config_value(config, 'image_size', method), seed=seed,
+                       image_size=config_value(config, 'image_size', method), seed=seed,
                        epochs=epochs if epochs is not None or training else 1,
                        shuffle=training if shuffle is None else shuffle,
                        drop_last=training if drop_last is None else drop_last, options=options, shard=shard)

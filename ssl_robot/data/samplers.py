@@ -21,7 +21,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ssl_robot import topics
-from ssl_robot.data.reader import BagIndex, GroundTruthFlags, ImageRef, StampIndex
+from ssl_robot.data.bag_index import BagIndex, GroundTruthFlags, StampIndex
+from ssl_robot.data.reader import ImageRef
 from ssl_robot.events import CameraPose, decode_camera_poses
 from ssl_robot.sync import ApproximateTimeSynchronizer
 

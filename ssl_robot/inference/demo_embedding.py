@@ -2,7 +2,7 @@
 
 embed_demo() reads one episode of a bag (`ssl-robot collect --mode motion`, or a recording of the sim graph) and
 embeds its synchronized camera sets the way the embedding node embeds live ones: the same cameras in the same order,
-frames at the bag's resolution resized by embedder.preprocess, the same MultiViewEmbedder, and the fused last row.
+frames at the bag's resolution resized by images.model_pixels, the same MultiViewEmbedder, and the fused last row.
 The embedding node, which holds the model, does this at start and publishes the demo for the reward node.
 """
 
@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ssl_robot.data.datasets import ReadOptions, episode_frames, index_recordings
+from ssl_robot.data.config import DataConfig
+from ssl_robot.data.datasets import episode_frames
+from ssl_robot.data.recordings import ReadOptions, index_recordings
 from ssl_robot.rewards.demonstration import NS_PER_S, EmbeddedDemo
 from ssl_robot.inference.embedder import MultiViewEmbedder
 from ssl_robot.inference.model_holder import LoadedModel
 from ssl_robot.rewards.functions import DemoTrajectory
-from ssl_robot.train.config import DataConfig
 
 
 def embed_demo(bag: str | os.PathLike, episode: int, model: LoadedModel, camera_topics: Sequence[str], *,

@@ -5,7 +5,7 @@ synchronized set of camera images. Pure: no rclpy, so it runs and is tested with
 - MultiViewEmbedder: K synchronized views -> K + 1 unit-norm embeddings, one per view and their fusion.
 
 Frames are (H, W, 3) uint8 RGB arrays of any size. They are resized to the model's image_size the way
-training resized them (ssl_robot.data.reader.resize_rgb: pixel-area averaging, aspect ratio not kept), so
+training resized them (ssl_robot.images.model_pixels: pixel-area averaging, aspect ratio not kept), so
 the model sees live frames as it saw recorded ones.
 
 An mfTCN clip is num_frames frames `stride` frames apart, counted in the frames FrameBuffer keeps. Training
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ssl_robot.data.reader import resize_rgb, rgb_to_tensor
+from ssl_robot.images import model_pixels, rgb_to_tensor
 from ssl_robot.models.mftcn import MultiFrameTCN
 
 if TYPE_CHECKING:
@@ -81,14 +81,6 @@ class FrameBuffer:
         return np.stack(list(self._frames)[::self.stride])
 
 
-def preprocess(frames: Sequence[np.ndarray], image_size: int) -> np.ndarray:
-    """(K, image_size, image_size, 3) uint8: each (H, W, 3) uint8 RGB view resized as training resized it."""
-    for view, frame in enumerate(frames):
-        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f'view {view} must be an (H, W, 3) uint8 RGB image, got {frame.dtype} {frame.shape}')
-    return np.stack([resize_rgb(frame, image_size) for frame in frames])
-
-
 def with_fused_row(embeddings: Tensor) -> Tensor:
     """(K, D) unit-norm view embeddings -> (K + 1, D): the views, then their mean re-normalised to unit length
     (a zero row in the degenerate case where the views cancel out)."""
@@ -139,7 +131,7 @@ class MultiViewEmbedder:
             raise ValueError(f'expected {self.num_views} views, got {len(frames)}')
         loaded = self.model.current  # one model for the whole set, even if a reload swaps it meanwhile
         model = loaded.model
-        images = preprocess(frames, model.config.image_size)
+        images = model_pixels(frames, model.config.image_size)
         # embed() and embed_clip() run under torch.no_grad() in eval() mode (models.encoders.inference).
         if isinstance(model, MultiFrameTCN):
             clips = self._clips(stamp_ns, images, model)

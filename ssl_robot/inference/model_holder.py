@@ -23,9 +23,8 @@ import torch
 from torch import nn
 
 import ssl_robot
-from ssl_robot.data.reader import rgb_to_tensor
+from ssl_robot import images
 from ssl_robot.health.problem_log import ProblemLog
-from ssl_robot.inference.embedder import preprocess
 from ssl_robot.models.checkpoint import CheckpointError, CheckpointHeader, load_checkpoint, read_metadata
 from ssl_robot.models.encoders import default_device
 from ssl_robot.models.registry import METHODS
@@ -246,5 +245,6 @@ class ModelLoader:
 
 
 def model_input(loaded: LoadedModel, frame: np.ndarray) -> torch.Tensor:
-    """(1, 3, S, S) float tensor on the model's device: the frame as the model was trained to see it."""
-    return rgb_to_tensor(preprocess([frame], loaded.config.image_size)).to(loaded.device)
+    """(1, 3, S, S) float tensor on the model's device: the frame as the model was trained to see it
+    (images.model_input at the model's image_size)."""
+    return images.model_input(frame, loaded.config.image_size).to(loaded.device)

@@ -23,7 +23,7 @@ from ssl_robot.rewards.relabel import LatentRelabelConfig
 from ssl_robot.rl.tasks import EnvConfig
 from ssl_robot.train.config import read_yaml_mapping
 from ssl_robot.train.errors import TrainError
-from ssl_robot.train.typed_config import build, convert_fields, parse_override, to_plain, with_override
+from ssl_robot.typed_config import ConfigError, build, convert_fields, parse_override, to_plain, with_override
 
 # Env names of the command line and the Gymnasium registry -> EnvConfig.task.
 ENV_TASKS = {'TrayReach': 'reach', 'TrayPush': 'push'}
@@ -134,13 +134,13 @@ def load_rl_config(env_name: str, path: Path | None = None, overrides: Sequence[
     values = read_yaml_mapping(path) if path is not None else {}
     try:
         config = config_from_dict(env_name, values)
-    except TrainError as err:
+    except (ConfigError, TrainError) as err:
         raise TrainError(f'{path}: {err}' if path is not None else str(err)) from None
     for override in overrides:
         values = with_override(values, *parse_override(override))
         try:
             config = config_from_dict(env_name, values)
-        except TrainError as err:
+        except (ConfigError, TrainError) as err:
             raise TrainError(f'--set {override}: {err}') from None
     return config
 

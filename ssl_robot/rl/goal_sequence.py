@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ssl_robot.train.typed_config import convert_fields
+from ssl_robot.typed_config import convert_fields
 
 Position = tuple[float, float, float]
 

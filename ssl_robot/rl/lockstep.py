@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from ssl_robot.train.typed_config import convert_fields
+from ssl_robot.typed_config import convert_fields
 
 NS_PER_S = 1_000_000_000
 STEPPING = ('free', 'on_request')

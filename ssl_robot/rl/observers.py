@@ -10,10 +10,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
+from ssl_robot.images import model_input, resize_rgb
 from ssl_robot.inference.model_holder import CHECKPOINTS_DIR
 from ssl_robot.models.checkpoint import CheckpointError, load_checkpoint
 from ssl_robot.models.vae import CCVAE
@@ -79,13 +79,8 @@ class PixelObserver(Observer):
         self.reward_scale = 1.0 / float(np.sqrt(self.dim))
 
     def encode(self, image: np.ndarray | None, state: np.ndarray) -> np.ndarray:
-        small = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        small = resize_rgb(image, self.size)
         return (small.astype(np.float32) / 255.0).reshape(-1)
-
-
-def image_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1], the VAEs' input."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)[None]
 
 
 def load_task_vae(path: Path, image_size: int) -> torch.nn.Module:
@@ -103,7 +98,9 @@ def load_task_vae(path: Path, image_size: int) -> torch.nn.Module:
 
 class LatentObserver(Observer):
     """The VAE posterior mean: mu(s) for a beta-VAE (RIG), mu(s | s0) for a CC-VAE conditioned on the episode's
-    first image s0 (CC-RIG). Prior goals are z ~ N(0, I), for the CC-VAE under the episode's context."""
+    first image s0 (CC-RIG). Prior goals are z ~ N(0, I), for the CC-VAE under the episode's context. Images are the
+    model's input as training made it (images.model_input), so a camera rendered larger than the VAE takes is
+    area-downsampled first, as the bags the VAE trained on were."""
 
     def __init__(self, config: EnvConfig, model: torch.nn.Module) -> None:
         self.model = model
@@ -116,10 +113,10 @@ class LatentObserver(Observer):
 
     def start_episode(self, first_image: np.ndarray | None) -> None:
         if self.conditional:
-            self._context = self.model.context(image_tensor(first_image))
+            self._context = self.model.context(model_input(first_image, self.model.config.image_size))
 
     def encode(self, image: np.ndarray | None, state: np.ndarray) -> np.ndarray:
-        states = image_tensor(image)
+        states = model_input(image, self.model.config.image_size)
         if self.conditional:
             latent = self.model.encode_in_context(states, self._context)
         else:

@@ -29,7 +29,7 @@ from ssl_robot.atomic import write_atomic
 from ssl_robot.models.checkpoint import CheckpointError, load_tensors, read_metadata, tensor_problems
 from ssl_robot.rl.config import RLConfig, config_from_plain
 from ssl_robot.rl.observers import make_observer
-from ssl_robot.train.typed_config import to_plain
+from ssl_robot.typed_config import to_plain
 
 FORMAT = 'ssl_robot.policy/1'
 ALGORITHMS: dict[str, type[OffPolicyAlgorithm]] = {'sac': SAC, 'td3': TD3}

@@ -34,7 +34,7 @@ from ssl_robot.inference.model_holder import CHECKPOINTS_DIR, checkpoint_model_i
 from ssl_robot.rewards.functions import latent_distance_reward
 from ssl_robot.rl.observers import vae_checkpoint_path
 from ssl_robot.rl.policy import GoalPolicy, load_policy
-from ssl_robot.train.typed_config import convert_fields
+from ssl_robot.typed_config import convert_fields
 
 DEFAULT_POLICY = CHECKPOINTS_DIR / 'rl_reach_policy.safetensors'
 

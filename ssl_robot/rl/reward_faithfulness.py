@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ssl_robot.data.reader import resize_rgb
 from ssl_robot.inference.model_holder import CHECKPOINTS_DIR
 from ssl_robot.models.checkpoint import read_checkpoint_header
 from ssl_robot.rewards.evaluation import spearman_rho
@@ -49,17 +48,6 @@ SCENE_STREAM = 1
 """Second entropy word of the scenes' rng, so that they are not the stream of the env's first reset seed."""
 
 
-class SceneCameraObserver(LatentObserver):
-    """A VAE's latent of a camera rendered larger than the VAE takes, area-downsampled first, as the bags the
-    shipped scene VAEs trained on were (ssl_robot.data.reader.resize_rgb)."""
-
-    def start_episode(self, first_image: np.ndarray | None) -> None:
-        super().start_episode(resize_rgb(first_image, self.model.config.image_size))
-
-    def encode(self, image: np.ndarray | None, state: np.ndarray) -> np.ndarray:
-        return super().encode(resize_rgb(image, self.model.config.image_size), state)
-
-
 @dataclass(frozen=True)
 class RewardColumn:
     """One reward to judge: the env that observes and scores, and the camera it sees through."""
@@ -67,12 +55,13 @@ class RewardColumn:
     label: str
     config: EnvConfig
     scene_vae: Path | None = None
-    """A scene-camera VAE observed through SceneCameraObserver instead of the config's own observer."""
+    """A scene-camera VAE observing the scene camera (rendered larger than it takes) instead of the config's own
+    observer."""
 
     def make_env(self) -> TrayGoalEnv:
         if self.scene_vae is None:
             return TrayGoalEnv(self.config)
-        observer = SceneCameraObserver(self.config, load_task_vae(self.scene_vae, SCENE_VAE_IMAGE_SIZE))
+        observer = LatentObserver(self.config, load_task_vae(self.scene_vae, SCENE_VAE_IMAGE_SIZE))
         return TrayGoalEnv(self.config, observer=observer)
 
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from ssl_robot.train.typed_config import convert_fields
+from ssl_robot.typed_config import convert_fields
 
 TASKS = ('reach', 'push')
 MODES = ('state', 'latent', 'pixel')

@@ -1,8 +1,9 @@
 """Conversions between ROS messages and numpy arrays (the parts of cv_bridge this stack needs).
 
-image_to_array() returns pixels in the channel order the message stores them (a bgr8 image comes back
-as BGR); as_rgb() turns any colour or mono8 image into the HxWx3 RGB uint8 array the models take. Both
-only read the fields every sensor_msgs/Image has, so they work on rclpy messages and on messages
+Only the message fields are handled here; what the pixel bytes of an encoding mean is ssl_robot.images', the one
+image module the bag reader uses too. image_to_array() returns pixels in the channel order the message stores them
+(a bgr8 image comes back as BGR); as_rgb() turns any colour or mono8 image into the HxWx3 RGB uint8 array the
+models take. Both only read the fields every sensor_msgs/Image has, so they work on rclpy messages and on messages
 deserialized by rosbags alike.
 """
 
@@ -10,13 +11,15 @@ from __future__ import annotations
 
 import array
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, PoseArray
 from sensor_msgs.msg import CameraInfo, Image, JointState
+
+from ssl_robot import images
 
 NS_PER_S = 1_000_000_000
 _INT32_MAX = 2**31 - 1
@@ -27,8 +30,9 @@ class MessageError(ValueError):
     kind = 'bad_message'
 
 
-class ImageFormatError(MessageError):
-    """An Image message (or an array meant for one) whose layout does not match its encoding."""
+class ImageFormatError(MessageError, images.ImageFormatError):
+    """An Image message (or an array meant for one) whose layout does not match its encoding: the image module's
+    error, raised again as a MessageError so that a node's one `except MessageError` covers its images too."""
     kind = 'bad_image'
 
 
@@ -38,103 +42,41 @@ class StampError(MessageError):
     kind = 'bad_stamp'
 
 
-@dataclass(frozen=True)
-class Encoding:
-    dtype: np.dtype
-    channels: int
-
-
-ENCODINGS: dict[str, Encoding] = {
-    'rgb8': Encoding(np.dtype(np.uint8), 3),
-    'bgr8': Encoding(np.dtype(np.uint8), 3),
-    'rgba8': Encoding(np.dtype(np.uint8), 4),
-    'bgra8': Encoding(np.dtype(np.uint8), 4),
-    'mono8': Encoding(np.dtype(np.uint8), 1),
-    'mono16': Encoding(np.dtype(np.uint16), 1),
-    '16UC1': Encoding(np.dtype(np.uint16), 1),
-    '32SC1': Encoding(np.dtype(np.int32), 1),
-    '32FC1': Encoding(np.dtype(np.float32), 1),
-}
-
-
-def _encoding(name: str) -> Encoding:
+@contextmanager
+def _as_message_error() -> Iterator[None]:
     try:
-        return ENCODINGS[name]
-    except KeyError:
-        raise ImageFormatError(f'unsupported image encoding {name!r}; supported: {", ".join(ENCODINGS)}') from None
-
-
-def _pixel_shape(height: int, width: int, channels: int) -> tuple[int, ...]:
-    return (height, width) if channels == 1 else (height, width, channels)
+        yield
+    except images.ImageFormatError as error:
+        raise ImageFormatError(str(error)) from None
 
 
 def image_to_array(msg, reject_nan: bool = False) -> np.ndarray:
-    """The pixels of an Image as a read-only (H, W) or (H, W, C) array in native byte order.
-
-    Row padding (step > width * bytes per pixel) is skipped without copying; big-endian data is
-    byte-swapped into a copy. With reject_nan, a float image holding NaN raises ImageFormatError.
-    """
-    encoding = _encoding(msg.encoding)
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height == 0 or width == 0:
-        raise ImageFormatError(f'{msg.encoding} image has zero size ({width}x{height})')
+    """The pixels of an Image as a read-only (H, W) or (H, W, C) array in native byte order (images.decode_pixels:
+    row padding skipped without copying; with reject_nan, a float image holding NaN is refused)."""
     data = msg.data if isinstance(msg.data, (bytes, bytearray, memoryview, array.array, np.ndarray)) \
         else bytes(msg.data)
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    if buffer.size == 0:
-        raise ImageFormatError(f'{msg.encoding} image {width}x{height} has empty data')
-    row_bytes = width * encoding.channels * encoding.dtype.itemsize
-    if step < row_bytes:
-        raise ImageFormatError(f'{msg.encoding} image step {step} is less than width * channels * bytes '
-                               f'= {width} * {encoding.channels} * {encoding.dtype.itemsize} = {row_bytes}')
-    if buffer.size != step * height:
-        raise ImageFormatError(f'{msg.encoding} image data has {buffer.size} bytes, expected step * height '
-                               f'= {step} * {height} = {step * height}')
-    dtype = encoding.dtype.newbyteorder('>' if msg.is_bigendian else '<')
-    shape = _pixel_shape(height, width, encoding.channels)
-    strides = (step, encoding.channels * encoding.dtype.itemsize, encoding.dtype.itemsize)[:len(shape)]
-    pixels = np.ndarray(shape, dtype=dtype, buffer=buffer, strides=strides)
-    if not dtype.isnative:
-        pixels = pixels.astype(encoding.dtype)
-    if reject_nan and pixels.dtype.kind == 'f' and np.isnan(pixels).any():
-        raise ImageFormatError(f'{msg.encoding} image has {int(np.isnan(pixels).sum())} NaN pixels')
-    pixels.setflags(write=False)
-    return pixels
+    with _as_message_error():
+        return images.decode_pixels(msg.encoding, int(msg.height), int(msg.width), int(msg.step),
+                                    bool(msg.is_bigendian), data, reject_nan)
 
 
 def as_rgb(pixels: np.ndarray, encoding: str) -> np.ndarray:
-    """An (H, W, 3) uint8 RGB array from image_to_array() output of a colour or mono8 image."""
-    if encoding in ('rgb8', 'rgba8'):
-        return pixels[..., :3]
-    if encoding in ('bgr8', 'bgra8'):
-        return pixels[..., 2::-1]
-    if encoding == 'mono8':
-        return np.repeat(pixels[..., None], 3, axis=2)
-    raise ImageFormatError(f'{encoding!r} is not a colour or mono8 encoding; cannot make RGB from it')
+    """An (H, W, 3) uint8 RGB array from image_to_array() output of a colour or mono8 image (images.to_rgb)."""
+    with _as_message_error():
+        return images.to_rgb(pixels, encoding)
 
 
 def array_to_image(pixels: np.ndarray, encoding: str, stamp: Time, frame_id: str) -> Image:
     """An Image holding a copy of pixels ((H, W) or (H, W, C), dtype as the encoding requires)."""
-    expected = _encoding(encoding)
-    pixels = np.asarray(pixels)
-    if pixels.dtype != expected.dtype:
-        raise ImageFormatError(f'array dtype {pixels.dtype} does not match encoding {encoding} ({expected.dtype})')
-    if expected.channels == 1 and pixels.ndim == 3 and pixels.shape[2] == 1:
-        pixels = pixels[..., 0]
-    if pixels.ndim != (2 if expected.channels == 1 else 3) or pixels.shape[2:] not in ((), (expected.channels,)):
-        raise ImageFormatError(f'array shape {pixels.shape} does not fit encoding {encoding} '
-                               f'({expected.channels} channel{"s" if expected.channels > 1 else ""})')
-    if pixels.size == 0:
-        raise ImageFormatError(f'array shape {pixels.shape} has zero size')
-    height, width = pixels.shape[:2]
-    msg = Image(encoding=encoding, height=height, width=width,
-                step=width * expected.channels * expected.dtype.itemsize,
+    with _as_message_error():
+        pixels, step = images.pixel_layout(pixels, encoding)
+    msg = Image(encoding=encoding, height=pixels.shape[0], width=pixels.shape[1], step=step,
                 is_bigendian=int(sys.byteorder == 'big'))
     msg.header.stamp = stamp
     msg.header.frame_id = frame_id
     # rclpy stores an array.array('B') as is; any other sequence is checked and copied element by element.
     data = array.array('B')
-    data.frombytes(memoryview(np.ascontiguousarray(pixels)).cast('B'))
+    data.frombytes(memoryview(pixels).cast('B'))
     msg.data = data
     return msg
 

@@ -1,6 +1,6 @@
 """Training: `ssl-robot train METHOD --bag PATH... --out RUN_DIR`, single process or under torchrun.
 
-config      TrainConfig / DataConfig, read from YAML with key.sub=value overrides
+config      TrainConfig (with ssl_robot.data.config.DataConfig nested), read from YAML with key.sub=value overrides
 loop        train(config, make_batches, out): the loop, resuming from the run directory's latest checkpoint
 checkpoint  pickle-free training checkpoints (model, optimizer) with a `latest` link and the last K kept
 run_dir     the run directory's layout, the resolved config and the code version of every start

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ssl_robot.data.reader import rgb_to_tensor
+from ssl_robot.images import rgb_to_tensor
 from ssl_robot.models.mftcn import MultiFrameTCN
 from ssl_robot.models.registry import build_model
 from ssl_robot.models.tcn import TCN, SingleViewTCN

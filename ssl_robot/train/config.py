@@ -1,5 +1,5 @@
-"""The training config: TrainConfig with the method's model config and a DataConfig nested in it, read from YAML
-with command-line overrides.
+"""The training config: TrainConfig with the method's model config and a DataConfig (ssl_robot.data.config) nested
+in it, read from YAML with command-line overrides (ssl_robot.typed_config).
 
     method: tcn            # optional in the file; must match the command's METHOD
     steps: 20000
@@ -22,8 +22,10 @@ from typing import Any, Literal
 
 import yaml
 
+from ssl_robot.data.config import DataConfig
 from ssl_robot.train.errors import TrainError
-from ssl_robot.train.typed_config import build, convert_fields, parse_override, to_plain, with_override
+from ssl_robot.typed_config import (ConfigError, build, convert_fields, parse_override, require_at_least, to_plain,
+                                    with_override)
 
 # DataConfig fields that say what the model also says, and the model config fields they mirror (first one present).
 # Left null they take the model's value, so the loader and the model can not disagree.
@@ -34,51 +36,6 @@ MODEL_FIELDS_MIRRORED_BY_DATA = {
     'positive_window': ('positive_radius',),
     'negative_window': ('negative_window', 'negative_radius'),
 }
-
-
-def _require_at_least(config: Any, name: str, minimum: float) -> None:
-    value = getattr(config, name)
-    if value is not None and value < minimum:
-        raise ValueError(f'{type(config).__name__}.{name} must be >= {minimum}, got {value}')
-
-
-@dataclass(frozen=True, kw_only=True)
-class DataConfig:
-    """What the bag reader (ssl_robot.data.datasets.make_dataset) needs to turn recordings into training batches."""
-
-    cameras: tuple[str, ...] | Literal['auto'] = 'auto'
-    """Image topics to read, in view order; 'auto': every sensor_msgs/Image topic of the bags, sorted by name."""
-    views: int = 2
-    """Multi-view methods (tcn, mftcn): synchronized camera views per time step, the first `views` cameras."""
-    image_size: int | None = None
-    """Side in pixels of the square images the frames are resized to. null: the model's image_size."""
-    clip_frames: int | None = None
-    """mftcn: frames per clip (n). null: the model's num_frames; unused by single-frame methods."""
-    clip_stride: int | None = None
-    """mftcn: frames between consecutive frames of a clip (s). null: the model's stride."""
-    positive_window: int | None = None
-    """svtcn: frames at most this far from an anchor are its positives. null: the model's positive_radius."""
-    negative_window: int | None = None
-    """TCN family: frames of the anchor's episode within this many frames of it are never negatives, so a batch
-    needs times further apart than this. null: the model's negative_window (svtcn: negative_radius)."""
-    episodes_per_batch: int = 4
-    """Batch composition: a batch is batch_size time steps from this many episodes, batch_size / episodes_per_batch
-    each, so in-batch negatives include hard ones from the anchor's own episode. Must divide batch_size."""
-    val_fraction: float = 0.1
-    """Fraction of the episodes held out as split 'val', chosen the same way on every run."""
-
-    def __post_init__(self) -> None:
-        convert_fields(self)
-        if isinstance(self.cameras, tuple) and not self.cameras:
-            raise ValueError("DataConfig.cameras must name at least one topic, or be 'auto'")
-        if isinstance(self.cameras, tuple) and self.views > len(self.cameras):
-            raise ValueError(f'DataConfig.views is {self.views} but cameras names only {len(self.cameras)}: '
-                             f'{list(self.cameras)}')
-        for name in ('views', 'image_size', 'clip_frames', 'clip_stride', 'positive_window', 'episodes_per_batch'):
-            _require_at_least(self, name, 1)
-        _require_at_least(self, 'negative_window', 0)
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f'DataConfig.val_fraction must be in [0, 1), got {self.val_fraction}')
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,9 +86,9 @@ class TrainConfig:
         if not dataclasses.is_dataclass(self.model):
             raise ValueError(f'TrainConfig.model must be a model config dataclass, got {self.model!r}')
         for name in ('steps', 'batch_size', 'log_every', 'keep_checkpoints'):
-            _require_at_least(self, name, 1)
+            require_at_least(self, name, 1)
         for name in ('seed', 'weight_decay', 'grad_clip', 'checkpoint_every', 'checkpoint_every_s', 'num_workers'):
-            _require_at_least(self, name, 0)
+            require_at_least(self, name, 0)
         if not self.lr > 0:
             raise ValueError(f'TrainConfig.lr must be > 0, got {self.lr}')
         if self.max_minutes is not None and not self.max_minutes > 0:
@@ -187,13 +144,13 @@ def load_train_config(method: str, model_config_class: type, path: Path | None =
     values = read_yaml_mapping(path) if path is not None else {}
     try:
         config = config_from_dict(method, model_config_class, values)
-    except TrainError as err:
+    except (ConfigError, TrainError) as err:
         raise TrainError(f'{path}: {err}' if path is not None else str(err)) from None
     for override in overrides:
         values = with_override(values, *parse_override(override))
         try:
             config = config_from_dict(method, model_config_class, values)
-        except TrainError as err:
+        except (ConfigError, TrainError) as err:
             raise TrainError(f'--set {override}: {err}') from None
     return config
 

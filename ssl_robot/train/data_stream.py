@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
-from ssl_robot.train.config import DataConfig
+from ssl_robot.data.config import DataConfig
 from ssl_robot.train.errors import TrainError
 
 Batch = dict[str, Tensor]

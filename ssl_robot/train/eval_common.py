@@ -15,9 +15,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from ssl_robot.data.datasets import LABEL_KEYS, Recordings, episode_frames
-from ssl_robot.data.reader import resize_rgb
+from ssl_robot.data.datasets import episode_frames
+from ssl_robot.data.recordings import LABEL_KEYS, Recordings
 from ssl_robot.data.samplers import EpisodeFrames
+from ssl_robot.images import model_pixels
 from ssl_robot.models import METHODS, build_model, load_weights, method_spec, read_checkpoint_header
 from ssl_robot.resources import share_path
 from ssl_robot.train.checkpoint import MODEL_FILE, latest_checkpoint
@@ -165,7 +166,7 @@ def episode_images(recordings: Recordings, episode: int,
     labels = []
     for frame in episode_frames(recordings, episode, window_samples=READ_WINDOW_FRAMES):
         for size, frames in resized.items():
-            frames.append(np.stack([resize_rgb(image, size) for image in frame.images]))
+            frames.append(model_pixels(frame.images, size))
         if frame.labels is not None:
             labels.append([frame.labels[key] for key in LABEL_KEYS])
     return {size: np.stack(frames) for size, frames in resized.items()}, np.array(labels) if labels else None

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssl_robot.data.datasets import LABEL_KEYS, index_recordings
+from ssl_robot.data.recordings import LABEL_KEYS, index_recordings
 from ssl_robot.train.baselines import FrameEmbedder, PixelEmbedder, alignment_chance, model_embedder, random_model
 from ssl_robot.train.eval_common import (BASELINE_RUNS, CHANCE, PIXELS, RANDOM, SVTCN, TRAINED, EvalOptions, Evaluation,
                                          TrainedRun, confidence_intervals, episode_images, episodes_with_frames,

@@ -11,8 +11,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from ssl_robot.data.datasets import index_recordings
-from ssl_robot.data.reader import rgb_to_tensor
+from ssl_robot.data.recordings import index_recordings
+from ssl_robot.images import rgb_to_tensor
 from ssl_robot.models import CCVAE
 from ssl_robot.train.baselines import images_to_device, random_model
 from ssl_robot.train.eval_common import (CHANCE, MEAN_IMAGE, RANDOM, TRAINED, EvalOptions, Evaluation, TrainedRun,

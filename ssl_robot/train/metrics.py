@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 GROUND_TRUTH_ATTRIBUTES = ('gripper_closed', 'object_lifted', 'gripper_contact')
-"""The sim attributes probed with k-NN, in the column order of ssl_robot.data.reader.GroundTruthFlags.at."""
+"""The sim attributes probed with k-NN, in the column order of ssl_robot.data.bag_index.GroundTruthFlags.at."""
 
 _DISTANCE_BLOCK_ELEMENTS = 1 << 24
 """Float64 elements of one block of coordinate differences (128 MiB): bounds memory for long episodes."""

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 
 from ssl_robot.atomic import write_atomic
 from ssl_robot.train.run_dir import code_version, version_label
-from ssl_robot.train.typed_config import to_plain
+from ssl_robot.typed_config import to_plain
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 REQUIRED_META = ('checkpoint', 'bags')

@@ -27,7 +27,7 @@ import ssl_robot
 from ssl_robot.atomic import write_atomic
 from ssl_robot.train.config import TrainConfig, config_to_yaml
 from ssl_robot.train.errors import TrainError
-from ssl_robot.train.typed_config import to_plain
+from ssl_robot.typed_config import to_plain
 
 
 def _git(*args: str) -> str | None:

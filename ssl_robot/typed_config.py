@@ -2,7 +2,8 @@
 
 `build` makes a dataclass from a plain mapping: unknown keys are refused, and each value is checked against its
 field's type hint and converted when the conversion is exact (a YAML list to a tuple, `1e-4`, which YAML 1.1
-reads as a string, to a float, `2.0` to an int). Every error is a TrainError naming the dotted key and the value.
+reads as a string, to a float, `2.0` to an int). Every error is a ConfigError naming the dotted key and the value.
+Shared by the configs of training, data, RL and the sim, so that none of them imports another's layer for it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from ssl_robot.train.errors import TrainError
+
+class ConfigError(ValueError):
+    """A config value of the wrong type, an unknown key or a malformed override; the message names the dotted key and
+    the value."""
 
 
 _SCALAR_NAMES = {bool: 'true or false', int: 'an int', float: 'a number', str: 'a string'}
@@ -64,7 +68,7 @@ def _to_float(value: Any) -> float | None:
 
 
 def convert(value: Any, hint: Any, key: str) -> Any:
-    """value as the type hint says, or a TrainError naming key and value."""
+    """value as the type hint says, or a ConfigError naming key and value."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     converted: Any = None
     if hint is Any:
@@ -78,7 +82,7 @@ def convert(value: Any, hint: Any, key: str) -> Any:
             if arg is not type(None):
                 try:
                     return convert(value, arg, key)
-                except TrainError:
+                except ConfigError:
                     pass
     elif origin is Literal:
         if value in args:
@@ -87,7 +91,7 @@ def convert(value: Any, hint: Any, key: str) -> Any:
         if isinstance(value, (list, tuple)):
             fixed = origin is tuple and not (len(args) == 2 and args[1] is Ellipsis)
             if fixed and len(value) != len(args):
-                raise TrainError(f'{key} must be a list of {len(args)} values, got {value!r}')
+                raise ConfigError(f'{key} must be a list of {len(args)} values, got {value!r}')
             item_hints = args if fixed else [args[0] if args else Any] * len(value)
             items = [convert(item, item_hint, f'{key}[{i}]')
                      for i, (item, item_hint) in enumerate(zip(value, item_hints))]
@@ -109,23 +113,23 @@ def convert(value: Any, hint: Any, key: str) -> Any:
         raise TypeError(f'{key}: type hint {hint!r} is not supported by typed_config')
     if converted is not None:
         return converted
-    raise TrainError(f'{key} must be {_describe(hint)}, got {value!r}')
+    raise ConfigError(f'{key} must be {_describe(hint)}, got {value!r}')
 
 
 def build(cls: type, data: Any, where: str = '') -> Any:
     """An instance of the dataclass cls from a mapping of its field names; where is the mapping's dotted key."""
     if not isinstance(data, Mapping):
-        raise TrainError(f'{where or cls.__name__} must be {_describe(cls)}, got {data!r}')
+        raise ConfigError(f'{where or cls.__name__} must be {_describe(cls)}, got {data!r}')
     hints = typing.get_type_hints(cls)
     names = [field.name for field in dataclasses.fields(cls) if field.init]
     for key in data:
         if key not in names:
-            raise TrainError(f'unknown key {_dotted(where, key)!r}; {cls.__name__} has: {", ".join(names)}')
+            raise ConfigError(f'unknown key {_dotted(where, key)!r}; {cls.__name__} has: {", ".join(names)}')
     values = {name: convert(value, hints[name], _dotted(where, name)) for name, value in data.items()}
     try:
         return cls(**values)
     except (TypeError, ValueError) as err:
-        raise TrainError(f'{where}: {err}' if where else str(err)) from err
+        raise ConfigError(f'{where}: {err}' if where else str(err)) from err
 
 
 def convert_fields(config: Any) -> None:
@@ -150,11 +154,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw_value = text.partition('=')
     path = key.strip().split('.')
     if not sep or not all(part.isidentifier() for part in path):
-        raise TrainError(f'override {text!r} must look like key.sub=value')
+        raise ConfigError(f'override {text!r} must look like key.sub=value')
     try:
         return path, yaml.safe_load(raw_value) if raw_value.strip() else None
     except yaml.YAMLError as err:
-        raise TrainError(f'override {text!r}: the value is not valid YAML ({err})') from err
+        raise ConfigError(f'override {text!r}: the value is not valid YAML ({err})') from err
 
 
 def with_override(data: Mapping[str, Any], path: list[str], value: Any) -> dict[str, Any]:
@@ -164,7 +168,7 @@ def with_override(data: Mapping[str, Any], path: list[str], value: Any) -> dict[
     if rest:
         inner = data.get(head) or {}
         if not isinstance(inner, Mapping):
-            raise TrainError(f'cannot set {".".join(path)}: {head} is {inner!r}, not a mapping')
+            raise ConfigError(f'cannot set {".".join(path)}: {head} is {inner!r}, not a mapping')
         value = with_override(inner, rest, value)
     updated[head] = value
     return updated
@@ -172,3 +176,10 @@ def with_override(data: Mapping[str, Any], path: list[str], value: Any) -> dict[
 
 def _dotted(where: str, key: str) -> str:
     return f'{where}.{key}' if where else str(key)
+
+
+def require_at_least(config: Any, name: str, minimum: float) -> None:
+    """ValueError naming the field and its value if config.name is below minimum (None passes: not set)."""
+    value = getattr(config, name)
+    if value is not None and value < minimum:
+        raise ValueError(f'{type(config).__name__}.{name} must be >= {minimum}, got {value}')
