@@ -189,7 +189,7 @@ def test_a_method_that_imagines_no_goals_stops_the_node_with_one_line(probe):
     with node_process(NODE, 'goal', {'vae_method': 'tcn'}) as node:
         assert node.wait(timeout=TIMEOUT_S) == 1
     log = ''.join(node.output)
-    assert "goal_node: method 'tcn' does not imagine goals: expected one of ('ccvae', 'betavae')" in log, log
+    assert "goal_node: method 'tcn' does not imagine goals: expected one of ['betavae', 'ccvae']" in log, log
     assert 'Traceback' not in log, log
 
 

@@ -53,11 +53,8 @@ from ssl_robot.data.reader import (IMAGE_TYPE, BagError, BagIndex, BagReader, Im
 from ssl_robot.data.samplers import (BatchPlan, Episode, EpisodeFrames, GraspTriplet, Window, bag_episodes,
                                      frames_by_episode, grasp_triplets, held_out, plan_batches, shard_windows,
                                      split_into_windows, stratified_order, synchronize)
+from ssl_robot.models.registry import GRASP2VEC_FAMILY, method_spec
 
-FRAME_METHODS = ('tcn', 'svtcn', 'mftcn', 'betavae', 'ccvae')
-GRASP_METHOD = 'grasp2vec'
-METHODS = (*FRAME_METHODS, GRASP_METHOD)
-MULTI_VIEW_METHODS = ('tcn', 'mftcn')
 SPLITS = ('train', 'val', 'all')
 OBJECT_CAMERA_TOPIC = topics.camera_image(topics.OBJECT_CAMERA)
 SCENE_CAMERA_PATTERN = re.compile(r'^/cameras/[^/]+/image_raw$')
@@ -93,9 +90,13 @@ class ReadOptions:
                 raise ValueError(f'ReadOptions.{name} must be >= 1, got {value}')
 
 
+def _reads_grasps(method: str) -> bool:
+    """Whether the method learns from grasps (scene before and after, the grasped object) rather than frames."""
+    return method_spec(method).family == GRASP2VEC_FAMILY
+
+
 def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f'unknown method {method!r}: the data pipeline knows {", ".join(METHODS)}')
+    method_spec(method)  # ValueError naming the known methods
 
 
 def segmentation_topic(image_topic: str) -> str:
@@ -115,7 +116,7 @@ def required_topics(method: str, cameras: Sequence[str] = (), *, labels: bool = 
     /sim/episode is not required: a bag without it is one episode.
     """
     _check_method(method)
-    if method == GRASP_METHOD:
+    if _reads_grasps(method):
         scene = list(cameras[:1])
         return [*scene, object_camera, topics.GRASP_EVENTS, *(segmentation_topic(c) for c in scene if labels)]
     return [*cameras, *([topics.GROUND_TRUTH] if labels else [])]
@@ -140,9 +141,9 @@ def _method_cameras(method: str, config: Any, first_bag: Path, available: dict[s
                                       'DataConfig.cameras')
     else:
         cameras = tuple(config.cameras)
-    if method == GRASP_METHOD:
+    if _reads_grasps(method):
         return (options.grasp_camera or cameras[0],)
-    views = config.views if method in MULTI_VIEW_METHODS else 1
+    views = config.views if method_spec(method).multi_view else 1
     if len(cameras) < views:
         raise BagError(first_bag, f'{method} needs {views} camera views but only {len(cameras)} camera topic(s) '
                                   f'are available: {", ".join(cameras)}')
@@ -192,7 +193,7 @@ def index_recordings(method: str, bags: Sequence[str | Path], config: Any, *, la
     available = [bag_topics(path) for path in paths]
     cameras = _method_cameras(method, config, paths[0], available[0], options)
     image_topics = list(cameras)
-    if method == GRASP_METHOD:
+    if _reads_grasps(method):
         image_topics += [options.object_camera, *([segmentation_topic(cameras[0])] if labels else [])]
     for path, topics_of_bag in zip(paths, available):
         require_topics(path, topics_of_bag, required_topics(method, cameras, labels=labels,
@@ -200,10 +201,10 @@ def index_recordings(method: str, bags: Sequence[str | Path], config: Any, *, la
         require_topics(path, topics_of_bag, image_topics, method, IMAGE_TYPE)
     recordings = Recordings(method, paths, cameras, [])
     for bag, path in enumerate(paths):
-        index = index_bag(path, image_topics, ground_truth=labels and method != GRASP_METHOD)
+        index = index_bag(path, image_topics, ground_truth=labels and not _reads_grasps(method))
         episodes = bag_episodes(index, bag, len(recordings.episodes))
         recordings.episodes += episodes
-        if method == GRASP_METHOD:
+        if _reads_grasps(method):
             _add_grasps(recordings, index, episodes, labels, options)
         else:
             _add_frames(recordings, index, episodes, labels, options)
@@ -560,7 +561,7 @@ class BatchStream(IterableDataset):
 
 def _samples(recordings: Recordings, config: Any, episodes: set[int], labels: bool) -> _Samples:
     method = recordings.method
-    if method == GRASP_METHOD:
+    if _reads_grasps(method):
         return _GraspSamples([[g for g in triplets if g.episode in episodes] for triplets in recordings.grasps],
                              labels)
     frames = [f for f in recordings.frames if f.episode.id in episodes]
@@ -571,7 +572,7 @@ def _samples(recordings: Recordings, config: Any, episodes: set[int], labels: bo
                             _config_value(config, 'clip_stride', method))
     if method == 'svtcn':
         return _PairSamples(frames, labels, _config_value(config, 'positive_window', method))
-    return _StateSamples(frames, labels, context=method == 'ccvae')
+    return _StateSamples(frames, labels, context=method_spec(method).needs_context)
 
 
 def _no_samples_reason(recordings: Recordings, split: str, episodes: set[int], samples: _Samples,
@@ -579,7 +580,7 @@ def _no_samples_reason(recordings: Recordings, split: str, episodes: set[int], s
     if not episodes:
         return (f'split {split!r} holds none of the {len(recordings.episodes)} episode(s) '
                 f'(val_fraction {val_fraction})')
-    if recordings.method == GRASP_METHOD:
+    if _reads_grasps(recordings.method):
         reasons = ', '.join(f'{n} {reason}' for reason, n in recordings.skipped.most_common()) or 'none recorded'
         return f'no usable grasps in split {split!r} (grasps left out: {reasons})'
     if not recordings.frames:

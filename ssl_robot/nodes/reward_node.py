@@ -2,7 +2,7 @@
 
 This node holds no model and imports no torch: each model runs in the one node that owns it and publishes its
 outputs with its model id, and a reward compares an input with its goal only when both come from the same weights
-(model_ids.same_weights; a mismatch is counted as model_mismatch on /diagnostics and dropped).
+(ModelId.same_weights; a mismatch or an unreadable model id is counted as model_mismatch on /diagnostics and dropped).
 
 Kinds (parameter `kinds`, any subset of them; reward = <kind>_scale * the formula, ssl_robot.rewards.functions):
 - imitation (TCN, Sermanet et al. 2018): r = -(|e - d|^2 + sqrt(gamma + |e - d|^2)) between the fused row (the last)
@@ -57,7 +57,7 @@ from ssl_robot import topics
 from ssl_robot.rewards.demonstration import EmbeddedDemo, EpisodeClock, StampRejected
 from ssl_robot.events import EventError, decode_episode_event
 from ssl_robot.health.input_monitor import InputMonitor
-from ssl_robot.model_ids import same_weights
+from ssl_robot.model_ids import ModelId
 from ssl_robot.health.problem_log import ProblemLog
 from ssl_robot.rewards.functions import ALIGNMENTS, Grasp2VecReward, ImitationReward, LatentGoalReward
 from ssl_robot.ros.convert import ImageFormatError, MessageError, ns_to_stamp, stamp_to_ns
@@ -158,10 +158,14 @@ class RewardNode(NodeParameters, Node):
             return None
 
     def _same_weights(self, topic: str, model_id: str, expected: str, goal: str) -> bool:
-        if same_weights(model_id, expected):
-            return True
-        self._problems.report('model_mismatch', f'{topic} from {model_id!r}, but the {goal} is from {expected!r}; '
-                                                f'dropped')
+        try:
+            if ModelId.parse(model_id).same_weights(ModelId.parse(expected)):
+                return True
+            why = ''
+        except ValueError as error:
+            why = f' ({error})'
+        self._problems.report('model_mismatch', f'{topic} from {model_id!r}, but the {goal} is from {expected!r}'
+                                                f'{why}; dropped')
         return False
 
     def _publish(self, kind: str, stamp_ns: int, reward: float, unscaled: float, model_id: str) -> None:

@@ -28,6 +28,7 @@ from ssl_robot.data.samplers import EpisodeFrames
 from ssl_robot.data.reader import resize_rgb, rgb_to_tensor
 from ssl_robot.models import (CCVAE, METHODS, build_model, default_device, load_weights, method_spec,
                               read_checkpoint_header)
+from ssl_robot.models.registry import TCN_FAMILY, VAE_FAMILY, methods_of
 from ssl_robot.resources import share_path
 from ssl_robot.train.baselines import (FrameEmbedder, PixelEmbedder, alignment_chance, images_to_device,
                                        model_embedder, random_model)
@@ -67,9 +68,9 @@ batches). With --rig RIG=BAG every metric is reported once per rig, 'METRIC [RIG
 recorded with ('bags' if they do not name one), then each held-out rig.
 """
 
-EMBEDDING_METHODS = ('tcn', 'mftcn', 'svtcn')
-VAE_METHODS = ('betavae', 'ccvae')
-BASELINE_RUNS = {'svtcn': ('tcn', 'mftcn')}
+EMBEDDING_METHODS = methods_of(TCN_FAMILY)
+VAE_METHODS = methods_of(VAE_FAMILY)
+BASELINE_RUNS = {'svtcn': methods_of(TCN_FAMILY, multi_view=True)}
 """--baseline NAME=RUN_DIR: the method of the run it names -> the methods it is a baseline for."""
 
 TRAINED, RANDOM, PIXELS, SVTCN, MEAN_IMAGE, CHANCE = (
