@@ -20,7 +20,7 @@ from std_srvs.srv import Trigger
 from ros_harness import Probe, node_process
 from ssl_robot import topics
 from ssl_robot.inference.model_holder import LoadedModel
-from ssl_robot.nodes.goal_node import DEFAULT_CAMERA
+from ssl_robot.params.goal import DEFAULT_CAMERA
 from ssl_robot.topics import GOAL_FROM_SCENE_SERVICE, GOAL_IMAGE, GOAL_LATENT, GOAL_SAMPLE_SERVICE
 from ssl_robot.ros.convert import array_to_image, image_to_array, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.qos import LATCHED_QOS, SENSOR_QOS
