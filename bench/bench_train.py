@@ -33,8 +33,8 @@ from ssl_robot.apps.collect import collect
 from ssl_robot.data.bag_index import index_bag
 from ssl_robot.data.datasets import make_dataset
 from ssl_robot.data.reader import IMAGE_TYPE, TYPESTORE, BagReader, ImageRef, bag_topics
-from ssl_robot.data.recordings import GRASP_METHOD, ReadOptions, Recordings, index_recordings
-from ssl_robot.models.registry import METHODS, build_model, method_spec
+from ssl_robot.data.recordings import ReadOptions, Recordings, index_recordings
+from ssl_robot.models.registry import GRASP2VEC_FAMILY, METHODS, build_model, method_spec
 from ssl_robot.train.config import TrainConfig
 from ssl_robot.train.data_stream import Batch, batch_stream
 
@@ -52,7 +52,7 @@ def default_config(method: str) -> TrainConfig:
 
 
 def bag_kind(method: str) -> str:
-    return 'grasp' if method == GRASP_METHOD else 'motion'
+    return 'grasp' if method_spec(method).family == GRASP2VEC_FAMILY else 'motion'
 
 
 def timed_rate(step: Callable[[], object], seconds: float) -> float:
@@ -81,7 +81,7 @@ def synthetic_batch(config: TrainConfig, generator: torch.Generator) -> Batch:
     def images(*leading: int) -> torch.Tensor:
         return torch.rand(config.batch_size, *leading, channels, size, size, generator=generator)
 
-    if method == GRASP_METHOD:
+    if method_spec(method).family == GRASP2VEC_FAMILY:
         return {'pre': images(), 'post': images(), 'object': images(), 'episode': episode}
     pixels = {'tcn': lambda: {'frames': images(views)},
               'mftcn': lambda: {'clips': images(views, data.clip_frames)},

@@ -11,15 +11,16 @@ Run inside a loopback-only namespace: python bench/echo_node.py --ros-args -p ca
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 from geometry_msgs.msg import Vector3Stamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from ssl_robot.nodes.embedding_node import DEFAULT_CAMERA_TOPICS
+from ssl_robot.params.embedding import DEFAULT_CAMERA_TOPICS
 from ssl_robot.ros.convert import ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.node_main import spin_node
-from ssl_robot.ros.parameters import NodeParameters
+from ssl_robot.ros.parameters import declare_params
 from ssl_robot.ros.qos import RELIABLE_QOS, SENSOR_QOS
 from ssl_robot.sync import ApproximateTimeSynchronizer
 
@@ -27,19 +28,25 @@ ECHO_TOPIC = '/bench/echo'
 NS_PER_MS = 1_000_000
 
 
-class EchoNode(NodeParameters, Node):
+@dataclass(frozen=True, kw_only=True)
+class EchoParams:
+    camera_topics: tuple[str, ...] = DEFAULT_CAMERA_TOPICS
+    """image topics of the K synchronized cameras"""
+    sync_queue_size: int = 10
+    """frames queued per camera while waiting for the others"""
+    sync_max_interval_ms: float = 10.0
+    """largest stamp spread within one synchronized set (ms)"""
 
-    READ_ONLY_PARAMETERS = True
+
+class EchoNode(Node):
 
     def __init__(self) -> None:
         super().__init__('echo')
-        self._declare('camera_topics', DEFAULT_CAMERA_TOPICS, 'image topics of the K synchronized cameras')
-        self._declare('sync_queue_size', 10, 'frames queued per camera while waiting for the others')
-        self._declare('sync_max_interval_ms', 10.0, 'largest stamp spread within one synchronized set (ms)')
-        camera_topics = list(self._param('camera_topics'))
+        params = declare_params(self, EchoParams, read_only=True)
+        camera_topics = list(params.camera_topics)
         self._sync = ApproximateTimeSynchronizer(
-            camera_topics, queue_size=self._param('sync_queue_size'),
-            max_interval_ns=round(self._param('sync_max_interval_ms') * NS_PER_MS))
+            camera_topics, queue_size=params.sync_queue_size,
+            max_interval_ns=round(params.sync_max_interval_ms * NS_PER_MS))
         self._publisher = self.create_publisher(Vector3Stamped, ECHO_TOPIC, RELIABLE_QOS)
         for topic in camera_topics:
             self.create_subscription(Image, topic, functools.partial(self._on_image, topic), SENSOR_QOS)

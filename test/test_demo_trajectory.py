@@ -17,7 +17,7 @@ from ssl_robot.inference.demo_embedding import embed_demo
 from ssl_robot.rewards.demonstration import EmbeddedDemo, EpisodeClock, StampRejected
 from ssl_robot.inference.embedder import MultiViewEmbedder
 from ssl_robot.inference.model_holder import LoadedModel
-from ssl_robot.nodes.embedding_node import DEFAULT_CAMERA_TOPICS
+from ssl_robot.params.embedding import DEFAULT_CAMERA_TOPICS
 from ssl_robot.rewards.functions import DemoTrajectory
 from test_inference import TINY_MFTCN, write_checkpoint
 

@@ -22,7 +22,8 @@ from ssl_robot.inference.demo_embedding import embed_demo
 from ssl_robot.rewards.demonstration import EmbeddedDemo
 from ssl_robot.inference.embedder import MultiViewEmbedder
 from ssl_robot.inference.model_holder import LoadedModel
-from ssl_robot.nodes.embedding_node import DEFAULT_CAMERA_TOPICS, DIAGNOSTIC_NAME
+from ssl_robot.nodes.embedding_node import DIAGNOSTIC_NAME
+from ssl_robot.params.embedding import DEFAULT_CAMERA_TOPICS
 from ssl_robot.topics import EMBEDDINGS
 from ssl_robot.ros.convert import array_to_image, image_to_array, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS

@@ -20,7 +20,7 @@ from std_srvs.srv import Trigger
 from ros_harness import Probe, node_process
 from ssl_robot import topics
 from ssl_robot.inference.model_holder import LoadedModel
-from ssl_robot.nodes.goal_node import DEFAULT_CAMERA
+from ssl_robot.params.goal import DEFAULT_CAMERA
 from ssl_robot.topics import GOAL_FROM_SCENE_SERVICE, GOAL_IMAGE, GOAL_LATENT, GOAL_SAMPLE_SERVICE
 from ssl_robot.ros.convert import array_to_image, image_to_array, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.qos import LATCHED_QOS, SENSOR_QOS
@@ -189,7 +189,7 @@ def test_a_method_that_imagines_no_goals_stops_the_node_with_one_line(probe):
     with node_process(NODE, 'goal', {'vae_method': 'tcn'}) as node:
         assert node.wait(timeout=TIMEOUT_S) == 1
     log = ''.join(node.output)
-    assert "goal_node: method 'tcn' does not imagine goals: expected one of ('ccvae', 'betavae')" in log, log
+    assert "goal_node: method 'tcn' does not imagine goals: expected one of ['betavae', 'ccvae']" in log, log
     assert 'Traceback' not in log, log
 
 

@@ -23,7 +23,8 @@ from ros_harness import Probe, node_process
 from ssl_robot import topics
 from ssl_robot.inference.grasp2vec import embed_grasp, embed_object
 from ssl_robot.inference.model_holder import LoadedModel
-from ssl_robot.nodes.grasp2vec_node import DEFAULT_SCENE_CAMERA, DIAGNOSTIC_NAME
+from ssl_robot.nodes.grasp2vec_node import DIAGNOSTIC_NAME
+from ssl_robot.params.grasp2vec import DEFAULT_SCENE_CAMERA
 from ssl_robot.topics import GRASP2VEC_HEATMAP, GRASP2VEC_OBJECT_EMBEDDING, GRASP2VEC_SCENE_EMBEDDING
 from ssl_robot.ros.convert import array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS

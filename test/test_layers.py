@@ -11,8 +11,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / 'ssl_robot'
 # Folders (and top-level modules) whose code must run without ROS.
-PURE = ('models', 'data', 'train', 'inference', 'rewards', 'health', 'sim', 'rl', 'events', 'model_ids', 'sync',
-        'topics', 'atomic', 'resources', 'images', 'typed_config')
+PURE = ('models', 'data', 'train', 'inference', 'rewards', 'health', 'sim', 'rl', 'params', 'events', 'model_ids',
+        'sync', 'topics', 'atomic', 'resources', 'images', 'typed_config')
 # For each layer, the layers it must never import.
 FORBIDDEN = {
     'models': ('data', 'train', 'inference', 'rewards', 'rl', 'apps', 'ros', 'nodes', 'rl_ros'),
@@ -23,6 +23,7 @@ FORBIDDEN = {
     'health': ('models', 'data', 'train', 'inference', 'apps', 'ros', 'nodes', 'rl_ros'),
     'sim': ('models', 'train', 'inference', 'rewards', 'rl', 'apps', 'ros', 'nodes', 'rl_ros'),
     'rl': ('apps', 'ros', 'nodes', 'rl_ros'),
+    'params': ('models', 'train', 'inference', 'apps', 'ros', 'nodes', 'rl_ros'),
     'ros': ('apps', 'nodes', 'rl_ros'),
     'rl_ros': ('apps', 'nodes'),
     # The one image pipeline, below everything that decodes or feeds images: live nodes, bags, training, inference.

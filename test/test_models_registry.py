@@ -10,6 +10,8 @@ import torch
 from ssl_robot.models import (METHODS, BetaVAEConfig, CCVAEConfig, Grasp2VecConfig, MultiFrameTCNConfig,
                               SingleViewTCNConfig, TCNConfig, build_model, config_from_dict, config_to_dict,
                               method_of)
+from ssl_robot.models.registry import (GRASP2VEC_FAMILY, TCN_FAMILY, VAE_FAMILY, methods_of, method_spec,
+                                       require_family)
 
 SIZE = 16
 TINY = {
@@ -39,6 +41,26 @@ def tiny_batch(method: str, generator: torch.Generator) -> dict[str, torch.Tenso
 
 def test_registry_names_every_method():
     assert sorted(METHODS) == ['betavae', 'ccvae', 'grasp2vec', 'mftcn', 'svtcn', 'tcn']
+
+
+def test_every_list_of_methods_comes_from_the_families_and_views():
+    assert methods_of(TCN_FAMILY) == ('tcn', 'svtcn', 'mftcn')
+    assert methods_of(VAE_FAMILY) == ('betavae', 'ccvae')
+    assert methods_of(GRASP2VEC_FAMILY) == ('grasp2vec',)
+    assert methods_of() == tuple(METHODS)
+    assert methods_of(TCN_FAMILY, multi_view=True) == ('tcn', 'mftcn')
+    assert methods_of(multi_view=False) == ('svtcn', 'betavae', 'ccvae', 'grasp2vec')
+    assert [m for m in METHODS if method_spec(m).clips] == ['mftcn']
+    assert [m for m in METHODS if method_spec(m).needs_context] == ['ccvae']
+
+
+def test_an_unknown_family_or_a_method_of_another_family_is_refused_by_name():
+    with pytest.raises(ValueError, match="unknown method family 'gan'"):
+        methods_of('gan')
+    with pytest.raises(ValueError, match=r"method 'ccvae' does not embed frames: expected one of \['tcn', 'svtcn', "
+                                         r"'mftcn'\]"):
+        require_family('ccvae', TCN_FAMILY, 'embed frames')
+    assert require_family('mftcn', TCN_FAMILY, 'embed frames') is METHODS['mftcn']
 
 
 @pytest.mark.parametrize('method', sorted(METHODS))

@@ -32,6 +32,7 @@ from std_srvs.srv import Trigger
 from ros_harness import Probe, node_process
 from ssl_robot import topics
 from ssl_robot.data.bag_index import index_bag
+from ssl_robot.model_ids import ModelId
 from ssl_robot.nodes.reward_node import DIAGNOSTIC_NAME as REWARD_DIAGNOSTICS
 from ssl_robot.rewards.evaluation import TimedPath, ranking_auc, spearman_rho, straight_path
 from ssl_robot.ros.convert import stamp_to_ns
@@ -319,7 +320,7 @@ def test_latent_goal_reward_rises_as_the_arm_moves_to_the_goal_pose(probe, metho
 
     per_step = [rewards.between(*window) for window in windows]
     assert all(per_step), f'steps without a reward of a settled frame: {[len(r) for r in per_step]}'
-    assert {r.model_id.split(':')[0] for r in rewards.rewards} == {method}
+    assert {ModelId.parse(r.model_id).method for r in rewards.rewards} == {method}
     means = [float(np.mean(r)) for r in per_step]
     rho = spearman_rho(range(len(means)), means)
     print(f'\n{method}: latent-goal reward along B -> A, {len(means)} steps ({[len(r) for r in per_step]} frames): '
@@ -373,7 +374,7 @@ def test_grasp2vec_reward_is_higher_for_the_goal_object_than_for_others(probe):
             assert goal_objects.stamps == [goal_ns], (f'the goal object is not the object of the first successful '
                                                       f'grasp (o at {goal_ns}): goal images at {goal_objects.stamps}')
             reward_of = {r.stamp_ns: r.reward for r in rewards.rewards}
-            assert {r.model_id.split(':')[0] for r in rewards.rewards} == {'grasp2vec'}
+            assert {ModelId.parse(r.model_id).method for r in rewards.rewards} == {'grasp2vec'}
 
     goal_rewards, other_rewards = ([reward_of[topics.stamp_from_dict(e['o'])] for e in scored[side]]
                                    for side in (True, False))
@@ -423,7 +424,7 @@ def test_imitation_reward_is_higher_when_the_arm_replays_the_demonstration(probe
             sim.wait_for(lambda: rewards.newest_stamp() >= different[1] - NS_PER_S // 2, 'the last rewards')
 
     replay_rewards, different_rewards = rewards.between(*replay), rewards.between(*different)
-    assert {r.model_id.split(':')[0] for r in rewards.rewards} == {'tcn'}
+    assert {ModelId.parse(r.model_id).method for r in rewards.rewards} == {'tcn'}
     print(f'\nimitation: mean reward {np.mean(replay_rewards):.3f} over the replay ({len(replay_rewards)} camera sets), '
           f'{np.mean(different_rewards):.3f} over the different motion ({len(different_rewards)} sets)')
     assert len(replay_rewards) >= 10 and len(different_rewards) >= 10, 'too few camera sets scored'

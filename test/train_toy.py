@@ -52,7 +52,7 @@ class ToyModel(nn.Module):
         return loss, {'prediction_std': prediction.std().item()}
 
 
-TOY_METHOD = Method(ToyConfig, ToyModel)
+TOY_METHOD = Method(ToyConfig, ToyModel, 'toy')
 
 
 class ToyBatches(IterableDataset):

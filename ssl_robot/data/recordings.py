@@ -20,11 +20,8 @@ from ssl_robot.data.bag_index import BagIndex, index_bag
 from ssl_robot.data.reader import IMAGE_TYPE, BagError, bag_topics, find_bags, require_topics
 from ssl_robot.data.samplers import (Episode, EpisodeFrames, GraspTriplet, bag_episodes, frames_by_episode,
                                      grasp_triplets, held_out, synchronize)
+from ssl_robot.models.registry import GRASP2VEC_FAMILY, method_spec
 
-FRAME_METHODS = ('tcn', 'svtcn', 'mftcn', 'betavae', 'ccvae')
-GRASP_METHOD = 'grasp2vec'
-METHODS = (*FRAME_METHODS, GRASP_METHOD)
-MULTI_VIEW_METHODS = ('tcn', 'mftcn')
 SPLITS = ('train', 'val', 'all')
 OBJECT_CAMERA_TOPIC = topics.camera_image(topics.OBJECT_CAMERA)
 SCENE_CAMERA_PATTERN = re.compile(r'^/cameras/[^/]+/image_raw$')
@@ -59,9 +56,13 @@ class ReadOptions:
                 raise ValueError(f'ReadOptions.{name} must be >= 1, got {value}')
 
 
+def reads_grasps(method: str) -> bool:
+    """Whether the method learns from grasps (scene before and after, the grasped object) rather than frames."""
+    return method_spec(method).family == GRASP2VEC_FAMILY
+
+
 def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f'unknown method {method!r}: the data pipeline knows {", ".join(METHODS)}')
+    method_spec(method)  # ValueError naming the known methods
 
 
 def segmentation_topic(image_topic: str) -> str:
@@ -81,7 +82,7 @@ def required_topics(method: str, cameras: Sequence[str] = (), *, labels: bool = 
     /sim/episode is not required: a bag without it is one episode.
     """
     _check_method(method)
-    if method == GRASP_METHOD:
+    if reads_grasps(method):
         scene = list(cameras[:1])
         return [*scene, object_camera, topics.GRASP_EVENTS, *(segmentation_topic(c) for c in scene if labels)]
     return [*cameras, *([topics.GROUND_TRUTH] if labels else [])]
@@ -107,9 +108,9 @@ def _method_cameras(method: str, config: Any, first_bag: Path, available: dict[s
                                       'DataConfig.cameras')
     else:
         cameras = tuple(config.cameras)
-    if method == GRASP_METHOD:
+    if reads_grasps(method):
         return (options.grasp_camera or cameras[0],)
-    views = config.views if method in MULTI_VIEW_METHODS else 1
+    views = config.views if method_spec(method).multi_view else 1
     if len(cameras) < views:
         raise BagError(first_bag, f'{method} needs {views} camera views but only {len(cameras)} camera topic(s) '
                                   f'are available: {", ".join(cameras)}')
@@ -159,7 +160,7 @@ def index_recordings(method: str, bags: Sequence[str | Path], config: Any, *, la
     available = [bag_topics(path) for path in paths]
     cameras = _method_cameras(method, config, paths[0], available[0], options)
     image_topics = list(cameras)
-    if method == GRASP_METHOD:
+    if reads_grasps(method):
         image_topics += [options.object_camera, *([segmentation_topic(cameras[0])] if labels else [])]
     for path, topics_of_bag in zip(paths, available):
         require_topics(path, topics_of_bag, required_topics(method, cameras, labels=labels,
@@ -167,10 +168,10 @@ def index_recordings(method: str, bags: Sequence[str | Path], config: Any, *, la
         require_topics(path, topics_of_bag, image_topics, method, IMAGE_TYPE)
     recordings = Recordings(method, paths, cameras, [])
     for bag, path in enumerate(paths):
-        index = index_bag(path, image_topics, ground_truth=labels and method != GRASP_METHOD)
+        index = index_bag(path, image_topics, ground_truth=labels and not reads_grasps(method))
         episodes = bag_episodes(index, bag, len(recordings.episodes))
         recordings.episodes += episodes
-        if method == GRASP_METHOD:
+        if reads_grasps(method):
             _add_grasps(recordings, index, episodes, labels, options)
         else:
             _add_frames(recordings, index, episodes, labels, options)

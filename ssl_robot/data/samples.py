@@ -12,9 +12,10 @@ import numpy as np
 import torch
 
 from ssl_robot.data.reader import ImageRef
-from ssl_robot.data.recordings import GRASP_METHOD, LABEL_KEYS, Recordings, config_value
+from ssl_robot.data.recordings import LABEL_KEYS, Recordings, config_value, reads_grasps
 from ssl_robot.data.samplers import EpisodeFrames, GraspTriplet, Window, split_into_windows, stratified_order
 from ssl_robot.images import rgb_to_tensor
+from ssl_robot.models.registry import method_spec
 
 IMAGE_KEYS = frozenset({'frames', 'clips', 'state', 'context', 'pre', 'post', 'object'})
 
@@ -202,7 +203,7 @@ def collate(rows: list[Row]) -> dict[str, torch.Tensor]:
 def method_samples(recordings: Recordings, config: Any, episodes: set[int], labels: bool) -> Samples:
     """The samples of the recordings' method in the given episodes (config: a DataConfig)."""
     method = recordings.method
-    if method == GRASP_METHOD:
+    if reads_grasps(method):
         return GraspSamples([[g for g in triplets if g.episode in episodes] for triplets in recordings.grasps],
                              labels)
     frames = [f for f in recordings.frames if f.episode.id in episodes]
@@ -213,7 +214,7 @@ def method_samples(recordings: Recordings, config: Any, episodes: set[int], labe
                             config_value(config, 'clip_stride', method))
     if method == 'svtcn':
         return PairSamples(frames, labels, config_value(config, 'positive_window', method))
-    return StateSamples(frames, labels, context=method == 'ccvae')
+    return StateSamples(frames, labels, context=method_spec(method).needs_context)
 
 
 def no_samples_reason(recordings: Recordings, split: str, episodes: set[int], samples: Samples,
@@ -222,7 +223,7 @@ def no_samples_reason(recordings: Recordings, split: str, episodes: set[int], sa
     if not episodes:
         return (f'split {split!r} holds none of the {len(recordings.episodes)} episode(s) '
                 f'(val_fraction {val_fraction})')
-    if recordings.method == GRASP_METHOD:
+    if reads_grasps(recordings.method):
         reasons = ', '.join(f'{n} {reason}' for reason, n in recordings.skipped.most_common()) or 'none recorded'
         return f'no usable grasps in split {split!r} (grasps left out: {reasons})'
     if not recordings.frames:

@@ -29,17 +29,15 @@ from torch import Tensor
 
 from ssl_robot.images import model_pixels, rgb_to_tensor
 from ssl_robot.models.mftcn import MultiFrameTCN
+from ssl_robot.models.registry import TCN_FAMILY, require_family
 
 if TYPE_CHECKING:
     from ssl_robot.inference.model_holder import LoadedModel
 
-EMBEDDING_METHODS = ('tcn', 'svtcn', 'mftcn')
-"""Methods whose models embed camera frames: TCN and its single-view baseline frame by frame, mfTCN by clips."""
-
-
 def require_embedding_method(method: str) -> None:
-    if method not in EMBEDDING_METHODS:
-        raise ValueError(f'method {method!r} does not embed camera frames: expected one of {EMBEDDING_METHODS}')
+    """Refuse a method of another family than the TCNs, which embed camera frames: TCN and its single-view
+    baseline frame by frame, mfTCN by clips."""
+    require_family(method, TCN_FAMILY, 'embed camera frames')
 
 
 class FrameBuffer:

@@ -13,16 +13,13 @@ import numpy as np
 import torch
 
 from ssl_robot.inference.model_holder import LoadedModel, model_input
+from ssl_robot.models.registry import VAE_FAMILY, require_family
 from ssl_robot.models.vae import CCVAE, BetaVAE
 
-GOAL_METHODS = ('ccvae', 'betavae')
-"""Methods that imagine goal images: the CC-VAE from the current scene as context, the β-VAE from the prior alone."""
 
 def needs_context(method: str) -> bool:
     """Whether the method's goals are imagined from the current scene (CC-VAE) or from the prior alone (β-VAE)."""
-    if method not in GOAL_METHODS:
-        raise ValueError(f'method {method!r} does not imagine goals: expected one of {GOAL_METHODS}')
-    return method == 'ccvae'
+    return require_family(method, VAE_FAMILY, 'imagine goals').needs_context
 
 
 @dataclass(frozen=True)

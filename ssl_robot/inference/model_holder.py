@@ -27,11 +27,11 @@ from ssl_robot import images
 from ssl_robot.health.problem_log import ProblemLog
 from ssl_robot.models.checkpoint import CheckpointError, CheckpointHeader, load_checkpoint, read_metadata
 from ssl_robot.models.encoders import default_device
+from ssl_robot.model_ids import ModelId
 from ssl_robot.models.registry import METHODS
 
 CHECKPOINTS_DIR = Path(ssl_robot.__file__).resolve().parent / 'checkpoints'
 """Where the package ships its default checkpoints (scripts/train-default-checkpoints writes them)."""
-MODEL_ID_HASH_CHARS = 12
 
 
 def set_torch_threads(threads: int) -> None:
@@ -82,20 +82,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def format_model_id(method: str, path: Path, step: int | str, sha256: str) -> str:
-    """'<method>:<file name>:step<step>:<sha256 prefix>': what names a model on the topics its outputs go to."""
-    return f'{method}:{path.name}:step{step}:{sha256[:MODEL_ID_HASH_CHARS]}'
-
-
 def checkpoint_model_id(path: str | os.PathLike) -> str:
     """The model id a node that loads the checkpoint at path puts on its outputs, read from the file's header and
     bytes without building the model; FileNotFoundError or CheckpointError if it is no checkpoint."""
     path = Path(path)
     metadata = read_metadata(path)
     try:
-        return format_model_id(metadata['method'], path, metadata['step'], file_sha256(path))
+        method, step = metadata['method'], metadata['step']
     except KeyError as missing:
         raise CheckpointError(f'{path} has no {missing} in its header: not an ssl_robot checkpoint') from None
+    try:
+        return ModelId.of_checkpoint(method, path.name, int(step), file_sha256(path)).format()
+    except ValueError as error:
+        raise CheckpointError(f'{path} header gives no model id (method {method!r}, step {step!r}): {error}') from None
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ class LoadedCheckpoint:
     model: nn.Module
     header: CheckpointHeader
     model_id: str
-    """'<method>:<file name>:step<step>:<sha256 prefix>', e.g. 'tcn:tcn.safetensors:step1200:3fa9c2d1e0b4'."""
+    """ModelId.format(), e.g. 'tcn:tcn.safetensors:step1200:3fa9c2d1e0b4': the text that goes on messages."""
     sha256: str
     stat_key: tuple[int, ...]
     """(inode, size, mtime_ns, ctime_ns) of the file, taken before it was read."""
@@ -151,8 +150,8 @@ class LoadedModel:
         stat_key = self._stat_key()
         sha256 = file_sha256(self.path)
         model, header = load_checkpoint(self.path, method=self.method, device=self.device)
-        return LoadedCheckpoint(model, header, format_model_id(header.method, self.path, header.step, sha256), sha256,
-                                stat_key)
+        model_id = ModelId.of_checkpoint(header.method, self.path.name, header.step, sha256).format()
+        return LoadedCheckpoint(model, header, model_id, sha256, stat_key)
 
     def reload_if_changed(self) -> bool:
         """Load the file again if its contents changed since the current model was loaded; True if a new model

@@ -1,4 +1,5 @@
-"""Method names -> (config class, model class), for the training CLI and checkpoints."""
+"""Method names -> their config and model classes, family and views: the one list every other list of methods is
+derived from (methods_of), for the training CLI, the data pipeline, evaluation, inference and checkpoints."""
 
 from __future__ import annotations
 
@@ -14,19 +15,53 @@ from .tcn import TCN, SingleViewTCN, SingleViewTCNConfig, TCNConfig
 from .vae import CCVAE, BetaVAE, BetaVAEConfig, CCVAEConfig
 
 
+TCN_FAMILY, VAE_FAMILY, GRASP2VEC_FAMILY = 'tcn', 'vae', 'grasp2vec'
+FAMILIES = (TCN_FAMILY, VAE_FAMILY, GRASP2VEC_FAMILY)
+"""Method families: the TCNs embed camera frames (the embedding node, the imitation reward), the VAEs encode scenes
+and imagine goals (the goal node, the latent-goal reward, RL), Grasp2Vec embeds scenes and grasped objects."""
+
+
 class Method(NamedTuple):
     config_class: type
     model_class: type[nn.Module]
+    family: str
+    """One of FAMILIES (a test's toy method may have its own)."""
+    multi_view: bool = False
+    """Whether a sample holds synchronized frames of several cameras (config.data.views), not one camera's."""
+    clips: bool = False
+    """Whether the model embeds clips of consecutive frames rather than single frames."""
+    needs_context: bool = False
+    """Whether it encodes and imagines under a context image, the first frame of the episode (CC-VAE), rather than
+    from the frame or the prior alone."""
 
 
 METHODS: dict[str, Method] = {
-    'tcn': Method(TCNConfig, TCN),
-    'svtcn': Method(SingleViewTCNConfig, SingleViewTCN),
-    'mftcn': Method(MultiFrameTCNConfig, MultiFrameTCN),
-    'grasp2vec': Method(Grasp2VecConfig, Grasp2Vec),
-    'betavae': Method(BetaVAEConfig, BetaVAE),
-    'ccvae': Method(CCVAEConfig, CCVAE),
+    'tcn': Method(TCNConfig, TCN, TCN_FAMILY, multi_view=True),
+    'svtcn': Method(SingleViewTCNConfig, SingleViewTCN, TCN_FAMILY),
+    'mftcn': Method(MultiFrameTCNConfig, MultiFrameTCN, TCN_FAMILY, multi_view=True, clips=True),
+    'betavae': Method(BetaVAEConfig, BetaVAE, VAE_FAMILY),
+    'ccvae': Method(CCVAEConfig, CCVAE, VAE_FAMILY, needs_context=True),
+    'grasp2vec': Method(Grasp2VecConfig, Grasp2Vec, GRASP2VEC_FAMILY),
 }
+
+
+def methods_of(family: str | None = None, *, multi_view: bool | None = None) -> tuple[str, ...]:
+    """The registered method names of a family (all families if None), in registry order, optionally only those
+    whose samples are (or are not) multi-view."""
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f'unknown method family {family!r}: known families are {list(FAMILIES)}')
+    return tuple(name for name, spec in METHODS.items()
+                 if (family is None or spec.family == family)
+                 and (multi_view is None or spec.multi_view == multi_view))
+
+
+def require_family(method: str, family: str, what: str) -> Method:
+    """The method's spec if it is of the family; ValueError naming the method, what the family does and its
+    members otherwise."""
+    spec = method_spec(method)
+    if spec.family != family:
+        raise ValueError(f'method {method!r} does not {what}: expected one of {list(methods_of(family))}')
+    return spec
 
 
 def method_spec(method: str) -> Method:

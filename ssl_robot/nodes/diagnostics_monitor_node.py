@@ -18,24 +18,22 @@ from rclpy.node import Node
 from ssl_robot import topics
 from ssl_robot.health.liveness import LivenessTracker
 from ssl_robot.ros.node_main import spin_node
-from ssl_robot.ros.parameters import NodeParameters
+from ssl_robot.params.diagnostics_monitor import DiagnosticsMonitorParams
+from ssl_robot.ros.parameters import declare_params
 from ssl_robot.ros.qos import RELIABLE_QOS
 
 HARDWARE_ID = 'ssl_robot/diagnostics_monitor'
 
 
-class DiagnosticsMonitorNode(NodeParameters, Node):
-
-    READ_ONLY_PARAMETERS = True
+class DiagnosticsMonitorNode(Node):
 
     def __init__(self) -> None:
         super().__init__('diagnostics_monitor')
-        self._declare('stale_after_s', 5.0, 'a status name not heard for this long (steady time) is reported STALE')
-        self._declare('check_period_s', 1.0, 'how often silent names are looked for and reported')
-        self._tracker = LivenessTracker(self._positive('stale_after_s'))
+        self.params = declare_params(self, DiagnosticsMonitorParams, read_only=True)
+        self._tracker = LivenessTracker(self.params.stale_after_s)
         self._publisher = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         self.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics, RELIABLE_QOS)
-        self.create_timer(self._positive('check_period_s'), self._report_stale)
+        self.create_timer(self.params.check_period_s, self._report_stale)
 
     def _on_diagnostics(self, message: DiagnosticArray) -> None:
         now = time.monotonic()

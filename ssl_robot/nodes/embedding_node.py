@@ -47,52 +47,35 @@ from ssl_robot import topics
 from ssl_robot.inference.demo_embedding import embed_demo
 from ssl_robot.health.input_monitor import InputMonitor
 from ssl_robot.inference.embedder import MultiViewEmbedder
-from ssl_robot.inference.model_holder import ModelLoader
+from ssl_robot.inference.model_holder import ModelLoader, set_torch_threads
 from ssl_robot.health.problem_log import ProblemLog
 from ssl_robot.ros.convert import MessageError, array_to_image, ns_to_stamp
 from ssl_robot.ros.decoders import rgb_frame
 from ssl_robot.ros.diagnostics import diagnostic_array, wall_timer
 from ssl_robot.ros.node_main import spin_node
-from ssl_robot.ros.parameters import NodeParameters
+from ssl_robot.params.embedding import EmbeddingParams
+from ssl_robot.ros.parameters import declare_params, expand_topics
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 from ssl_robot.sync import ApproximateTimeSynchronizer, SyncedSet
 
 DIAGNOSTIC_NAME = 'ssl_robot/embedding'
-DEFAULT_CAMERA_TOPICS = [topics.camera_image(camera) for camera in ('front_left', 'front_right', 'high_side')]
 WARN_PERIOD_S = 1.0
 DIAGNOSTICS_PERIOD_S = 1.0
 NS_PER_MS = 1_000_000
 
 
-class EmbeddingNode(NodeParameters, Node):
-
-    READ_ONLY_PARAMETERS = True
+class EmbeddingNode(Node):
 
     def __init__(self) -> None:
         super().__init__('embedding')
-        self._declare('camera_topics', [topics.in_namespace(topic) for topic in DEFAULT_CAMERA_TOPICS],
-                      'image topics of the K synchronized cameras; their order is the row order of /embeddings')
-        self._declare_embedding_model()
-        self._declare('sync_queue_size', 10, 'frames queued per camera while waiting for the others')
-        self._declare('sync_max_interval_ms', 10.0, 'largest stamp spread within one synchronized set (ms)')
-        self._declare('silent_camera_timeout_s', 2.0, 'a camera without a frame for this long is reported silent')
-        self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
-        self._declare('demo_bag', '', f'bag of the imitation demonstration, embedded and latched on '
-                                      f'{topics.DEMO_EMBEDDINGS}; empty = no demo')
-        self._declare('demo_episode', 0, 'the demonstration is this episode of demo_bag (0 = the first)')
-        self._declare('demo_camera_topics', [topics.in_namespace(topic) for topic in DEFAULT_CAMERA_TOPICS],
-                      "the demo's cameras in demo_bag, in camera_topics order; a relative name is looked up in the "
-                      "bag as this node resolves it (in its namespace)")
-        self._declare_torch_threads()
-
-        self._camera_topics = self._topic_param('camera_topics')
-        method = self._param('embedding_method')
+        self.params = params = declare_params(self, EmbeddingParams, read_only=True)
+        set_torch_threads(params.torch_threads)
+        self._camera_topics = list(expand_topics(self, params.camera_topics))
         self._sync = ApproximateTimeSynchronizer(
-            self._camera_topics, queue_size=self._param('sync_queue_size'),
-            max_interval_ns=round(self._param('sync_max_interval_ms') * NS_PER_MS))
-        self._silent_timeout_s = self._positive('silent_camera_timeout_s')
-        reload_period_s = self._positive('reload_check_period_s')
-        self._model = ModelLoader(self._param('embedding_checkpoint'), method)
+            self._camera_topics, queue_size=params.sync_queue_size,
+            max_interval_ns=round(params.sync_max_interval_ms * NS_PER_MS))
+        self._silent_timeout_s = params.silent_camera_timeout_s
+        self._model = ModelLoader(params.embedding_checkpoint, params.embedding_method)
         self._embedder: MultiViewEmbedder | None = None  # made from the first model that loads
 
         self._last_stamp_ns: dict[str, int] = {}
@@ -102,14 +85,12 @@ class EmbeddingNode(NodeParameters, Node):
 
         self._publisher = self.create_publisher(Image, topics.in_namespace(topics.EMBEDDINGS), SENSOR_QOS)
         self._demo_publisher = self.create_publisher(Image, topics.in_namespace(topics.DEMO_EMBEDDINGS), LATCHED_QOS)
-        self._demo_bag = self._param('demo_bag')
-        self._demo_episode = self._param('demo_episode')
-        self._demo_cameras = [self.resolve_topic_name(topic) for topic in self._param('demo_camera_topics')]
+        self._demo_cameras = [self.resolve_topic_name(topic) for topic in params.demo_camera_topics]
         self._refresh_model(at_start=True)
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         for topic in self._camera_topics:
             self.create_subscription(Image, topic, functools.partial(self._on_image, topic), SENSOR_QOS)
-        wall_timer(self, reload_period_s, self._refresh_model)
+        wall_timer(self, params.reload_check_period_s, self._refresh_model)
         wall_timer(self, DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self.get_logger().info(f'embedding {len(self._camera_topics)} cameras {self._camera_topics} with '
                                f'{self._model.model_id} on {self._model.device}')
@@ -134,7 +115,8 @@ class EmbeddingNode(NodeParameters, Node):
 
     def _publish(self, synced: SyncedSet) -> None:
         if self._embedder is None:
-            self._problems.report('no_model', f'{self._model.require_error()}; set at {synced.stamp_ns} ns not embedded')
+            self._problems.report('no_model',
+                                  f'{self._model.require_error()}; set at {synced.stamp_ns} ns not embedded')
             return
         embeddings = self._embedder.embed(synced.stamp_ns, [synced.items[topic] for topic in self._camera_topics])
         if embeddings is None:
@@ -144,12 +126,13 @@ class EmbeddingNode(NodeParameters, Node):
         self._published += 1
 
     def _publish_demo(self) -> None:
-        demo = embed_demo(self._demo_bag, self._demo_episode, self._model.require(), self._demo_cameras,
-                          clip_frame_period_s=self._param('clip_frame_period_s'))
+        demo = embed_demo(self.params.demo_bag, self.params.demo_episode, self._model.require(), self._demo_cameras,
+                          clip_frame_period_s=self.params.clip_frame_period_s)
         first_ns = int(demo.trajectory.stamps_ns[0])
         self._demo_publisher.publish(array_to_image(demo.to_rows(), '32FC1', ns_to_stamp(first_ns), demo.model_id))
-        self.get_logger().info(f'demo: episode {self._demo_episode} of {self._demo_bag}, {len(demo.trajectory)} '
-                               f'frames embedded by {demo.model_id}, latched on {topics.DEMO_EMBEDDINGS}')
+        self.get_logger().info(f'demo: episode {self.params.demo_episode} of {self.params.demo_bag}, '
+                               f'{len(demo.trajectory)} frames embedded by {demo.model_id}, latched on '
+                               f'{topics.DEMO_EMBEDDINGS}')
 
     def _refresh_model(self, at_start: bool = False) -> None:
         previous = self._model.model_id
@@ -157,8 +140,8 @@ class EmbeddingNode(NodeParameters, Node):
             return
         if self._embedder is None:
             self._embedder = MultiViewEmbedder(self._model.require(), len(self._camera_topics),
-                                               self._param('clip_frame_period_s'))
-        if self._demo_bag:
+                                               self.params.clip_frame_period_s)
+        if self.params.demo_bag:
             try:
                 self._publish_demo()
             except (ValueError, OSError) as error:

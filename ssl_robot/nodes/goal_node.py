@@ -38,7 +38,6 @@ checkpoint file is loaded without a restart.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
@@ -52,18 +51,18 @@ from ssl_robot import topics
 from ssl_robot.rewards.demonstration import EpisodeClock, StampRejected
 from ssl_robot.events import EventError, decode_episode_event
 from ssl_robot.inference.goals import Goal, GoalSampler, needs_context, scene_goal, scene_latent
-from ssl_robot.inference.model_holder import ModelLoader, ModelUnavailable
+from ssl_robot.inference.model_holder import ModelLoader, ModelUnavailable, set_torch_threads
 from ssl_robot.health.problem_log import ProblemLog
 from ssl_robot.ros.convert import MessageError, array_to_image, ns_to_stamp
 from ssl_robot.ros.decoders import rgb_frame
 from ssl_robot.ros.diagnostics import diagnostic_array, wall_timer
 from ssl_robot.ros.node_main import spin_node
-from ssl_robot.ros.parameters import NodeParameters
+from ssl_robot.params.goal import GoalParams
+from ssl_robot.ros.parameters import declare_params, expand_topics
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 from ssl_robot.ros.services import answer_trigger
 
 DIAGNOSTIC_NAME = 'ssl_robot/goal'
-DEFAULT_CAMERA = topics.camera_image('front_left')
 DIAGNOSTICS_PERIOD_S = 1.0
 # Why a goal request can be refused: no model loaded yet (ModelUnavailable), or no frame to draw it from (LookupError).
 GOAL_REFUSALS = (ModelUnavailable, LookupError)
@@ -75,39 +74,20 @@ class StampedFrame(NamedTuple):
     """(H, W, 3) uint8 RGB pixels."""
 
 
-class GoalNode(NodeParameters, Node):
-
-    READ_ONLY_PARAMETERS = True
+class GoalNode(Node):
 
     def __init__(self) -> None:
         super().__init__('goal')
-        self._declare('camera', topics.in_namespace(DEFAULT_CAMERA),
-                      'image topic of the scene camera: its newest frame is the context s0 '
-                                                'of an imagined goal, or the goal itself on /goal/from_scene')
-        self._declare_vae_model()
-        self._declare('imagine_method', '', "'' = the node's model imagines the goals; ccvae or betavae: a second model "
-                                            'imagines them (the CC-VAE in the current scene) and the goal image is '
-                                            "encoded by the node's model, so that /goal/latent stays in the space of "
-                                            '/latent/scene (the space a policy was trained in)')
-        self._declare('imagine_checkpoint', '', "checkpoint of imagine_method; empty = the shipped "
-                                                'ssl_robot/checkpoints/<imagine_method>.safetensors')
-        self._declare('seed', -1, 'seed of the goal latents: the same seed draws the same sequence; < 0 = random')
-        self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
-        self._declare_torch_threads()
-
-        self._camera = self._topic_param('camera')
-        method = self._param('vae_method')
-        self._needs_context = needs_context(method)
-        seed = self._param('seed')
-        reload_period_s = self._param('reload_check_period_s')
-        if not (reload_period_s > 0 and math.isfinite(reload_period_s)):
-            raise ValueError(f'parameter reload_check_period_s must be a finite number > 0, got {reload_period_s}')
-        self._sampler = GoalSampler(seed if seed >= 0 else None)
-        self._model = ModelLoader(self._param('vae_checkpoint'), method)
-        imagine_method = self._param('imagine_method')
+        self.params = params = declare_params(self, GoalParams, read_only=True)
+        set_torch_threads(params.torch_threads)
+        self._camera = expand_topics(self, params.camera)
+        self._needs_context = needs_context(params.vae_method)
+        self._sampler = GoalSampler(params.seed if params.seed >= 0 else None)
+        self._model = ModelLoader(params.vae_checkpoint, params.vae_method)
         # Imagined by a second model, encoded by this one: e.g. the task camera's CC-VAE imagines a goal in the current
         # scene, and the beta-VAE the reach policy was trained on gives its latent.
-        self._imaginer = ModelLoader(self._param('imagine_checkpoint'), imagine_method) if imagine_method else None
+        self._imaginer = (ModelLoader(params.imagine_checkpoint, params.imagine_method) if params.imagine_method
+                          else None)
         self._problems = ProblemLog(self.get_logger().warning)
         self._newest: StampedFrame | None = None
         # The episode's first frame: the context a CC-VAE encodes scene latents and scene goals under (an episode
@@ -134,7 +114,7 @@ class GoalNode(NodeParameters, Node):
                 model.refresh_reporting(self._problems, self.get_logger().info)
 
         reload()
-        wall_timer(self, reload_period_s, reload)
+        wall_timer(self, self.params.reload_check_period_s, reload)
         wall_timer(self, DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         imaginer = self._imaginer or self._model
         context = f'in the scene of {self._camera}' if needs_context(imaginer.method) else 'from the prior'

@@ -24,10 +24,11 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from ssl_robot import topics
-from ssl_robot.rl.goal_sequence import GoalSequenceConfig, Step, goal_sequence_plan
+from ssl_robot.rl.goal_sequence import Step, goal_sequence_plan
 from ssl_robot.ros.convert import ns_to_stamp
 from ssl_robot.ros.node_main import spin_node
-from ssl_robot.ros.parameters import NodeParameters
+from ssl_robot.params.goal_sequence import GoalSequenceParams
+from ssl_robot.ros.parameters import declare_params
 from ssl_robot.ros.qos import RELIABLE_QOS
 from ssl_robot.sim.config import rpy_to_quaternion
 
@@ -37,29 +38,13 @@ ACK_TIMEOUT_S = 5.0
 LINGER_S = 1.0
 
 
-class GoalSequenceNode(NodeParameters, Node):
-
-    READ_ONLY_PARAMETERS = True
+class GoalSequenceNode(Node):
 
     def __init__(self) -> None:
         super().__init__('goal_sequence')
-        self._declare('goals', 5, 'imagined goals to reach one after another (without goal_positions)')
-        self._declare('goal_positions', [0.0], 'scene goals: x, y, z of each arm pose made the goal, flattened '
-                                               '([x1, y1, z1, x2, ...]); [0.0] = imagined goals')
-        self._declare('start_position', [0.6, 0.0, 0.115], "where each reach starts: policy_node's start_position")
-        self._declare('settle_s', 2.0, 'node time after a move for the arm to arrive and stop')
-        self._declare('ee_rpy_deg', [0.0, 180.0, 0.0], 'hand orientation of the poses it sends (roll, pitch, yaw; deg)')
-
-        flat = list(self._param('goal_positions'))
-        if flat == [0.0]:
-            flat = []
-        if len(flat) % 3:
-            raise ValueError(f'parameter goal_positions must hold x, y, z triples, got {len(flat)} numbers')
-        self._config = GoalSequenceConfig(goals=self._param('goals'),
-                                          goal_positions=tuple(tuple(flat[i:i + 3]) for i in range(0, len(flat), 3)),
-                                          start_position=tuple(self._param('start_position')),
-                                          settle_s=self._param('settle_s'))
-        self._orientation = rpy_to_quaternion(tuple(math.radians(v) for v in self._param('ee_rpy_deg')))
+        self.params = declare_params(self, GoalSequenceParams, read_only=True)
+        self._config = self.params.sequence()
+        self._orientation = rpy_to_quaternion(tuple(math.radians(v) for v in self.params.ee_rpy_deg))
         self._plan = goal_sequence_plan(self._config)
         self._next = 0
         self._step_since_ns: int | None = None

@@ -54,18 +54,18 @@ from ssl_robot import topics
 from ssl_robot.events import EventError, decode_grasp_event
 from ssl_robot.inference.frame_buffer import BYTES_PER_MB, StampedFrames
 from ssl_robot.inference.grasp2vec import embed_grasp, embed_object
-from ssl_robot.inference.model_holder import ModelLoader, ModelUnavailable
+from ssl_robot.inference.model_holder import ModelLoader, ModelUnavailable, set_torch_threads
 from ssl_robot.health.problem_log import ProblemLog
 from ssl_robot.ros.convert import MessageError, array_to_image, ns_to_stamp
 from ssl_robot.ros.decoders import rgb_frame
 from ssl_robot.ros.diagnostics import diagnostic_array, wall_timer
 from ssl_robot.ros.node_main import spin_node
-from ssl_robot.ros.parameters import NodeParameters
+from ssl_robot.params.grasp2vec import Grasp2VecParams
+from ssl_robot.ros.parameters import declare_params, expand_topics
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 from ssl_robot.ros.services import answer_trigger
 
 DIAGNOSTIC_NAME = 'ssl_robot/grasp2vec'
-DEFAULT_SCENE_CAMERA = topics.camera_image('front_left')
 DIAGNOSTICS_PERIOD_S = 1.0
 NS_PER_S = 1_000_000_000
 
@@ -94,50 +94,25 @@ class GraspedObject(NamedTuple):
     image: Frame
 
 
-class Grasp2VecNode(NodeParameters, Node):
-
-    READ_ONLY_PARAMETERS = True
+class Grasp2VecNode(Node):
 
     def __init__(self) -> None:
         super().__init__('grasp2vec')
-        self._declare('scene_camera', topics.in_namespace(DEFAULT_SCENE_CAMERA),
-                      'image topic of the scene camera s_pre is taken from')
-        self._declare('object_camera', topics.in_namespace(topics.camera_image(topics.OBJECT_CAMERA)),
-                      'image topic of the camera grasped objects are shown to (o)')
-        self._declare_grasp2vec_model()
-        self._declare('frame_buffer_s', 30.0,
-                      'how far back (in stamp time) frames are kept for the grasp events that will refer to them')
-        self._declare('frame_buffer_max_mb', 256.0, 'most memory (MiB) the frames of each camera may take; past it the '
-                                                    'oldest go first, so large images are kept less than frame_buffer_s')
-        self._declare('heatmap_opacity', 0.5, 'opacity of the coloured heatmap over s_pre: 0 scene only, 1 heatmap only')
-        self._declare('reload_check_period_s', 2.0, 'how often the checkpoint file is checked for a new version')
-        self._declare_torch_threads()
-        self._declare('goal_from_first_grasp', True, f'make the object of the first successful grasp the goal object '
-                                                     f'on {topics.GOAL_OBJECT_IMAGE}, as a '
-                                                     f'{topics.GOAL_OBJECT_FROM_GRASP_SERVICE} request would')
-
-        self._declare('goal_object_file', '', f'image file of the goal object, published on '
-                                              f'{topics.GOAL_OBJECT_IMAGE} at start; empty = a grasped object')
-
-        self._scene_camera = self._topic_param('scene_camera')
-        self._object_camera = self._topic_param('object_camera')
-        buffer_ns = round(self._positive('frame_buffer_s') * NS_PER_S)
-        buffer_bytes = round(self._positive('frame_buffer_max_mb') * BYTES_PER_MB)
-        self._opacity = self._param('heatmap_opacity')
-        if not 0.0 <= self._opacity <= 1.0:
-            raise ValueError(f'parameter heatmap_opacity must be in [0, 1], got {self._opacity}')
-        reload_period_s = self._positive('reload_check_period_s')
+        self.params = params = declare_params(self, Grasp2VecParams, read_only=True)
+        set_torch_threads(params.torch_threads)
+        self._scene_camera = expand_topics(self, params.scene_camera)
+        self._object_camera = expand_topics(self, params.object_camera)
+        buffer_ns = round(params.frame_buffer_s * NS_PER_S)
+        buffer_bytes = round(params.frame_buffer_max_mb * BYTES_PER_MB)
         self._frames = {self._scene_camera: StampedFrames[Frame](buffer_ns, buffer_bytes),
                         self._object_camera: StampedFrames[Frame](buffer_ns, buffer_bytes)}
         self._problems = ProblemLog(self.get_logger().warning)
-        self._model = ModelLoader(self._param('grasp2vec_checkpoint'), 'grasp2vec')
+        self._model = ModelLoader(params.grasp2vec_checkpoint, 'grasp2vec')
         self._grasps = 0
-        self._goal_from_first_grasp = self._param('goal_from_first_grasp')
         self._latest_grasped: GraspedObject | None = None
         self._goal_object: GraspedObject | None = None
         self._goal_image: StampedImage | None = None  # the latest on /goal/object_image, from any node
         self._goal_embedded_by = 'none'
-        self._goal_object_file = self._param('goal_object_file')
 
         self._scene_publisher = self.create_publisher(
             Image, topics.in_namespace(topics.GRASP2VEC_SCENE_EMBEDDING), RELIABLE_QOS)
@@ -158,12 +133,12 @@ class Grasp2VecNode(NodeParameters, Node):
         self.create_service(Trigger, topics.in_namespace(topics.GOAL_OBJECT_FROM_GRASP_SERVICE),
                             self._on_object_from_grasp)
         self._reload()
-        wall_timer(self, reload_period_s, self._reload)
-        if self._goal_object_file:
-            self._goal_object_publisher.publish(array_to_image(read_rgb_file(self._goal_object_file), 'rgb8',
+        wall_timer(self, self.params.reload_check_period_s, self._reload)
+        if self.params.goal_object_file:
+            self._goal_object_publisher.publish(array_to_image(read_rgb_file(self.params.goal_object_file), 'rgb8',
                                                                self.get_clock().now().to_msg(), 'goal_object_file'))
         wall_timer(self, DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
-        first = 'the first successful grasp\'s object, then ' if self._goal_from_first_grasp else ''
+        first = 'the first successful grasp\'s object, then ' if self.params.goal_from_first_grasp else ''
         self.get_logger().info(f'grasp2vec on s_pre from {self._scene_camera} and o from {self._object_camera} '
                                f'with {self._model.model_id}; goal object: {first}the latest grasped object on '
                                f'{topics.GOAL_OBJECT_FROM_GRASP_SERVICE}')
@@ -195,7 +170,7 @@ class Grasp2VecNode(NodeParameters, Node):
         scene, grasped = frames['s_pre'], frames.get('o')
         if grasped is not None:  # the goal object needs no model: it is an image
             self._latest_grasped = GraspedObject(attempt, o_ns, grasped)
-            if self._goal_from_first_grasp and self._goal_object is None and not self._goal_object_file:
+            if self.params.goal_from_first_grasp and self._goal_object is None and not self.params.goal_object_file:
                 self.get_logger().info(f'{self._object_as_goal()} (goal_from_first_grasp)')
         missing = [self._missing_frame(role, *wanted[role]) for role, frame in frames.items() if frame is None]
         if missing:
@@ -206,7 +181,8 @@ class Grasp2VecNode(NodeParameters, Node):
         except ModelUnavailable as error:
             self._problems.report('no_model', f'{error}; grasp event dropped')
             return
-        embeddings = embed_grasp(loaded, scene.rgb, None if grasped is None else grasped.rgb, self._opacity)
+        embeddings = embed_grasp(loaded, scene.rgb, None if grasped is None else grasped.rgb,
+                                 self.params.heatmap_opacity)
         s_pre_stamp = ns_to_stamp(s_pre_ns)
         self._scene_publisher.publish(array_to_image(embeddings.scene, '32FC1', s_pre_stamp, embeddings.model_id))
         if o_ns is not None:

@@ -32,12 +32,14 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool
 
 from ssl_robot import topics
+from ssl_robot.inference.model_holder import set_torch_threads
 from ssl_robot.models.checkpoint import CheckpointError
 from ssl_robot.health.problem_log import ProblemLog
 from ssl_robot.ros.convert import MessageError, image_to_array, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.diagnostics import diagnostic_array, wall_timer
 from ssl_robot.ros.node_main import spin_node
-from ssl_robot.ros.parameters import NodeParameters
+from ssl_robot.params.policy import PolicyParams
+from ssl_robot.ros.parameters import declare_params
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 from ssl_robot.rl.policy_runner import Command, PolicyFile, PolicyRunner, SafetyLimits, Skip
 from ssl_robot.sim.config import rpy_to_quaternion
@@ -46,43 +48,24 @@ DIAGNOSTIC_NAME = 'ssl_robot/policy'
 DIAGNOSTICS_PERIOD_S = 1.0
 
 
-class PolicyNode(NodeParameters, Node):
-
-    READ_ONLY_PARAMETERS = True
+class PolicyNode(Node):
 
     def __init__(self) -> None:
         super().__init__('policy')
-        self._declare('checkpoint', '', 'policy file (safetensors, ssl-robot rl train); empty = the shipped '
-                                        'ssl_robot/checkpoints/rl_reach_policy.safetensors')
-        self._declare('enabled', False, 'commands on at start; /policy/enable switches them')
-        self._declare('workspace_min', [0.45, -0.15, 0.05], 'lowest x, y, z of a target (world frame, m)')
-        self._declare('workspace_max', [0.75, 0.15, 0.3], 'highest x, y, z of a target (world frame, m)')
-        self._declare('max_speed_mps', 0.3, 'largest setpoint speed (m/s): a step is at most this / control_hz')
-        self._declare('control_hz', 10.0, 'commands per second of the node clock; the policy was trained at 10 Hz')
-        self._declare('max_observation_age_s', 0.5, 'a scene latent older than this at its control tick is skipped')
-        self._declare('start_position', [0.6, 0.0, 0.115], 'setpoint after enabling (x, y, z; m); z is the hand '
-                                                           'height throughout (the reach policy: 0.10 m over the tray '
-                                                           'floor)')
-        self._declare('ee_rpy_deg', [0.0, 180.0, 0.0], 'hand orientation of every target (roll, pitch, yaw; deg)')
-        self._declare('steps_per_goal', 50, 'steps toward a goal before it is done (the training episode length)')
-        self._declare('reload_check_period_s', 2.0, 'how often the policy file is checked for a new version')
-        self._declare_torch_threads()
+        self.params = params = declare_params(self, PolicyParams, read_only=True)
+        set_torch_threads(params.torch_threads)
 
-        rpy = [math.radians(v) for v in self._param('ee_rpy_deg')]
-        if len(rpy) != 3:
-            raise ValueError(f'parameter ee_rpy_deg must hold 3 angles, got {self._param("ee_rpy_deg")}')
-        self._orientation = rpy_to_quaternion(tuple(rpy))
-        limits = SafetyLimits(workspace_min=tuple(self._param('workspace_min')),
-                              workspace_max=tuple(self._param('workspace_max')),
-                              max_speed_mps=self._param('max_speed_mps'), control_hz=self._positive('control_hz'),
-                              max_observation_age_s=self._param('max_observation_age_s'),
-                              start_position=tuple(self._param('start_position')))
-        self._file = PolicyFile(self._param('checkpoint'))
+        self._orientation = rpy_to_quaternion(tuple(math.radians(v) for v in params.ee_rpy_deg))
+        limits = SafetyLimits(workspace_min=params.workspace_min, workspace_max=params.workspace_max,
+                              max_speed_mps=params.max_speed_mps, control_hz=params.control_hz,
+                              max_observation_age_s=params.max_observation_age_s,
+                              start_position=params.start_position)
+        self._file = PolicyFile(params.checkpoint)
         env = self._file.policy.config.env
         self._runner = PolicyRunner(self._file.policy.act, limits, self._file.model_id,
                                     latent_dim=self._file.policy.network.observation_space['observation'].shape[0],
-                                    action_step_m=env.action_step_m, steps_per_goal=self._param('steps_per_goal'),
-                                    enabled=self._param('enabled'))
+                                    action_step_m=env.action_step_m, steps_per_goal=params.steps_per_goal,
+                                    enabled=params.enabled)
         self._problems = ProblemLog(self.get_logger().warning)
         self._commands = 0
 
@@ -93,7 +76,7 @@ class PolicyNode(NodeParameters, Node):
         self.create_subscription(Image, topics.in_namespace(topics.GOAL_LATENT), self._on_goal, LATCHED_QOS)
         self.create_service(SetBool, topics.in_namespace(topics.POLICY_ENABLE_SERVICE), self._on_enable)
         self.create_timer(1.0 / limits.control_hz, self._on_control_tick)
-        wall_timer(self, self._positive('reload_check_period_s'), self._reload)
+        wall_timer(self, params.reload_check_period_s, self._reload)
         wall_timer(self, DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self.get_logger().info(
             f'{self._file.path.name} ({env.task}, {env.mode}, {self._file.policy.env_steps} env steps) on latents of '

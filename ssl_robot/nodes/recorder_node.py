@@ -23,7 +23,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -34,7 +33,8 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 
 from ssl_robot.data.bag_writer import STORAGES, BagWriter, DiskFull
 from ssl_robot.ros.node_main import spin_node
-from ssl_robot.ros.parameters import NodeParameters
+from ssl_robot.params.recorder import RecorderParams
+from ssl_robot.ros.parameters import declare_params
 
 RECORD_DEPTH = 100
 """Subscription queue per topic: absorbs a disk stall of a few seconds at camera rates."""
@@ -81,36 +81,17 @@ def is_hidden(topic: str) -> bool:
     return any(part.startswith('_') for part in topic.split('/'))
 
 
-class RecorderNode(NodeParameters, Node):
+class RecorderNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__('recorder', **kwargs)
         # rclpy destroys the nodes of a context at shutdown, this one too if its construction failed.
         self._bag: BagWriter | None = None
-        # rclpy reads an empty list default as a byte array, so "all topics" is the unset string array.
-        self.declare_parameter('topics', Parameter.Type.STRING_ARRAY, ParameterDescriptor(
-            description='topics to record; unset or empty records every topic except hidden ones'))
-        self._declare('output', '', 'bag directory to create (must not exist); empty: rosbag2_<date-time>')
-        self._declare('storage', 'mcap', f'bag storage, one of {", ".join(STORAGES)}')
-        self._declare('max_duration_s', 0.0, 'stop after this many seconds; 0 records until shut down')
-        self._declare('flush_period_s', 1.0, 'seconds between flushes: about this much is lost if killed')
-        self._declare('min_free_mb', 32.0, 'stop recording (bag closed, exit status 1) when the disk has this '
-                      'little space left: finishing the bag needs it')
-
-        self._selected = {self.resolve_topic_name(topic) for topic in self.get_parameter_or('topics').value or []}
-        storage = self.get_parameter('storage').value
-        max_duration_s = self.get_parameter('max_duration_s').value
-        flush_period_s = self.get_parameter('flush_period_s').value
-        if max_duration_s < 0:
-            raise ValueError(f'max_duration_s {max_duration_s} must be >= 0 (0: unlimited)')
-        if flush_period_s <= 0:
-            raise ValueError(f'flush_period_s {flush_period_s} must be > 0')
-        min_free_mb = self.get_parameter('min_free_mb').value
-        if min_free_mb < 0:
-            raise ValueError(f'min_free_mb {min_free_mb} must be >= 0 (0: no reserve)')
-        self.output = Path(self.get_parameter('output').value or default_output())
-        self._bag = BagWriter(self.output, storage, flush_period_s=flush_period_s,
-                              min_free_bytes=int(min_free_mb * 2**20))
+        self.params = params = declare_params(self, RecorderParams, read_only=False)
+        self._selected = {self.resolve_topic_name(topic) for topic in params.topics}
+        self.output = Path(params.output or default_output())
+        self._bag = BagWriter(self.output, params.storage, flush_period_s=params.flush_period_s,
+                              min_free_bytes=int(params.min_free_mb * 2**20))
 
         self.finished = Future()
         """Done once max_duration_s has passed, failed (DiskFull) if the disk filled; spin until it."""
@@ -118,11 +99,12 @@ class RecorderNode(NodeParameters, Node):
         self._recorded: dict[str, tuple[Subscription, QoSProfile]] = {}
         self._unrecordable: set[str] = set()
         self.create_timer(DISCOVERY_PERIOD_S, self._discover)
-        self.create_timer(flush_period_s / FLUSH_CHECKS_PER_PERIOD, self._bag.flush_if_due)
-        if max_duration_s:
-            self.create_timer(max_duration_s, self._stop)
+        self.create_timer(params.flush_period_s / FLUSH_CHECKS_PER_PERIOD, self._bag.flush_if_due)
+        if params.max_duration_s:
+            self.create_timer(params.max_duration_s, self._stop)
         self.get_logger().info(
-            f'recording {sorted(self._selected) if self._selected else "all topics"} to {self.output} ({storage})')
+            f'recording {sorted(self._selected) if self._selected else "all topics"} to {self.output} '
+            f'({params.storage})')
         self._discover()
 
     def _discover(self) -> None:

@@ -2,7 +2,7 @@
 
 This node holds no model and imports no torch: each model runs in the one node that owns it and publishes its
 outputs with its model id, and a reward compares an input with its goal only when both come from the same weights
-(model_ids.same_weights; a mismatch is counted as model_mismatch on /diagnostics and dropped).
+(ModelId.same_weights; a mismatch or an unreadable model id is counted as model_mismatch on /diagnostics and dropped).
 
 Kinds (parameter `kinds`, any subset of them; reward = <kind>_scale * the formula, ssl_robot.rewards.functions):
 - imitation (TCN, Sermanet et al. 2018): r = -(|e - d|^2 + sqrt(gamma + |e - d|^2)) between the fused row (the last)
@@ -57,18 +57,17 @@ from ssl_robot import topics
 from ssl_robot.rewards.demonstration import EmbeddedDemo, EpisodeClock, StampRejected
 from ssl_robot.events import EventError, decode_episode_event
 from ssl_robot.health.input_monitor import InputMonitor
-from ssl_robot.model_ids import same_weights
+from ssl_robot.model_ids import ModelId
 from ssl_robot.health.problem_log import ProblemLog
-from ssl_robot.rewards.functions import ALIGNMENTS, Grasp2VecReward, ImitationReward, LatentGoalReward
+from ssl_robot.params.reward import GRASP2VEC, IMITATION, KINDS, LATENT_GOAL, RewardParams
+from ssl_robot.rewards.functions import Grasp2VecReward, ImitationReward, LatentGoalReward
 from ssl_robot.ros.convert import ImageFormatError, MessageError, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.decoders import float_values, goal_latent
 from ssl_robot.ros.diagnostics import diagnostic_array, wall_timer
 from ssl_robot.ros.node_main import spin_node
-from ssl_robot.ros.parameters import NodeParameters
+from ssl_robot.ros.parameters import declare_params
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
-IMITATION, LATENT_GOAL, GRASP2VEC = 'imitation', 'latent_goal', 'grasp2vec'
-KINDS = (IMITATION, LATENT_GOAL, GRASP2VEC)
 REWARD_TOPICS = {kind: topics.reward_topic(kind) for kind in KINDS}
 DIAGNOSTIC_NAME = 'ssl_robot/reward'
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -89,52 +88,33 @@ class GoalKind:
     goal_from: str = 'none'
 
 
-class RewardNode(NodeParameters, Node):
-
-    READ_ONLY_PARAMETERS = True
+class RewardNode(Node):
 
     def __init__(self) -> None:
         super().__init__('reward')
-        self._declare('kinds', list(KINDS), f'rewards to publish, any of {list(KINDS)}; each on /reward/<kind>')
-        for kind in KINDS:
-            self._declare(f'{kind}_scale', 1.0, f'the {kind} reward is multiplied by this (> 0)')
-        self._declare('imitation_alignment', 'time_index', f'imitation: how a demo frame is chosen, one of '
-                                                           f'{list(ALIGNMENTS)}')
-        self._declare('imitation_window', 0, 'imitation, nearest_neighbour: frames the match may move ahead per '
-                                             'embedding; 0 = any frame of the demo')
-        self._declare('grasp2vec_normalize', True, 'grasp2vec: score the cosine of the embeddings, not their dot '
-                                                    'product')
-
-        self._kinds = self._kind_list()
-        scales = {kind: self._positive(f'{kind}_scale') for kind in self._kinds}
+        self.params = declare_params(self, RewardParams, read_only=True)
+        scales = {kind: self.params.scale(kind) for kind in self.params.kinds}
         self._problems = ProblemLog(self.get_logger().warning)
         self._published: Counter[str] = Counter()
         self._goal_kinds: dict[str, GoalKind] = {}
         self._input_topics: list[str] = []  # subscribed by _subscribe_input; counted by self._inputs
         self._reward_publishers = {
             kind: self.create_publisher(Vector3Stamped, topics.in_namespace(REWARD_TOPICS[kind]), RELIABLE_QOS)
-            for kind in self._kinds}
+            for kind in self.params.kinds}
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
-        if IMITATION in self._kinds:
+        if IMITATION in self.params.kinds:
             self._start_imitation(scales[IMITATION])
-        if LATENT_GOAL in self._kinds:
+        if LATENT_GOAL in self.params.kinds:
             latent_goal = GoalKind(LATENT_GOAL, 'latent_goal', LatentGoalReward(scales[LATENT_GOAL]), topics.GOAL_LATENT,
                                    lambda reward: -reward / scales[LATENT_GOAL])
             self._start_goal_kind(latent_goal, topics.SCENE_LATENT, SENSOR_QOS)
-        if GRASP2VEC in self._kinds:
-            grasp2vec = GoalKind(GRASP2VEC, 'grasp2vec_goal', Grasp2VecReward(scales[GRASP2VEC], self._param('grasp2vec_normalize')),
+        if GRASP2VEC in self.params.kinds:
+            grasp2vec = GoalKind(GRASP2VEC, 'grasp2vec_goal', Grasp2VecReward(scales[GRASP2VEC], self.params.grasp2vec_normalize),
                                  topics.GOAL_OBJECT_EMBEDDING, lambda reward: reward / scales[GRASP2VEC])
             self._start_goal_kind(grasp2vec, topics.GRASP2VEC_OBJECT_EMBEDDING, RELIABLE_QOS)
         self._inputs = InputMonitor(self._input_topics)
         wall_timer(self, DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
-        self.get_logger().info(f'rewards {", ".join(self._kinds)} from {", ".join(self._input_topics)}')
-
-    def _kind_list(self) -> list[str]:
-        kinds = list(self._param('kinds'))
-        unknown = [kind for kind in kinds if kind not in KINDS]
-        if unknown or not kinds or len(set(kinds)) != len(kinds):
-            raise ValueError(f'parameter kinds must list some of {list(KINDS)}, each once, got {kinds}')
-        return kinds
+        self.get_logger().info(f'rewards {", ".join(self.params.kinds)} from {", ".join(self._input_topics)}')
 
     # --- inputs, outputs and diagnostics ------------------------------------------------------------------------
 
@@ -158,10 +138,14 @@ class RewardNode(NodeParameters, Node):
             return None
 
     def _same_weights(self, topic: str, model_id: str, expected: str, goal: str) -> bool:
-        if same_weights(model_id, expected):
-            return True
-        self._problems.report('model_mismatch', f'{topic} from {model_id!r}, but the {goal} is from {expected!r}; '
-                                                f'dropped')
+        try:
+            if ModelId.parse(model_id).same_weights(ModelId.parse(expected)):
+                return True
+            why = ''
+        except ValueError as error:
+            why = f' ({error})'
+        self._problems.report('model_mismatch', f'{topic} from {model_id!r}, but the {goal} is from {expected!r}'
+                                                f'{why}; dropped')
         return False
 
     def _publish(self, kind: str, stamp_ns: int, reward: float, unscaled: float, model_id: str) -> None:
@@ -174,10 +158,10 @@ class RewardNode(NodeParameters, Node):
 
     def _publish_diagnostics(self) -> None:
         recent = self._problems.take_recent()
-        values = {'kinds': ','.join(self._kinds)}
-        for kind in self._kinds:
+        values = {'kinds': ','.join(self.params.kinds)}
+        for kind in self.params.kinds:
             values[f'{kind}_published'] = str(self._published[kind])
-        if IMITATION in self._kinds:
+        if IMITATION in self.params.kinds:
             values['episode_start_ns'] = str(self._episode_start_ns)
             values['imitation_demo_from'] = 'none' if self._demo is None else self._demo.model_id
         for goal_kind in self._goal_kinds.values():
@@ -190,12 +174,8 @@ class RewardNode(NodeParameters, Node):
     # --- imitation ----------------------------------------------------------------------------------------------
 
     def _start_imitation(self, scale: float) -> None:
-        alignment = self._choice('imitation_alignment', ALIGNMENTS)
-        window = self._param('imitation_window')
-        if window < 0 or (window and alignment != 'nearest_neighbour'):
-            raise ValueError(f'parameter imitation_window must be 0, or > 0 with imitation_alignment '
-                             f'nearest_neighbour, got {window} with {alignment}')
-        self._imitation_settings = {'alignment': alignment, 'scale': scale, 'window': window or None}
+        self._imitation_settings = {'alignment': self.params.imitation_alignment, 'scale': scale,
+                                    'window': self.params.imitation_window or None}
         self._demo: EmbeddedDemo | None = None
         self._imitation: ImitationReward | None = None
         self._episode_clock = EpisodeClock()

@@ -9,7 +9,7 @@ is logged, reported on /diagnostics and ignored: the simulation keeps running.
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -24,46 +24,33 @@ from ssl_robot.health.problem_log import ProblemLog
 from ssl_robot.ros.convert import ns_to_stamp
 from ssl_robot.ros.diagnostics import diagnostic_array
 from ssl_robot.ros.node_main import spin_node
-from ssl_robot.ros.parameters import NodeParameters
+from ssl_robot.params.sim import RUNNER_PARAMETERS, SimParams
+from ssl_robot.ros.parameters import declare_params
 from ssl_robot.ros.qos import RELIABLE_QOS
 from ssl_robot.ros.sim_messages import sim_topic_specs, tick_messages
 from ssl_robot.sim.config import load_sim_config
-from ssl_robot.sim.runner import SimRunner, check_stepping
+from ssl_robot.sim.runner import SimRunner
 
-# Parameters whose change rebuilds the world; the rest apply on the fly.
 WARN_PERIOD_S = 1.0
-WORLD_PARAMETERS = ('scene_file', 'camera_rig', 'object_set', 'num_objects', 'image_width', 'image_height')
+SIM_PARAMETERS = frozenset(field.name for field in dataclasses.fields(SimParams))
+
+
+def _sim_params_of(parameters) -> dict:
+    """The SimParams fields among changed parameters (use_sim_time, say, is not one)."""
+    return {p.name: p.value for p in parameters if p.name in SIM_PARAMETERS}
 
 
 def camera_names(runner: SimRunner) -> list[str]:
     return [camera.name for camera in runner.config.cameras]
 
 
-class SimNode(NodeParameters, Node):
+class SimNode(Node):
 
     def __init__(self) -> None:
         super().__init__('sim')
-        self._declare('scene_file', '', 'scene yaml; empty = the installed sim/scene.yaml')
-        self._declare('camera_rig', 'default', 'camera rig name in sim/rigs/ (K scene cameras and their poses)')
-        self._declare('object_set', 'random_urdfs', 'object set name in sim/objects/')
-        self._declare('num_objects', 5, 'objects spawned in the tray at each reset')
-        self._declare('image_width', 128, 'scene and object camera width (px)')
-        self._declare('image_height', 128, 'scene and object camera height (px)')
-        self._declare('seed', 0, 'seed of the first episode; later episodes derive theirs from it')
-        self._declare('mode', 'idle', "idle (commands only), grasp (Grasp2Vec collection) or motion (TCN behaviours)")
-        self._declare('attempts_per_episode', 5, 'grasp mode: grasp attempts between tray resets')
-        self._declare('real_time_factor', 1.0, 'sim seconds per wall second; 0 runs as fast as possible')
-        self._declare('publish_segmentation', True, 'publish per-camera object masks (ground truth)')
-        self._declare('render_every', 1, 'render and publish the cameras on every this many ticks (1 = every tick); '
-                                         'state, clock and events go out every tick. RL over the graph needs one '
-                                         'frame per control period (3)')
-        self._declare('stepping', 'free', 'free: tick on a timer at real_time_factor; on_request: run ticks_per_step '
-                                          'ticks per /sim/step request, as fast as it can, rendering the last')
-        self._declare('ticks_per_step', 3, 'ticks of one /sim/step request: one control period (3 = 10 Hz)')
-        self._check_render_every(self._param('render_every'))
-        check_stepping(self._param('stepping'), self._param('ticks_per_step'))
+        self.params = declare_params(self, SimParams, read_only=False)
 
-        self._runner = self._build_runner()
+        self._runner = self._build_runner(self.params)
         self._camera_names = camera_names(self._runner)
         self._topic_publishers = {
             topic: self.create_publisher(spec.type, topics.in_namespace(topic), spec.qos)
@@ -93,47 +80,41 @@ class SimNode(NodeParameters, Node):
             f'sim up: {len(self._camera_names)} scene cameras {self._camera_names}, mode '
             f'{self._runner.mode}, tick {self._runner.tick_period_ns / 1e6:.1f} ms sim time')
 
-    def _build_runner(self, overrides: dict | None = None) -> SimRunner:
-        values = {name: self._param(name) for name in (*WORLD_PARAMETERS, 'seed', 'mode', 'attempts_per_episode')}
-        values.update(overrides or {})
+    @staticmethod
+    def _build_runner(params: SimParams) -> SimRunner:
         config = load_sim_config(
-            scene=values['scene_file'] or None, rig=values['camera_rig'], object_set=values['object_set'],
-            num_objects=values['num_objects'], image_size=(values['image_width'], values['image_height']))
-        return SimRunner(config, mode=values['mode'], seed=values['seed'],
-                         attempts_per_episode=values['attempts_per_episode'])
+            scene=params.scene_file or None, rig=params.camera_rig, object_set=params.object_set,
+            num_objects=params.num_objects, image_size=(params.image_width, params.image_height))
+        return SimRunner(config, mode=params.mode, seed=params.seed, attempts_per_episode=params.attempts_per_episode)
 
     def _tick_period_s(self) -> float:
-        factor = self._param('real_time_factor')
+        factor = self.params.real_time_factor
         return self._runner.tick_period_ns / 1e9 / factor if factor > 0 else 0.0
 
     def _start_ticking(self):
         """The tick timer when the sim runs free; None when it ticks on request."""
-        return self.create_timer(self._tick_period_s(), self._on_tick) if self._param('stepping') == 'free' else None
-
-    @staticmethod
-    def _check_render_every(value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f'render_every must be an integer >= 1, got {value!r}')
+        return self.create_timer(self._tick_period_s(), self._on_tick) if self.params.stepping == 'free' else None
 
     def _on_tick(self) -> None:
         # Rendering is most of a tick's work (two 48 px images take about 12 of 16 ms), so a graph that needs fewer
         # frames than ticks runs that much faster with real_time_factor 0.
         self._ticks_done += 1
-        self._publish(self._runner.tick(render=self._ticks_done % self._param('render_every') == 0))
+        self._publish(self._runner.tick(render=self._ticks_done % self.params.render_every == 0))
 
     def _publish(self, tick) -> None:
-        for topic, message in tick_messages(tick, segmentation=self._param('publish_segmentation')):
+        for topic, message in tick_messages(tick, segmentation=self.params.publish_segmentation):
             self._topic_publishers[topic].publish(message)
         self._ticks_since_report += 1
 
+    # Commands. Each handler turns a bad request into a warning and a diagnostics entry.
     def _on_step(self, _request: Trigger.Request, response: Trigger.Response):
         # rclpy's executor takes the ready subscriptions before the services: a target that arrived with the request
         # (sent before it) applies to this period.
-        if self._param('stepping') != 'on_request':
+        if self.params.stepping != 'on_request':
             response.success, response.message = False, self._reject('step', RuntimeError(
                 'the sim runs free: set its parameter stepping to on_request to step it'))
             return response
-        period = self._runner.advance(self._param('ticks_per_step'))
+        period = self._runner.advance(self.params.ticks_per_step)
         for tick in period:
             self._publish(tick)
         self._ticks_done += len(period)
@@ -142,6 +123,7 @@ class SimNode(NodeParameters, Node):
         return response
 
     # Commands. Each handler turns a bad request into a warning and a diagnostics entry.
+
     def _reject(self, command: str, error: Exception) -> str:
         self._problems.report(f'rejected_{command}', str(error))
         return str(error)
@@ -189,23 +171,17 @@ class SimNode(NodeParameters, Node):
         return self._serve('grasp', response, lambda: self._runner.request_grasp(None))
 
     def _on_parameters(self, parameters) -> SetParametersResult:
-        changes = {p.name: p.value for p in parameters}
-        if 'real_time_factor' in changes and not (changes['real_time_factor'] >= 0
-                                                  and math.isfinite(changes['real_time_factor'])):
-            return SetParametersResult(successful=False, reason='real_time_factor must be a finite number >= 0')
+        changes = _sim_params_of(parameters)
         try:
-            if 'render_every' in changes:
-                self._check_render_every(changes['render_every'])
-            check_stepping(changes.get('stepping', self._param('stepping')),
-                           changes.get('ticks_per_step', self._param('ticks_per_step')))
-        except ValueError as error:
+            params = dataclasses.replace(self.params, **changes)
+        except (ValueError, TypeError) as error:
             return SetParametersResult(successful=False, reason=str(error))
-        if not any(name in changes for name in (*WORLD_PARAMETERS, 'mode', 'seed', 'attempts_per_episode')):
+        if not any(name in changes for name in RUNNER_PARAMETERS):
             return SetParametersResult(successful=True)
         # Build the new world before accepting, so a bad value is refused with its reason and the
         # running world stays as it is.
         try:
-            runner = self._build_runner(changes)
+            runner = self._build_runner(params)
         except (ValueError, FileNotFoundError, RuntimeError) as error:
             self._reject('parameters', error)
             return SetParametersResult(successful=False, reason=str(error))
@@ -218,7 +194,8 @@ class SimNode(NodeParameters, Node):
         return SetParametersResult(successful=True)
 
     def _after_parameters(self, parameters) -> None:
-        # Runs once the accepted values are stored, so the tick period reads the new real_time_factor.
+        # Runs once every callback accepted the change: only then is it the node's.
+        self.params = dataclasses.replace(self.params, **_sim_params_of(parameters))
         if any(p.name in ('real_time_factor', 'stepping') for p in parameters):
             if self._tick_timer is not None:
                 self.destroy_timer(self._tick_timer)

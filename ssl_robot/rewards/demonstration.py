@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ssl_robot.model_ids import same_weights
+from ssl_robot.model_ids import ModelId
 from ssl_robot.rewards.functions import DemoTrajectory
 
 NS_PER_S = 1_000_000_000
@@ -49,8 +49,12 @@ class EmbeddedDemo:
         return max(0.0, episode_time_s - self.first_frame_s)
 
     def matches(self, model_id: str) -> bool:
-        """Whether embeddings from the model named model_id can be compared with this demo (model_ids.same_weights)."""
-        return same_weights(model_id, self.model_id)
+        """Whether embeddings from the model named model_id can be compared with this demo (ModelId.same_weights);
+        False if either is no model id."""
+        try:
+            return ModelId.parse(model_id).same_weights(ModelId.parse(self.model_id))
+        except ValueError:
+            return False
 
     def to_rows(self) -> np.ndarray:
         """(T, 1 + D) float32, the demo as the embedding node publishes it: per frame, the seconds since the start of

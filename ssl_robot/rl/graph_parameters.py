@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from ssl_robot import topics
-from ssl_robot.models.vae import CCVAE
+from ssl_robot.models.registry import method_of
 from ssl_robot.rl.observers import load_task_vae, vae_checkpoint_path
 from ssl_robot.rl.tasks import EnvConfig
 from ssl_robot.sim.config import load_sim_config
@@ -37,7 +37,7 @@ def graph_parameters(config: EnvConfig, real_time_factor: float = 1.0, seed: int
         raise ValueError(f'the graph serves reach in latent mode (the sim node cannot place a puck), got task '
                          f'{config.task!r}, mode {config.mode!r}')
     checkpoint = str(vae_checkpoint_path(config).resolve())
-    method = 'ccvae' if isinstance(load_task_vae(vae_checkpoint_path(config), config.image_size), CCVAE) else 'betavae'
+    method = method_of(load_task_vae(vae_checkpoint_path(config), config.image_size))
     camera = task_camera_topic(config)
     # One frame per control period, as TrayGoalEnv renders once per step: rendering is most of the sim's work.
     ticks_per_step = max(1, round(load_sim_config(rig=config.rig, num_objects=0).tick_rate_hz / config.control_hz))

@@ -16,11 +16,11 @@ import torch
 from ssl_robot.images import model_input, resize_rgb
 from ssl_robot.inference.model_holder import CHECKPOINTS_DIR
 from ssl_robot.models.checkpoint import CheckpointError, load_checkpoint
+from ssl_robot.models.registry import VAE_FAMILY, method_spec, methods_of
 from ssl_robot.models.vae import CCVAE
 from ssl_robot.rewards.functions import latent_distance_reward
 from ssl_robot.rl.tasks import WORKSPACE_HALF_EXTENT_M, EnvConfig, state_dim
 
-VAE_METHODS = ('betavae', 'ccvae')
 
 
 class Observer(ABC):
@@ -87,8 +87,9 @@ def load_task_vae(path: Path, image_size: int) -> torch.nn.Module:
     """A betavae or ccvae checkpoint that takes image_size RGB images, on the CPU; anything else is refused with
     a CheckpointError naming the file and what does not fit."""
     model, header = load_checkpoint(path, device='cpu')
-    if header.method not in VAE_METHODS:
-        raise CheckpointError(f'{path} is a {header.method!r} checkpoint; latent mode needs one of {VAE_METHODS}')
+    if method_spec(header.method).family != VAE_FAMILY:
+        raise CheckpointError(f'{path} is a {header.method!r} checkpoint; latent mode needs one of '
+                              f'{methods_of(VAE_FAMILY)}')
     config = model.config
     if config.image_size != image_size or config.channels != 3:
         raise CheckpointError(f'{path} takes {config.channels}-channel {config.image_size} px images, but the env '

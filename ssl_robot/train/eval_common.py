@@ -20,6 +20,7 @@ from ssl_robot.data.recordings import LABEL_KEYS, Recordings
 from ssl_robot.data.samplers import EpisodeFrames
 from ssl_robot.images import model_pixels
 from ssl_robot.models import METHODS, build_model, load_weights, method_spec, read_checkpoint_header
+from ssl_robot.models.registry import TCN_FAMILY, methods_of
 from ssl_robot.resources import share_path
 from ssl_robot.train.checkpoint import MODEL_FILE, latest_checkpoint
 from ssl_robot.train.config import TrainConfig, config_from_dict, read_yaml_mapping
@@ -28,7 +29,7 @@ from ssl_robot.train.report import ReportRow
 from ssl_robot.train.run_dir import RunDir
 
 
-BASELINE_RUNS = {'svtcn': ('tcn', 'mftcn')}
+BASELINE_RUNS = {'svtcn': methods_of(TCN_FAMILY, multi_view=True)}
 """--baseline NAME=RUN_DIR: the method of the run it names -> the methods it is a baseline for."""
 TRAINED, RANDOM, PIXELS, SVTCN, MEAN_IMAGE, CHANCE = (
     'trained', 'random encoder', 'raw pixels', 'single-view TCN', 'mean image', 'chance')

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ssl_robot.models import default_device
+from ssl_robot.models.registry import TCN_FAMILY, VAE_FAMILY, methods_of
 from ssl_robot.train.eval_common import BASELINE_RUNS, EvalError, EvalOptions, Evaluation, load_run
 from ssl_robot.train.eval_embeddings import evaluate_embeddings
 from ssl_robot.train.eval_grasps import evaluate_grasps
@@ -53,8 +54,8 @@ batches). With --rig RIG=BAG every metric is reported once per rig, 'METRIC [RIG
 recorded with ('bags' if they do not name one), then each held-out rig.
 """
 
-EMBEDDING_METHODS = ('tcn', 'mftcn', 'svtcn')
-VAE_METHODS = ('betavae', 'ccvae')
+EMBEDDING_METHODS = methods_of(TCN_FAMILY)
+VAE_METHODS = methods_of(VAE_FAMILY)
 
 
 # --- TCN family ---------------------------------------------------------------------------------------------
