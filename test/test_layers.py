@@ -1,6 +1,6 @@
-"""The folders are the layers: imports point one way (nodes -> core; train/eval -> data -> models), and the pure core
-imports no rclpy, so everything important runs and is tested without a ROS graph. Read from the source (ast), so a
-lazy import inside a function counts too."""
+"""The folders are the layers: imports point one way (nodes -> core; train/eval -> data -> models), the pure core
+imports no rclpy, so everything important runs and is tested without a ROS graph, and no module grows past 400 lines.
+Imports are read from the source (ast), so a lazy import inside a function counts too."""
 
 from __future__ import annotations
 
@@ -72,3 +72,13 @@ def test_imports_point_one_way(path):
     upward = sorted(m for m in imports_of(path) if m.startswith('ssl_robot.')
                     and m.split('.')[1] in FORBIDDEN[layer])
     assert not upward, f'{path.relative_to(PACKAGE)} ({layer}) imports {upward}'
+
+
+MAX_LINES = 400
+
+
+@pytest.mark.parametrize('path', sources(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_is_over_400_lines(path):
+    """A module over this mixes concerns (issue 10): split it by concern rather than raise the limit."""
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f'{path.relative_to(PACKAGE)} has {lines} lines (limit {MAX_LINES})'
