@@ -31,11 +31,10 @@ import numpy as np
 
 from ssl_robot.inference.model_holder import LoadedModel, default_checkpoint, model_input, set_torch_threads
 from ssl_robot.models.grasp2vec import Grasp2Vec
+from ssl_robot.rl.evaluation import EVAL_SEED, wilson_interval
 from ssl_robot.sim.cameras import pixel_on_plane
-from ssl_robot.rl.evaluation import EVAL_SEED
 from ssl_robot.sim.config import CameraSpec, SimConfig, load_sim_config
 from ssl_robot.sim.runner import GraspEvent, SimRunner, TickOutput
-from ssl_robot.train.intervals import wilson_interval
 
 MAX_ATTEMPT_TICKS = 1500
 """A scripted grasp-collection attempt takes about 200 ticks; its moves time out well within this."""

@@ -42,20 +42,3 @@ def ratio_interval(numerators: Sequence[float], denominators: Sequence[float] | 
     drawn = np.random.default_rng(seed).integers(len(values), size=(resamples, len(values)))
     low, high = np.quantile(values[drawn].sum(axis=1) / weights[drawn].sum(axis=1), [0.025, 0.975])
     return Interval(float(low), float(high), len(values))
-
-
-WILSON_Z = 1.959963984540054
-"""The standard normal quantile of 0.975: a two-sided 95 % interval."""
-
-
-def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
-    """The 95 % Wilson score interval of a success rate of independent trials (grasps). Unlike the bootstrap it
-    stays honest at 0 or n successes, where every resample gives the same rate. ValueError unless
-    0 <= successes <= trials and trials >= 1."""
-    if isinstance(successes, bool) or isinstance(trials, bool) or not 0 <= successes <= trials or trials < 1:
-        raise ValueError(f'need 0 <= successes <= trials and trials >= 1, got successes={successes!r} '
-                         f'trials={trials!r}')
-    rate, z2 = successes / trials, WILSON_Z ** 2
-    centre = (rate + z2 / (2 * trials)) / (1 + z2 / trials)
-    half = WILSON_Z * np.sqrt(rate * (1 - rate) / trials + z2 / (4 * trials ** 2)) / (1 + z2 / trials)
-    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
