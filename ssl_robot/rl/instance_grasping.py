@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -236,6 +238,7 @@ def format_table(evaluations: list[GraspEvaluation]) -> str:
 
 POLICIES = ('indiscriminate', 'heatmap_argmax')
 DEFAULT_TRIALS = 30
+PROGRESS_EVERY = 25
 DEFAULT_CAMERA = 'front_left'
 """The grasp2vec node's scene camera (config/grasp2vec.yaml), whose s_pre images the shipped checkpoint learnt from."""
 
@@ -266,6 +269,17 @@ def make_policy(name: str, checkpoint: Path | None) -> GraspPolicy:
     raise ValueError(f'unknown policy {name!r}; known: {", ".join(POLICIES)}')
 
 
+def _progress_printer(label: str, every: int = PROGRESS_EVERY) -> Callable[[GraspTrial | None], None]:
+    """A progress callback that prints a line to stderr every `every` trays, so that a long run shows it is alive."""
+    trays = itertools.count(1)
+
+    def progress(_: GraspTrial | None) -> None:
+        done = next(trays)
+        if done % every == 0:
+            print(f'{label}: {done} trays', file=sys.stderr, flush=True)
+    return progress
+
+
 def run_grasp_eval(args: argparse.Namespace) -> int:
     for name in args.policies:
         if name not in POLICIES:
@@ -281,7 +295,8 @@ def run_grasp_eval(args: argparse.Namespace) -> int:
     for name in args.policies:
         policy = make_policy(name, args.checkpoint)
         for config in configs:
-            evaluation = evaluate(config, name, policy, args.trials, args.seed, args.camera)
+            evaluation = evaluate(config, name, policy, args.trials, args.seed, args.camera,
+                                  progress=_progress_printer(f'{name} on {config.object_set}'))
             hits, count, (low, high) = evaluation.rate('goal')
             print(f'{name} on {config.object_set}: goal object grasped {hits} of {count} [{low:.2f}, {high:.2f}]',
                   flush=True)
