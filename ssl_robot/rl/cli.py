@@ -1,6 +1,8 @@
-"""`ssl-robot rl train ENV --config FILE [--set key.sub=value ...] --out RUN_DIR` and `ssl-robot rl eval RUN ...`.
+"""`ssl-robot rl train ENV --config FILE [--set key.sub=value ...] --out RUN_DIR`, `ssl-robot rl eval RUN ...` and
+`ssl-robot rl grasp-eval [--policy ...] [--object-set ...]`.
 
-Running the same train command again on the same RUN_DIR continues it. eval is ssl_robot.rl.evaluation's.
+Running the same train command again on the same RUN_DIR continues it. eval is ssl_robot.rl.evaluation's,
+grasp-eval ssl_robot.rl.instance_grasping's.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ssl_robot.rl import evaluation
+from ssl_robot.rl import evaluation, instance_grasping
 from ssl_robot.rl.config import ENV_TASKS, config_to_yaml, load_rl_config
 
 
@@ -28,11 +30,18 @@ def add_rl_arguments(parser: argparse.ArgumentParser) -> None:
     evaluation.add_eval_arguments(actions.add_parser(
         'eval', help='evaluate trained runs on held-out goals, as a report',
         description='evaluate trained runs on held-out goals: markdown, JSON and PNG report'))
+    grasp_eval = actions.add_parser(
+        'grasp-eval', help='instance grasping in the sim: grasp the goal object of a goal image',
+        description='instance grasping in the sim on held-out trays: how often each policy grasps the goal object '
+                    'of a goal image, and any object, with 95 %% Wilson intervals')
+    instance_grasping.add_grasp_eval_arguments(grasp_eval)
 
 
 def run_rl(args: argparse.Namespace) -> int:
     if args.rl_action == 'eval':
         return evaluation.run_eval(args)
+    if args.rl_action == 'grasp-eval':
+        return instance_grasping.run_grasp_eval(args)
     config = load_rl_config(args.env, args.config, args.overrides)
     if args.print_config:
         print(config_to_yaml(config), end='')

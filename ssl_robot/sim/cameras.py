@@ -1,7 +1,9 @@
 """Fixed cameras rendered with PyBullet's TinyRenderer; view and projection matrices are computed once per pose.
 
 randomized_camera draws a camera's pose for one episode within CameraRandomization's bounds; camera_pose is the
-pose as an episode event records it.
+pose as an episode event records it. project_to_pixel and pixel_on_plane map between world points and a camera's
+pixels (OpenCV convention: pixel centres at integer coordinates, as CameraSpec.intrinsics), e.g. to grasp where a
+heatmap over a scene image peaks.
 """
 
 from __future__ import annotations
@@ -29,6 +31,29 @@ def view_matrix(spec: CameraSpec) -> np.ndarray:
     """4x4 world-to-camera transform in OpenGL convention (camera looks down -z, y up), row-major."""
     flat = pybullet.computeViewMatrix(spec.eye, spec.target, spec.up)
     return np.array(flat).reshape(4, 4).T   # pybullet returns column-major
+
+
+def project_to_pixel(spec: CameraSpec, point: tuple[float, ...] | np.ndarray) -> np.ndarray:
+    """(u, v) pixel coordinates of a world point (x, y, z) in spec's image; ValueError if it is not in front."""
+    x, y, z, _ = view_matrix(spec) @ np.append(np.asarray(point, dtype=float), 1.0)
+    if z >= 0:
+        raise ValueError(f'point {list(point)} is behind camera {spec.name!r}')
+    u, v, w = spec.intrinsics() @ np.array([x, -y, -z])   # OpenGL camera axes -> OpenCV
+    return np.array([u / w, v / w])
+
+
+def pixel_on_plane(spec: CameraSpec, pixel: tuple[float, float] | np.ndarray, height_m: float) -> np.ndarray:
+    """The world point (x, y, height_m) seen at pixel (u, v) of spec's image: the pixel's ray met with the
+    horizontal plane z = height_m. ValueError if the ray never meets it in front of the camera."""
+    u, v = (float(c) for c in pixel)
+    intrinsics = spec.intrinsics()
+    focal, cx, cy = intrinsics[0, 0], intrinsics[0, 2], intrinsics[1, 2]
+    ray_camera = np.array([(u - cx) / focal, -(v - cy) / focal, -1.0])   # OpenCV ray in OpenGL camera axes
+    ray = view_matrix(spec)[:3, :3].T @ ray_camera
+    eye = np.asarray(spec.eye, dtype=float)
+    if abs(ray[2]) < 1e-12 or (height_m - eye[2]) / ray[2] <= 0:
+        raise ValueError(f'pixel {[u, v]} of camera {spec.name!r} does not look at the plane z = {height_m} m')
+    return eye + ray * (height_m - eye[2]) / ray[2]
 
 
 class Camera:

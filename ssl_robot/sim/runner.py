@@ -17,7 +17,8 @@ import numpy as np
 
 from ssl_robot.sim.arm import JointStates
 from ssl_robot.sim.behaviours import (MOTION_BEHAVIOURS, GraspEvent, Script, ScriptContext, grasp_collection_attempt,
-                                      grasp_collection_episode, motion_episode, within_reach)
+                                      grasp_collection_episode, graspable_objects, motion_episode,
+                                      within_reach)
 from ssl_robot.sim.cameras import Camera, CameraFrame, camera_pose, randomized_camera
 from ssl_robot.sim.config import SimConfig
 from ssl_robot.sim.world import GripperState, ObjectState, TrayWorld
@@ -248,15 +249,26 @@ class SimRunner:
         """
         if xy is not None:
             xy = tuple(_vector(xy, 2, 'grasp xy').tolist())
-            half = self.config.tray_inner_half_extent_m
-            centre = self.config.tray_position
-            if any(abs(xy[k] - centre[k]) > half for k in (0, 1)):
-                raise ValueError(f'grasp xy {list(xy)} is outside the tray (centre {list(centre[:2])}, '
-                                 f'half extent {half} m)')
-            if not within_reach(self._context, xy):
-                raise ValueError(f'grasp xy {list(xy)} is out of the arm\'s reach for a top-down grasp')
+            problem = self.grasp_problem(xy)
+            if problem:
+                raise ValueError(problem)
         self._check_arm_free('request_grasp')
         self._pending_grasp = grasp_collection_attempt(self._context, xy)
+
+    def grasp_problem(self, xy: tuple[float, float]) -> str | None:
+        """Why a top-down grasp at tray position xy cannot be requested (outside the tray, out of reach), or None."""
+        half = self.config.tray_inner_half_extent_m
+        centre = self.config.tray_position
+        if any(abs(xy[k] - centre[k]) > half for k in (0, 1)):
+            return f'grasp xy {list(xy)} is outside the tray (centre {list(centre[:2])}, half extent {half} m)'
+        if not within_reach(self._context, xy):
+            return f'grasp xy {list(xy)} is out of the arm\'s reach for a top-down grasp'
+        return None
+
+    def graspable_objects(self) -> list[int]:
+        """Indices of the objects lying in the tray within the arm's top-down reach (those a grasp at xy None picks
+        from)."""
+        return graspable_objects(self._context)
 
     # ------------------------------------------------------------------------------------------------ closing
 
