@@ -1,5 +1,5 @@
 """Decoders of the learning nodes' inputs (ssl_robot.ros.decoders, ssl_robot.ros.convert): camera images, stamps,
-goal latents. Each returns a valid value or raises its documented error (MessageError and its kinds), never anything
+goal latents, rewards. Each returns a valid value or raises its documented error (MessageError and its kinds), never anything
 else. Pure: messages are built here, no ROS graph."""
 
 from __future__ import annotations
@@ -9,13 +9,15 @@ import array
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Vector3Stamped
 from hypothesis import given, settings, strategies as st
 from sensor_msgs.msg import Image
 
 from ssl_robot.images import ENCODINGS
 from ssl_robot.ros.convert import (ImageFormatError, MessageError, StampError, array_to_image, image_to_array,
                                    ns_to_stamp, stamp_to_ns)
-from ssl_robot.ros.decoders import (MAX_GOAL_LATENT_ABS, GoalLatentError, float_values, goal_latent, rgb_frame)
+from ssl_robot.ros.decoders import (MAX_GOAL_LATENT_ABS, GoalLatentError, RewardError, float_values, goal_latent,
+                                    rgb_frame, stamped_reward)
 
 S = 1_000_000_000
 FUZZ = settings(max_examples=150, deadline=None)
@@ -123,3 +125,33 @@ def test_any_stamp_converts_to_ns_that_convert_back_or_raises_stamp_error(sec, n
         assert sec < 0 or nanosec >= S
         return
     assert ns_to_stamp(stamp_ns) == stamp(sec, nanosec)
+
+
+def reward_message(sec: int, nanosec: int, reward: float, distance: float, model_id: str = 'betavae:m:step1:abc'
+                   ) -> Vector3Stamped:
+    message = Vector3Stamped()
+    message.header.stamp, message.header.frame_id = stamp(sec, nanosec), model_id
+    message.vector.x, message.vector.y = reward, distance
+    return message
+
+
+def test_a_reward_keeps_its_stamp_values_and_model_id_and_a_non_finite_one_is_a_reward_error():
+    assert tuple(stamped_reward(reward_message(3, 5, -0.25, 0.5))) == (3 * S + 5, -0.25, 0.5, 'betavae:m:step1:abc')
+    # A broken reward publisher must not reach the learner of a RosGoalEnv: its updates would turn NaN.
+    for x, y, named in ((float('nan'), 0.5, r'reward \(vector.x\) is nan'), (-1.0, float('inf'), 'distance'),
+                        (float('-inf'), float('nan'), 'reward')):
+        with pytest.raises(RewardError, match=named):
+            stamped_reward(reward_message(3, 5, x, y))
+    assert RewardError('x').kind == 'bad_reward' and issubclass(RewardError, MessageError)
+    with pytest.raises(StampError):
+        stamped_reward(reward_message(-1, 0, -0.25, 0.5))
+
+
+@FUZZ
+@given(st.integers(*INT32), st.integers(*UINT32), st.floats(), st.floats())
+def test_any_reward_message_decodes_to_finite_values_or_raises_message_error(sec, nanosec, reward, distance):
+    try:
+        decoded = stamped_reward(reward_message(sec, nanosec, reward, distance))
+    except MessageError:
+        return
+    assert np.isfinite([decoded.reward, decoded.distance]).all() and decoded.stamp_ns >= 0

@@ -13,7 +13,8 @@ from ssl_robot.rl.lockstep import (RosEnvConfig, StampedStream, StreamTimeout, s
                                    stream_timeout_message)
 from ssl_robot.rl.tasks import EnvConfig, GoalState, action_target
 from ssl_robot.rl_ros import RosGoalEnv
-from ssl_robot.rl_ros.graph_link import StampedLatent, StampedReward
+from ssl_robot.rl_ros.graph_link import StampedLatent
+from ssl_robot.ros.decoders import StampedReward
 
 TICK_NS = 33_333_333
 MAX_TICKS = 300  # a wait that needs more ticks than this is a stall

@@ -47,7 +47,8 @@ from ssl_robot.rl.lockstep import (NS_PER_S, RosEnvConfig, StreamTimeout, at_res
 from ssl_robot.rl.observers import Observer, make_observer
 from ssl_robot.rl.tasks import (HAND_HEIGHT_M, EnvConfig, GoalState, action_target, hand_start_away_from,
                                 sample_goal_state)
-from ssl_robot.rl_ros.graph_link import GraphLink, StampedLatent, StampedReward
+from ssl_robot.rl_ros.graph_link import GraphLink, StampedLatent
+from ssl_robot.ros.decoders import StampedReward
 from ssl_robot.sim.config import load_sim_config
 
 # Sim seconds added to a hand move's travel time at full speed before the arm is checked for rest: the joints lag

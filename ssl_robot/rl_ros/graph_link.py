@@ -27,7 +27,7 @@ from ssl_robot import topics
 from ssl_robot.events import EventError, decode_episode_event, decode_sim_step
 from ssl_robot.rl.lockstep import RosEnvConfig, StampedStream, StreamTimeout, stream_timeout_message
 from ssl_robot.ros.convert import ImageFormatError, MessageError, ns_to_stamp, stamp_to_ns
-from ssl_robot.ros.decoders import float_values, goal_latent
+from ssl_robot.ros.decoders import StampedReward, float_values, goal_latent, stamped_reward
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
 Result = TypeVar('Result')
@@ -38,16 +38,6 @@ class StampedLatent:
     stamp_ns: int
     values: np.ndarray
     """(latent_dim,) float32."""
-    model_id: str
-
-
-@dataclass(frozen=True)
-class StampedReward:
-    stamp_ns: int
-    reward: float
-    """vector.x: the reward, scaled by the reward node's <kind>_scale."""
-    distance: float
-    """vector.y: the unscaled |z - z_g|."""
     model_id: str
 
 
@@ -116,13 +106,12 @@ class GraphLink:
 
     def _on_reward(self, message: Vector3Stamped) -> None:
         try:
-            stamp_ns = stamp_to_ns(message.header.stamp)
+            received = stamped_reward(message)
         except MessageError as error:
             self._problem(error.kind)
             return
-        reward = StampedReward(stamp_ns, float(message.vector.x), float(message.vector.y), message.header.frame_id)
         with self.changed:
-            self.rewards.add(stamp_ns, reward)
+            self.rewards.add(received.stamp_ns, received)
             self.changed.notify_all()
 
     def _on_goal(self, message: Image) -> None:

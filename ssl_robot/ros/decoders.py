@@ -1,7 +1,7 @@
-"""Decoders of the messages the learning nodes take from outside: camera images, float arrays (embeddings), goal
-latents. Pure (no rclpy node): each returns a valid value or raises convert.MessageError (a ValueError) whose `kind`
-names the problem for /diagnostics (bad_image, bad_stamp, ...), never anything else, so a node reports one exception
-type and keeps running. Stamps are checked by convert.stamp_to_ns: a stamp a node could not publish again is refused
+"""Decoders of the messages the learning nodes and RosGoalEnv take from outside: camera images, float arrays
+(embeddings), goal latents, rewards. Pure (no rclpy node): each returns a valid value or raises convert.MessageError
+(a ValueError) whose `kind` names the problem for /diagnostics (bad_image, bad_stamp, ...), never anything else, so
+a node reports one exception type and keeps running. Stamps are checked by convert.stamp_to_ns: a stamp a node could not publish again is refused
 here, where the message comes in, not where an output would carry it.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from geometry_msgs.msg import Vector3Stamped
 from sensor_msgs.msg import Image
 
 from ssl_robot.ros.convert import ImageFormatError, MessageError, as_rgb, image_to_array, stamp_to_ns
@@ -23,6 +24,11 @@ is not in the model's latent space, and its distances would swamp every reward (
 class GoalLatentError(MessageError):
     """A /goal/latent message that is not one finite latent of the model's size within MAX_GOAL_LATENT_ABS."""
     kind = 'bad_goal'
+
+
+class RewardError(MessageError):
+    """A /reward/<kind> message whose reward or distance is NaN or infinite."""
+    kind = 'bad_reward'
 
 
 class RgbFrame(NamedTuple):
@@ -68,3 +74,23 @@ def goal_latent(message: Image, latent_dim: int | None = None) -> np.ndarray:
         raise GoalLatentError(f'a component is {largest:g}, beyond the +-{MAX_GOAL_LATENT_ABS:g} of any latent the '
                               f'model makes')
     return values[0]
+
+
+class StampedReward(NamedTuple):
+    stamp_ns: int
+    reward: float
+    """vector.x: the reward, scaled by the reward node's <kind>_scale."""
+    distance: float
+    """vector.y: the unscaled distance the reward was computed from."""
+    model_id: str
+
+
+def stamped_reward(message: Vector3Stamped) -> StampedReward:
+    """The reward of a /reward/<kind> message; RewardError if its reward or distance is not finite (a learner fed
+    one would diverge), MessageError with kind bad_stamp for a bad stamp."""
+    stamp_ns = stamp_to_ns(message.header.stamp)
+    values = {'reward (vector.x)': float(message.vector.x), 'distance (vector.y)': float(message.vector.y)}
+    for name, value in values.items():
+        if not np.isfinite(value):
+            raise RewardError(f'{name} is {value}')
+    return StampedReward(stamp_ns, *values.values(), message.header.frame_id)
