@@ -8,8 +8,10 @@ import pytest
 
 from ssl_robot.rl.envs import TrayGoalEnv
 from ssl_robot.apps.explore import record_exploration
-from ssl_robot.rl.tasks import (PUCK_HALF_EXTENT_M, WORKSPACE_CENTER_XY, WORKSPACE_HALF_EXTENT_M, EnvConfig,
-                                GoalState, state_vector)
+from ssl_robot.rl.tasks import (HAND_HEIGHT_M, PUCK_HALF_EXTENT_M, WORKSPACE_CENTER_XY, WORKSPACE_HALF_EXTENT_M,
+                                EnvConfig, GoalState, state_vector)
+from ssl_robot.sim.cameras import project_to_pixel
+from ssl_robot.sim.config import load_sim_config
 
 # The arm follows its commanded waypoint with a lag of a few millimetres (position gains 0.3).
 TRACKING_TOLERANCE_M = 0.006
@@ -74,6 +76,23 @@ def test_the_goal_image_shows_the_goal_state_and_the_scene_is_put_back():
         assert np.abs(env._observe() - obs['observation']).mean() < 0.01
     finally:
         env.close()
+
+
+@pytest.mark.parametrize('task, min_puck_px', [('reach', None), ('push', 6.0)])
+def test_each_task_camera_sees_its_whole_workspace_and_the_push_camera_shows_the_puck_large(task, min_puck_px):
+    config = EnvConfig(task=task)
+    assert config.camera_rig == {'reach': 'task', 'push': 'task_push'}[task]
+    assert EnvConfig(task=task, rig='default').camera_rig == 'default'
+    camera = load_sim_config(rig=config.camera_rig).cameras[0]
+    corners = np.array(WORKSPACE_CENTER_XY) + WORKSPACE_HALF_EXTENT_M * np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]])
+    for x, y in corners:
+        u, v = project_to_pixel(camera, (x, y, HAND_HEIGHT_M[task]))
+        assert 0 <= u < camera.width and 0 <= v < camera.height, (task, x, y, u, v)
+    if min_puck_px is not None:
+        # A 6 cm puck at its farthest start from the centre: a beta-VAE of 4 px pucks encoded only the hand.
+        x, y = np.array(WORKSPACE_CENTER_XY) + PUCK_HALF_EXTENT_M
+        across = project_to_pixel(camera, (x + 0.03, y, 0.03)) - project_to_pixel(camera, (x - 0.03, y, 0.03))
+        assert np.linalg.norm(across) >= min_puck_px
 
 
 def test_pushing_into_the_puck_moves_it():

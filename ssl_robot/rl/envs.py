@@ -48,7 +48,7 @@ class TrayGoalEnv(gymnasium.Env):
         self.render_mode = render_mode
         self.observer: Observer = observer if observer is not None else make_observer(config)
         push = config.task == 'push'
-        self.sim_config = load_sim_config(rig=config.rig, object_set=PUSH_OBJECT_SET if push else None,
+        self.sim_config = load_sim_config(rig=config.camera_rig, object_set=PUSH_OBJECT_SET if push else None,
                                           num_objects=1 if push else 0,
                                           image_size=(config.image_size, config.image_size))
         ticks = self.sim_config.tick_rate_hz / config.control_hz

@@ -24,7 +24,7 @@ from ssl_robot.sim.config import load_sim_config
 
 def task_camera_topic(config: EnvConfig) -> str:
     """The relative image topic of the rig's first camera, the task camera the env's VAE was trained on."""
-    camera = load_sim_config(rig=config.rig, num_objects=0).cameras[0].name
+    camera = load_sim_config(rig=config.camera_rig, num_objects=0).cameras[0].name
     return topics.in_namespace(topics.camera_image(camera))
 
 
@@ -40,9 +40,10 @@ def graph_parameters(config: EnvConfig, real_time_factor: float = 1.0, seed: int
     method = method_of(load_task_vae(vae_checkpoint_path(config), config.image_size))
     camera = task_camera_topic(config)
     # One frame per control period, as TrayGoalEnv renders once per step: rendering is most of the sim's work.
-    ticks_per_step = max(1, round(load_sim_config(rig=config.rig, num_objects=0).tick_rate_hz / config.control_hz))
+    tick_rate_hz = load_sim_config(rig=config.camera_rig, num_objects=0).tick_rate_hz
+    ticks_per_step = max(1, round(tick_rate_hz / config.control_hz))
     return {
-        'sim': {'camera_rig': config.rig, 'image_width': config.image_size, 'image_height': config.image_size,
+        'sim': {'camera_rig': config.camera_rig, 'image_width': config.image_size, 'image_height': config.image_size,
                 'num_objects': 0, 'mode': 'idle', 'seed': seed, 'real_time_factor': float(real_time_factor),
                 'publish_segmentation': False, 'render_every': ticks_per_step, 'stepping': stepping,
                 'ticks_per_step': ticks_per_step},

@@ -32,6 +32,8 @@ PUCK_HALF_EXTENT_M = 0.10
 # The hand starts at least this far from the puck's centre (puck radius 3 cm plus the closed fingers).
 HAND_CLEARANCE_M = 0.07
 PUSH_OBJECT_SET = 'puck'
+# Each task's camera rig (sim/rigs/): push needs a narrower view than reach to see its puck.
+TASK_RIGS = {'reach': 'task', 'push': 'task_push'}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,8 +59,9 @@ class EnvConfig:
     """Steps per second of sim time; the sim's tick rate must be a whole multiple of it."""
     image_size: int = 48
     """Side in pixels of the task camera image (latent and pixel modes); the VAE must take this size."""
-    rig: str = 'task'
-    """Camera rig (sim/rigs/<rig>.yaml, or a path) whose first camera is the task camera."""
+    rig: str = ''
+    """Camera rig (sim/rigs/<rig>.yaml, or a path) whose first camera is the task camera; '' = the task's own
+    (TASK_RIGS: task for reach, task_push for push)."""
     vae_checkpoint: str = ''
     """latent mode: a betavae or ccvae checkpoint trained on task camera images; '' = the shipped one for the
     task (ssl_robot/checkpoints/rl_<task>_vae.safetensors)."""
@@ -66,6 +69,11 @@ class EnvConfig:
     """pixel mode: side of the downsampled image that is observation and goal (RGB, so 3 * side^2 numbers)."""
     success_distance_m: float = 0.05
     """Success: the hand (reach) or the puck (push) ends within this of its goal position."""
+
+    @property
+    def camera_rig(self) -> str:
+        """The rig the env renders: rig, or the task's own."""
+        return self.rig or TASK_RIGS[self.task]
 
     def __post_init__(self) -> None:
         convert_fields(self)

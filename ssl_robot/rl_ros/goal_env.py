@@ -85,7 +85,7 @@ class RosGoalEnv(gymnasium.Env):
             raise ValueError(f'RosGoalEnv plays reach in latent mode, got task {config.task!r}, mode {config.mode!r}')
         self.config, self.ros = config, ros
         self.observer = observer if observer is not None else make_observer(config)
-        sim_config = load_sim_config(rig=config.rig, num_objects=0)
+        sim_config = load_sim_config(rig=config.camera_rig, num_objects=0)
         self.hand_z = sim_config.tray_floor_z + HAND_HEIGHT_M[config.task]
         self.hand_orientation = np.array(sim_config.home.orientation_xyzw())
         self.home = np.array(sim_config.home.position, float)
