@@ -47,6 +47,8 @@ GOAL_OBJECT_EMBEDDING = '/goal/object_embedding'
 GOAL_SAMPLE_SERVICE = '/goal/sample'
 GOAL_FROM_SCENE_SERVICE = '/goal/from_scene'
 GOAL_OBJECT_FROM_GRASP_SERVICE = '/goal/object_from_grasp'
+# grasp2vec_node: grasp the goal object (the learned instance-grasping policy), answered on /sim/grasp_at.
+GRASP_REQUEST_SERVICE = '/grasp/request'
 # policy_node: its status (JSON) and the service that enables (true) or disables (false) its commands.
 POLICY_STATUS = '/policy/status'
 POLICY_ENABLE_SERVICE = '/policy/enable'

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PointStamped
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -23,8 +24,14 @@ from ros_harness import Probe, node_process
 from ssl_robot import topics
 from ssl_robot.inference.grasp2vec import embed_grasp, embed_object
 from ssl_robot.inference.model_holder import LoadedModel
+from ssl_robot.models.grasp_q import GraspQConfig, GraspQNetwork
 from ssl_robot.nodes.grasp2vec_node import DIAGNOSTIC_NAME
 from ssl_robot.params.grasp2vec import DEFAULT_SCENE_CAMERA
+from ssl_robot.rl.grasp_collection import cell_centre_pixel, view_of
+from ssl_robot.rl.grasp_policy import save_grasp_policy
+from ssl_robot.rl.instance_grasping import GRASP_PLANE_HEIGHT_M
+from ssl_robot.sim.cameras import pixel_on_plane
+from ssl_robot.sim.config import CameraSpec
 from ssl_robot.topics import GRASP2VEC_HEATMAP, GRASP2VEC_OBJECT_EMBEDDING, GRASP2VEC_SCENE_EMBEDDING
 from ssl_robot.ros.convert import array_to_image, as_rgb, image_to_array, ns_to_stamp, stamp_to_ns
 from ssl_robot.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
@@ -281,3 +288,61 @@ def test_the_goal_object_is_embedded_by_the_node_model_and_latched_for_the_rewar
         frame_id, embedding = embeddings[7_000_000_000]
     assert frame_id == model.model_id
     np.testing.assert_allclose(embedding, embed_object(model, goal_image)[0], atol=1e-5)
+
+
+def test_a_grasp_request_sends_the_policy_grasp_for_the_goal_object_stamped_with_its_scene(probe, tmp_path: Path):
+    """/grasp/request: the learned policy's grasp place, for the newest scene frame and the goal object, goes out on
+    /sim/grasp_at with that frame's stamp. A policy whose reach mask allows one cell must grasp there."""
+    checkpoint = write_checkpoint(tmp_path / 'grasp2vec.safetensors', 'grasp2vec', TINY_GRASP2VEC)
+    camera = CameraSpec('front_left', 32, 32, 36.0, (1.15, 0.45, 0.55), (0.6, 0.0, 0.05))
+    network = GraspQNetwork(GraspQConfig(image_size=16, trunk_widths=(4, 8), head_width=8,
+                                         goal_dim=TINY_GRASP2VEC['embedding_dim']))
+    mask = np.zeros((4, 4), bool)
+    mask[3, 1] = True
+    policy = save_grasp_policy(tmp_path / 'grasp_policy.safetensors', network, mask, view_of(camera), 0.015,
+                               LoadedModel(checkpoint, 'grasp2vec', device='cpu').model_id)
+    expected = pixel_on_plane(camera, cell_centre_pixel(np.array([3, 1]), 8), 0.015 + GRASP_PLANE_HEIGHT_M)
+    rig = GraspRig(probe)
+    client = probe.node.create_client(Trigger, topics.GRASP_REQUEST_SERVICE)
+    grasps: list[PointStamped] = []
+    probe.node.create_subscription(PointStamped, topics.GRASP_AT, grasps.append, RELIABLE_QOS)  # list.append is atomic
+    scene_stamps = itertools.count(50 * 1_000_000_000, 100_000_000)
+    params = {'grasp2vec_checkpoint': checkpoint, 'grasp_policy': policy, 'goal_from_first_grasp': False}
+    with node_process(NODE, 'grasp2vec', params) as node:
+        response = probe.call(client, Trigger.Request(), timeout=TIMEOUT_S)
+        assert not response.success and response.message == f'no goal object yet on {topics.GOAL_OBJECT_IMAGE}'
+        goal = probe.node.create_publisher(Image, topics.GOAL_OBJECT_IMAGE, LATCHED_QOS)
+        goal.publish(array_to_image(camera_frames(3, views=1, shape=(32, 32))[0], 'rgb8', ns_to_stamp(9), 'object'))
+        scene = rig.cameras[DEFAULT_SCENE_CAMERA]
+
+        def publish_scene(shape: tuple[int, int]) -> int:
+            stamp_ns = next(scene_stamps)
+            frame = camera_frames(stamp_ns % 101, views=1, shape=shape)[0]
+            scene.publish(array_to_image(frame, 'rgb8', ns_to_stamp(stamp_ns), SCENE_FRAME_ID))
+            return stamp_ns
+
+        sent: list[int] = []
+        answers: list[Trigger.Response] = []
+
+        def request() -> None:
+            sent.append(publish_scene((32, 32)))
+            answers.append(probe.call(client, Trigger.Request(), timeout=TIMEOUT_S))
+
+        rig.repeat_until(lambda: grasps, 'a grasp on /sim/grasp_at', node, request)
+        with probe.lock:
+            grasp = grasps[0]
+        assert stamp_to_ns(grasp.header.stamp) in sent and grasp.header.frame_id == topics.WORLD_FRAME
+        np.testing.assert_allclose([grasp.point.x, grasp.point.y, grasp.point.z], expected, atol=1e-6)
+        answered = next(a for a in answers if a.success)
+        assert answered.message.startswith(f'grasp at ({expected[0]:.3f}, {expected[1]:.3f}) m for the goal object '
+                                           f'stamped 9 ns'), answered.message
+
+        # Frames of another size than the policy's: the newest one held is refused, by name, until one comes.
+        deadline = time.monotonic() + TIMEOUT_S
+        while (response := probe.call(client, Trigger.Request(), timeout=TIMEOUT_S)).success:
+            assert time.monotonic() < deadline, 'no request refused for a 32x24 scene frame'
+            publish_scene((24, 32))
+            time.sleep(0.1)
+        assert 'the grasp policy was trained on 32x32' in response.message, response.message
+        assert node.poll() is None
+    assert 'Traceback' not in ''.join(node.output)

@@ -27,6 +27,14 @@ phi_o(g), the goal image's stamp, the model id as frame_id), and embedded again 
 reward node scores r = phi_o(g) . phi_o(o) from that and /grasp2vec/object_embedding, checking that both come from
 the same weights.
 
+A /grasp/request (std_srvs/Trigger) grasps the goal object: the learned instance-grasping policy (grasp_policy,
+ssl-robot rl grasp-train) looks at the newest scene_camera frame and the latest /goal/object_image, and the grasp
+place it chooses goes out on /sim/grasp_at (geometry_msgs/PointStamped, frame 'world', on the plane the policy aims
+at, stamped with that scene frame's stamp), where the sim node grasps. The answer says where and how likely the
+policy thinks the goal object is grasped there (its Q). The arm should be out of the scene camera's view, as in
+training. A policy that cannot be loaded, or a frame that is not of the policy's size, refuses the request with the
+reason; the node goes on.
+
 Bad input never stops the node. An unusable image or stamp, an event that is not a well-formed grasp event
 (ssl_robot.events), an event whose frames are no longer (or never were) in the buffers, and a checkpoint that is
 missing or unloadable are dropped or ignored, warned about (rate-limited per kind) and reported on /diagnostics
@@ -45,6 +53,7 @@ import cv2
 import numpy as np
 
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PointStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -56,6 +65,9 @@ from ssl_robot.inference.frame_buffer import BYTES_PER_MB, StampedFrames
 from ssl_robot.inference.grasp2vec import embed_grasp, embed_object
 from ssl_robot.inference.model_holder import ModelLoader, ModelUnavailable, set_torch_threads
 from ssl_robot.health.problem_log import ProblemLog
+from ssl_robot.models.checkpoint import CheckpointError
+from ssl_robot.rl.grasp_policy import LearnedGraspPolicy, load_grasp_policy
+from ssl_robot.rl.instance_grasping import GRASP_PLANE_HEIGHT_M, GraspView
 from ssl_robot.ros.convert import MessageError, array_to_image, ns_to_stamp
 from ssl_robot.ros.decoders import rgb_frame
 from ssl_robot.ros.diagnostics import diagnostic_array, wall_timer
@@ -113,6 +125,8 @@ class Grasp2VecNode(Node):
         self._goal_object: GraspedObject | None = None
         self._goal_image: StampedImage | None = None  # the latest on /goal/object_image, from any node
         self._goal_embedded_by = 'none'
+        self._grasp_policy: LearnedGraspPolicy | None = None
+        self._grasps_requested = 0
 
         self._scene_publisher = self.create_publisher(
             Image, topics.in_namespace(topics.GRASP2VEC_SCENE_EMBEDDING), RELIABLE_QOS)
@@ -124,6 +138,8 @@ class Grasp2VecNode(Node):
             Image, topics.in_namespace(topics.GOAL_OBJECT_IMAGE), LATCHED_QOS)
         self._goal_embedding_publisher = self.create_publisher(
             Image, topics.in_namespace(topics.GOAL_OBJECT_EMBEDDING), LATCHED_QOS)
+        self._grasp_at_publisher = self.create_publisher(
+            PointStamped, topics.in_namespace(topics.GRASP_AT), RELIABLE_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_QOS)
         for topic in self._frames:
             self.create_subscription(Image, topic, functools.partial(self._on_image, topic), SENSOR_QOS)
@@ -132,6 +148,7 @@ class Grasp2VecNode(Node):
                                  LATCHED_QOS)
         self.create_service(Trigger, topics.in_namespace(topics.GOAL_OBJECT_FROM_GRASP_SERVICE),
                             self._on_object_from_grasp)
+        self.create_service(Trigger, topics.in_namespace(topics.GRASP_REQUEST_SERVICE), self._on_grasp_request)
         self._reload()
         wall_timer(self, self.params.reload_check_period_s, self._reload)
         if self.params.goal_object_file:
@@ -232,13 +249,55 @@ class Grasp2VecNode(Node):
     def _on_object_from_grasp(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         return answer_trigger(response, self._object_as_goal, (LookupError,))
 
+    def _policy(self) -> LearnedGraspPolicy:
+        """The grasp policy, loaded at the first request (and again after a failed load); LookupError if it cannot
+        be."""
+        if self._grasp_policy is None:
+            params = self.params
+            try:
+                self._grasp_policy = load_grasp_policy(params.grasp_policy or None,
+                                                       params.grasp2vec_checkpoint or None, device=self._model.device)
+            except (CheckpointError, FileNotFoundError, ValueError) as error:
+                self._problems.report('grasp_policy', f'{error}')
+                raise LookupError(f'no grasp policy: {error}') from None
+            self.get_logger().info(f'grasp policy {self._grasp_policy.path} loaded')
+        return self._grasp_policy
+
+    def _grasp_goal_object(self) -> str:
+        """Publish where the policy grasps the goal object in the newest scene frame; a line saying so. LookupError
+        naming what is missing."""
+        if self._goal_image is None:
+            raise LookupError(f'no goal object yet on {topics.GOAL_OBJECT_IMAGE}')
+        held = self._frames[self._scene_camera].stamp_range()
+        if held is None:
+            raise LookupError(f'no {self._scene_camera} frame yet')
+        scene = self._frames[self._scene_camera].get(held[1])
+        policy = self._policy()
+        camera = policy.camera()
+        if scene.rgb.shape[:2] != (camera.height, camera.width):
+            raise LookupError(f'{self._scene_camera} frames are {scene.rgb.shape[1]}x{scene.rgb.shape[0]}, the grasp '
+                              f'policy was trained on {camera.width}x{camera.height}')
+        view = GraspView(scene.rgb, self._goal_image.rgb, camera, policy.tray_floor_z)
+        (x, y), q = policy.choose(view)
+        message = PointStamped()
+        message.header.stamp = ns_to_stamp(held[1])
+        message.header.frame_id = topics.WORLD_FRAME
+        message.point.x, message.point.y, message.point.z = x, y, policy.tray_floor_z + GRASP_PLANE_HEIGHT_M
+        self._grasp_at_publisher.publish(message)
+        self._grasps_requested += 1
+        return (f'grasp at ({x:.3f}, {y:.3f}) m for the goal object stamped {self._goal_image.stamp_ns} ns, from the '
+                f'scene stamped {held[1]} ns; Q {q:.2f}')
+
+    def _on_grasp_request(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        return answer_trigger(response, self._grasp_goal_object, (LookupError,))
+
     def _publish_diagnostics(self) -> None:
         problems = self._problems.take_recent()
         goal = self._goal_object
         values = {'model_id': self._model.model_id, 'scene_camera': self._scene_camera,
                   'object_camera': self._object_camera, 'grasps_embedded': str(self._grasps),
                   'goal_object_o_ns': 'none' if goal is None else str(goal.o_ns),
-                  'goal_object_embedded_by': self._goal_embedded_by,
+                  'goal_object_embedded_by': self._goal_embedded_by, 'grasps_requested': str(self._grasps_requested),
                   **self._problems.count_values()}
         self._diagnostics.publish(diagnostic_array(DIAGNOSTIC_NAME, self._model.device.type, problems, values,
                                                    ns_to_stamp(self.get_clock().now().nanoseconds)))

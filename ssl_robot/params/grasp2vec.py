@@ -29,6 +29,10 @@ class Grasp2VecParams(Grasp2VecModelParams):
     /goal/object_from_grasp request would"""
     goal_object_file: str = ''
     """image file of the goal object, published on /goal/object_image at start; empty = a grasped object"""
+    grasp_policy: str = ''
+    """instance-grasping policy of /grasp/request (ssl-robot rl grasp-train); empty = the shipped
+    ssl_robot/checkpoints/grasp_policy.safetensors; it must have been trained with this node's Grasp2Vec checkpoint
+    and for the view of scene_camera"""
 
     def __post_init__(self) -> None:
         super().__post_init__()

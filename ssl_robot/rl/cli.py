@@ -1,8 +1,8 @@
 """`ssl-robot rl train ENV --config FILE [--set key.sub=value ...] --out RUN_DIR`, `ssl-robot rl eval RUN ...` and
-`ssl-robot rl grasp-eval [--policy ...] [--object-set ...]`.
+`ssl-robot rl grasp-eval [--policy ...] [--object-set ...]` and `ssl-robot rl grasp-train --out RUN_DIR ...`.
 
 Running the same train command again on the same RUN_DIR continues it. eval is ssl_robot.rl.evaluation's,
-grasp-eval ssl_robot.rl.instance_grasping's.
+grasp-eval and grasp-train ssl_robot.rl.grasp_commands'.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ssl_robot.rl import evaluation, instance_grasping
+from ssl_robot.rl import evaluation, grasp_commands
 from ssl_robot.rl.config import ENV_TASKS, config_to_yaml, load_rl_config
 
 
@@ -34,14 +34,20 @@ def add_rl_arguments(parser: argparse.ArgumentParser) -> None:
         'grasp-eval', help='instance grasping in the sim: grasp the goal object of a goal image',
         description='instance grasping in the sim on held-out trays: how often each policy grasps the goal object '
                     'of a goal image, and any object, with 95 %% Wilson intervals')
-    instance_grasping.add_grasp_eval_arguments(grasp_eval)
+    grasp_commands.add_grasp_eval_arguments(grasp_eval)
+    grasp_commands.add_grasp_train_arguments(actions.add_parser(
+        'grasp-train', help='learn instance grasping from the Grasp2Vec reward (collects grasps in the sim)',
+        description='collect indiscriminate grasps in the sim, relabel them with Grasp2Vec goals (posthoc and '
+                    'auxiliary) and train a goal-conditioned grasp critic; writes RUN_DIR/grasp_policy.safetensors'))
 
 
 def run_rl(args: argparse.Namespace) -> int:
     if args.rl_action == 'eval':
         return evaluation.run_eval(args)
     if args.rl_action == 'grasp-eval':
-        return instance_grasping.run_grasp_eval(args)
+        return grasp_commands.run_grasp_eval(args)
+    if args.rl_action == 'grasp-train':
+        return grasp_commands.run_grasp_train(args)
     config = load_rl_config(args.env, args.config, args.overrides)
     if args.print_config:
         print(config_to_yaml(config), end='')

@@ -11,7 +11,7 @@ Pure (no rclpy). A trial, for one held-out tray seed:
 4. The sim's scripted top-down grasp runs there. Success: the lifted object is the goal object (ground truth);
    any-object success: some object was lifted.
 
-Policies (GraspPolicy): a learned one can be dropped in beside the two baselines,
+Policies (GraspPolicy): the learned one (ssl_robot.rl.grasp_policy) beside two baselines,
 - indiscriminate: the sim's own choice, a uniformly drawn reachable object (what grasp collection grasps), blind to
   the goal; scored against the same goals, its any-object rate is the indiscriminate grasp rate;
 - heatmap_argmax: zero-shot Grasp2Vec, the argmax of phi_o(goal) . phi_s,spatial(scene) over the scene image, its
@@ -20,31 +20,26 @@ Policies (GraspPolicy): a learned one can be dropped in beside the two baselines
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import itertools
-import json
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ssl_robot.inference.model_holder import LoadedModel, default_checkpoint, model_input, set_torch_threads
+from ssl_robot.inference.model_holder import LoadedModel, model_input
 from ssl_robot.models.grasp2vec import Grasp2Vec
-from ssl_robot.rl.evaluation import EVAL_SEED, wilson_interval
+from ssl_robot.rl.evaluation import wilson_interval
 from ssl_robot.sim.cameras import pixel_on_plane
-from ssl_robot.sim.config import CameraSpec, SimConfig, load_sim_config
+from ssl_robot.sim.config import CameraSpec, SimConfig
 from ssl_robot.sim.runner import GraspEvent, SimRunner, TickOutput
 
 MAX_ATTEMPT_TICKS = 1500
 """A scripted grasp-collection attempt takes about 200 ticks; its moves time out well within this."""
 GOAL_CANDIDATES = 3
 """Objects tried per tray for a goal image before the tray is skipped."""
-HEATMAP_PLANE_HEIGHT_M = 0.03
-"""heatmap_argmax grasps where its pixel's ray meets this height above the tray floor: the objects (3 to 12 cm tall)
-show their upper parts to the cameras, so the floor itself would put oblique views' grasps behind the object."""
+GRASP_PLANE_HEIGHT_M = 0.03
+"""Policies that aim at a scene pixel (heatmap_argmax, the learned policy) grasp where its ray meets this height above
+the tray floor: the objects (3 to 12 cm tall) show their upper parts to the cameras, so the floor itself would put
+oblique views' grasps behind the object."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +102,7 @@ def indiscriminate(view: GraspView) -> None:
 class HeatmapArgmax:
     """Zero-shot Grasp2Vec: grasp under the peak of the goal object's heatmap over the scene."""
 
-    def __init__(self, loaded: LoadedModel, plane_height_m: float = HEATMAP_PLANE_HEIGHT_M) -> None:
+    def __init__(self, loaded: LoadedModel, plane_height_m: float = GRASP_PLANE_HEIGHT_M) -> None:
         if not isinstance(loaded.model, Grasp2Vec):
             raise ValueError(f'heatmap_argmax needs a Grasp2Vec checkpoint, got {loaded.model_id}')
         self.loaded = loaded
@@ -128,7 +123,7 @@ class HeatmapArgmax:
         return float(point[0]), float(point[1])
 
 
-def _attempt(runner: SimRunner, xy: tuple[float, float] | None) -> tuple[GraspEvent, dict[int, TickOutput]]:
+def attempt_grasp(runner: SimRunner, xy: tuple[float, float] | None) -> tuple[GraspEvent, dict[int, TickOutput]]:
     """Request one grasp-collection attempt and tick (rendering only its keyframes) until its event."""
     runner.request_grasp(xy)
     outputs = {}
@@ -142,7 +137,7 @@ def _attempt(runner: SimRunner, xy: tuple[float, float] | None) -> tuple[GraspEv
     raise RuntimeError(f'no grasp event within {MAX_ATTEMPT_TICKS} ticks of a grasp at {xy}')
 
 
-def _reset(runner: SimRunner, seed: int, render: bool) -> TickOutput:
+def reset_tray(runner: SimRunner, seed: int, render: bool) -> TickOutput:
     runner.request_reset(seed)
     return runner.tick(render=render)
 
@@ -150,13 +145,13 @@ def _reset(runner: SimRunner, seed: int, render: bool) -> TickOutput:
 def goal_image(runner: SimRunner, seed: int) -> tuple[int, np.ndarray] | None:
     """(goal object index, its object camera image) for the tray of `seed`, or None when no candidate of up to
     GOAL_CANDIDATES reachable objects (drawn by the seed) could be grasped and presented."""
-    _reset(runner, seed, render=False)
+    reset_tray(runner, seed, render=False)
     candidates = runner.graspable_objects()
     order = np.random.default_rng([seed, 3]).permutation(candidates)[:GOAL_CANDIDATES]
     for number, goal in enumerate(order):
         if number:
-            _reset(runner, seed, render=False)
-        event, outputs = _attempt(runner, tuple(runner.world.object_center(int(goal))[:2]))
+            reset_tray(runner, seed, render=False)
+        event, outputs = attempt_grasp(runner, tuple(runner.world.object_center(int(goal))[:2]))
         if event.success and event.object_index == goal and event.o_ns in outputs:
             return int(goal), outputs[event.o_ns].object_camera.rgb
     return None
@@ -168,7 +163,7 @@ def run_trial(runner: SimRunner, seed: int, policy: GraspPolicy, camera: str) ->
     if found is None:
         return None
     goal, goal_rgb = found
-    scene = _reset(runner, seed, render=True).scene[camera]
+    scene = reset_tray(runner, seed, render=True).scene[camera]
     config = runner.config
     spec = next(c for c in config.cameras if c.name == camera)
     xy = policy(GraspView(scene.rgb, goal_rgb, spec, config.tray_floor_z))
@@ -180,7 +175,7 @@ def run_trial(runner: SimRunner, seed: int, policy: GraspPolicy, camera: str) ->
         if problem:
             return GraspTrial(seed, goal, goal_name, xy, float(np.linalg.norm(goal_xy - xy)), None, False, False,
                               problem)
-    event, _ = _attempt(runner, xy)
+    event, _ = attempt_grasp(runner, xy)
     return GraspTrial(seed, goal, goal_name, event.target_xy, float(np.linalg.norm(goal_xy - event.target_xy)),
                       event.object_name if event.success else None, event.success,
                       event.success and event.object_index == goal, event.reason)
@@ -232,76 +227,3 @@ def format_table(evaluations: list[GraspEvaluation]) -> str:
         lines.append(f'| {evaluation.policy} | {evaluation.object_set} | {cells[0]} | {cells[1]} | {aim_cm:.1f} | '
                      f'{len(evaluation.trials)} ({len(evaluation.skipped_seeds)}) |')
     return '\n'.join(lines)
-
-
-# ---------------------------------------------------------------------------------------- ssl-robot rl grasp-eval
-
-POLICIES = ('indiscriminate', 'heatmap_argmax')
-DEFAULT_TRIALS = 30
-PROGRESS_EVERY = 25
-DEFAULT_CAMERA = 'front_left'
-"""The grasp2vec node's scene camera (config/grasp2vec.yaml), whose s_pre images the shipped checkpoint learnt from."""
-
-
-def add_grasp_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--policy', dest='policies', nargs='+', default=list(POLICIES), metavar='POLICY',
-                        help=f'policies to evaluate: {", ".join(POLICIES)} (default: both)')
-    parser.add_argument('--object-set', dest='object_sets', nargs='+', default=['random_urdfs'], metavar='NAME',
-                        help='object sets of sim/objects/ (default random_urdfs; random_urdfs_12 holds the objects '
-                             'the shipped Grasp2Vec was trained on)')
-    parser.add_argument('--trials', type=int, default=DEFAULT_TRIALS,
-                        help=f'scored trials per policy and object set (default {DEFAULT_TRIALS})')
-    parser.add_argument('--seed', type=int, default=EVAL_SEED,
-                        help=f'tray seed of the first trial, trial i using seed + i (default {EVAL_SEED}; must be '
-                             f'>= {EVAL_SEED}, far from any collection seed)')
-    parser.add_argument('--checkpoint', type=Path, default=None,
-                        help='Grasp2Vec checkpoint of heatmap_argmax (default: the shipped one)')
-    parser.add_argument('--camera', default=DEFAULT_CAMERA,
-                        help=f'scene camera the policy sees (default {DEFAULT_CAMERA})')
-    parser.add_argument('--json', type=Path, default=None, metavar='FILE', help='also write every trial as JSON')
-
-
-def make_policy(name: str, checkpoint: Path | None) -> GraspPolicy:
-    if name == 'indiscriminate':
-        return indiscriminate
-    if name == 'heatmap_argmax':
-        return HeatmapArgmax(LoadedModel(checkpoint or default_checkpoint('grasp2vec'), 'grasp2vec', device='cpu'))
-    raise ValueError(f'unknown policy {name!r}; known: {", ".join(POLICIES)}')
-
-
-def _progress_printer(label: str, every: int = PROGRESS_EVERY) -> Callable[[GraspTrial | None], None]:
-    """A progress callback that prints a line to stderr every `every` trays, so that a long run shows it is alive."""
-    trays = itertools.count(1)
-
-    def progress(_: GraspTrial | None) -> None:
-        done = next(trays)
-        if done % every == 0:
-            print(f'{label}: {done} trays', file=sys.stderr, flush=True)
-    return progress
-
-
-def run_grasp_eval(args: argparse.Namespace) -> int:
-    for name in args.policies:
-        if name not in POLICIES:
-            raise ValueError(f'unknown policy {name!r}; known: {", ".join(POLICIES)}')
-    check_trials(args.trials, args.seed)
-    if args.seed < EVAL_SEED:
-        raise ValueError(f'--seed must be >= {EVAL_SEED} (held-out trays), got {args.seed}')
-    configs = [load_sim_config(object_set=name) for name in args.object_sets]
-    for config in configs:
-        check_camera(config, args.camera)
-    set_torch_threads(1)
-    evaluations = []
-    for name in args.policies:
-        policy = make_policy(name, args.checkpoint)
-        for config in configs:
-            evaluation = evaluate(config, name, policy, args.trials, args.seed, args.camera,
-                                  progress=_progress_printer(f'{name} on {config.object_set}'))
-            hits, count, (low, high) = evaluation.rate('goal')
-            print(f'{name} on {config.object_set}: goal object grasped {hits} of {count} [{low:.2f}, {high:.2f}]',
-                  flush=True)
-            evaluations.append(evaluation)
-    print(format_table(evaluations))
-    if args.json is not None:
-        args.json.write_text(json.dumps([dataclasses.asdict(e) for e in evaluations], indent=1) + '\n')
-    return 0
