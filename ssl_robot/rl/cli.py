@@ -33,7 +33,7 @@ def add_rl_arguments(parser: argparse.ArgumentParser) -> None:
     grasp_eval = actions.add_parser(
         'grasp-eval', help='instance grasping in the sim: grasp the goal object of a goal image',
         description='instance grasping in the sim on held-out trays: how often each policy grasps the goal object '
-                    'of a goal image, and any object, with 95 %% Wilson intervals')
+                    'of a goal image, and any object, with 95 % Wilson intervals')
     grasp_commands.add_grasp_eval_arguments(grasp_eval)
     grasp_commands.add_grasp_train_arguments(actions.add_parser(
         'grasp-train', help='learn instance grasping from the Grasp2Vec reward (collects grasps in the sim)',
