@@ -71,3 +71,21 @@ def test_mismatched_batch_sizes_are_refused(model):
         model({'pre': images(4), 'post': images(4)})
     with pytest.raises(ValueError, match='scenes, objects must pair up row by row, got rows scenes: 2, objects: 1'):
         model.heatmap(images(2), images(1))
+
+
+def test_refine_layers_add_stride_one_convolutions_and_keep_the_map_size():
+    torch.manual_seed(0)
+    coarse = Grasp2Vec(Grasp2VecConfig(**SMALL))
+    refined = Grasp2Vec(Grasp2VecConfig(**{**SMALL, 'refine_widths': [12, 7]}))
+    assert refined.config.refine_widths == (12, 7) and coarse.config.refine_widths == ()
+    scenes, objects = images(2), images(2, 1)
+    assert refined.heatmap(scenes, objects).shape == coarse.heatmap(scenes, objects).shape == (2, 4, 4)
+    for encoder, want in ((coarse.scene_encoder.encoder, []), (refined.scene_encoder.encoder, [(1, 12), (1, 7)])):
+        convolutions = [layer for layer in encoder.modules() if isinstance(layer, torch.nn.Conv2d)]
+        assert [(c.stride[0], c.out_channels) for c in convolutions] == [(2, 8), (2, 16), *want]
+
+
+@pytest.mark.parametrize('widths', [[0], (4, -1), 'wide'])
+def test_bad_refine_widths_are_refused_by_name(widths):
+    with pytest.raises(ValueError, match='refine_widths'):
+        Grasp2VecConfig(**{**SMALL, 'refine_widths': widths})

@@ -170,13 +170,15 @@ def _group_norm(width: int) -> nn.GroupNorm:
 
 
 class ConvEncoder(nn.Module):
-    """Stride-2 3x3 convolutions with GroupNorm and ReLU, one per width: (B, C, S, S) -> (B, w[-1], S/2^L, S/2^L)."""
+    """3x3 convolutions with GroupNorm and ReLU, stride 2 for each of widths, then stride 1 for each of
+    stride_one_widths: (B, C, S, S) -> (B, last width, S/2^L, S/2^L) for L = len(widths)."""
 
-    def __init__(self, in_channels: int, widths: Sequence[int]):
+    def __init__(self, in_channels: int, widths: Sequence[int], stride_one_widths: Sequence[int] = ()):
         super().__init__()
         layers: list[nn.Module] = []
-        for width in widths:
-            layers += [nn.Conv2d(in_channels, width, 3, stride=2, padding=1), _group_norm(width), nn.ReLU()]
+        strides = [2] * len(widths) + [1] * len(stride_one_widths)
+        for width, stride in zip([*widths, *stride_one_widths], strides):
+            layers += [nn.Conv2d(in_channels, width, 3, stride=stride, padding=1), _group_norm(width), nn.ReLU()]
             in_channels = width
         self.layers = nn.Sequential(*layers)
         self.out_channels = in_channels

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import EmbeddingConfig, require_float
+from .config import EmbeddingConfig, require_float, require_widths
 from .encoders import ConvEncoder, check_images, check_same_rows, inference, random_shift, require_keys
 from .losses import grasp2vec_loss
 
@@ -24,6 +24,9 @@ class Grasp2VecConfig(EmbeddingConfig):
 
     encoder_widths: tuple[int, ...] = (32, 64, 128)
     """Output channels of the encoder's stride-2 conv layers; fewer layers keep a finer map for the heatmap."""
+    refine_widths: tuple[int, ...] = ()
+    """Output channels of 3x3 stride-1 conv layers after the encoder: they widen the receptive field without
+    coarsening the map, so fewer encoder layers (a finer heatmap) still see whole objects. Empty: none."""
     embedding_dim: int = 64
     """Channels of the spatial map, hence size of the pooled embeddings."""
     l2_penalty: float = 1e-3
@@ -32,6 +35,10 @@ class Grasp2VecConfig(EmbeddingConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         require_float(self, 'l2_penalty', positive=False)
+        if self.refine_widths:
+            require_widths(self, 'refine_widths')
+        else:
+            self.refine_widths = ()
 
 
 class SpatialEmbedder(nn.Module):
@@ -39,7 +46,7 @@ class SpatialEmbedder(nn.Module):
 
     def __init__(self, config: Grasp2VecConfig):
         super().__init__()
-        self.encoder = ConvEncoder(config.channels, config.encoder_widths)
+        self.encoder = ConvEncoder(config.channels, config.encoder_widths, config.refine_widths)
         self.to_embedding = nn.Conv2d(self.encoder.out_channels, config.embedding_dim, 1)
 
     def spatial(self, images: Tensor) -> Tensor:
