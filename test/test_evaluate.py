@@ -276,7 +276,7 @@ def test_ccvae_compared_with_betavae_in_one_report(bags, runs, tmp_path):
     report_files(tmp_path, report)
     rows = rows_by_metric(report)
     assert list(rows['reconstruction error']) == ['trained', 'compare: betavae', 'random encoder', 'mean image',
-                                                  'chance']
+                                                  'first frame', 'chance']
     assert rows['reconstruction error']['chance'] is None and rows['goal consistency']['mean image'] is None
     assert rows['goal consistency']['chance'] == 1 / 4  # four episodes, as many goals each
     for metric, values in rows.items():
@@ -289,7 +289,8 @@ def test_betavae_alone_and_the_default_output_directory(bags, runs):
     report = evaluate_run(runs['betavae'], [bags['held_out']], options=OPTIONS, device='cpu')
 
     report_files(runs['betavae'] / 'eval', report)
-    assert list(rows_by_metric(report)['goal consistency']) == ['trained', 'random encoder', 'mean image', 'chance']
+    assert list(rows_by_metric(report)['goal consistency']) == ['trained', 'random encoder', 'mean image',
+                                                                'first frame', 'chance']
 
 
 def test_command_line_writes_the_report_and_prints_its_rows(bags, runs, tmp_path, capsys):

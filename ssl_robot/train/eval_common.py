@@ -31,8 +31,8 @@ from ssl_robot.train.run_dir import RunDir
 
 BASELINE_RUNS = {'svtcn': methods_of(TCN_FAMILY, multi_view=True)}
 """--baseline NAME=RUN_DIR: the method of the run it names -> the methods it is a baseline for."""
-TRAINED, RANDOM, PIXELS, SVTCN, MEAN_IMAGE, CHANCE = (
-    'trained', 'random encoder', 'raw pixels', 'single-view TCN', 'mean image', 'chance')
+TRAINED, RANDOM, PIXELS, SVTCN, MEAN_IMAGE, FIRST_FRAME, CHANCE = (
+    'trained', 'random encoder', 'raw pixels', 'single-view TCN', 'mean image', 'first frame', 'chance')
 
 
 READ_WINDOW_FRAMES = 32

@@ -15,7 +15,7 @@ from ssl_robot.data.recordings import index_recordings
 from ssl_robot.images import rgb_to_tensor
 from ssl_robot.models import CCVAE
 from ssl_robot.train.baselines import images_to_device, random_model
-from ssl_robot.train.eval_common import (CHANCE, MEAN_IMAGE, RANDOM, TRAINED, EvalOptions, Evaluation, TrainedRun,
+from ssl_robot.train.eval_common import (CHANCE, FIRST_FRAME, MEAN_IMAGE, RANDOM, TRAINED, EvalOptions, Evaluation, TrainedRun,
                                          confidence_intervals, episode_images, episodes_with_frames, evenly_spaced,
                                          recorded_rigs, show_image)
 from ssl_robot.train.metrics import area_downsample, goal_consistency, goal_consistency_chance, reconstruction_error
@@ -133,6 +133,8 @@ def evaluate_vaes(run: TrainedRun, compared: TrainedRun | None, bags: list[Path]
     squared_errors: dict[str, list[float]] = {column: [] for column in models}
     values_per_episode: list[float] = []
     mean_frame = _MeanFrameError()
+    # Every frame predicted by its episode's first frame s0: what a CC-VAE has in its context before z says anything.
+    first_frame_errors: list[float] = []
     first_frames: dict[int, list[np.ndarray]] = {size: [] for size in sizes}
     references, reference_episodes = [], []
     plot_reconstructions: dict[str, Tensor] = {}
@@ -150,6 +152,7 @@ def evaluate_vaes(run: TrainedRun, compared: TrainedRun | None, bags: list[Path]
                 plot_reconstructions[column] = _reconstruct(model, shown, images_to_device(frames[0], device))
         frames = rgb_to_tensor(images[run.image_size][:, 0]).double().numpy()
         mean_frame.add(frames)
+        first_frame_errors.append(float(np.square(frames - frames[:1]).mean(axis=(1, 2, 3)).sum()))
         values_per_episode.append(float(len(frames)))
         if number == 0:
             plot_frames = frames[evenly_spaced(len(frames), options.plot_examples)]
@@ -164,12 +167,14 @@ def evaluate_vaes(run: TrainedRun, compared: TrainedRun | None, bags: list[Path]
     rows = [
         ReportRow('reconstruction error', {
             **{column: sum(errors) / frame_count for column, errors in squared_errors.items()},
-            MEAN_IMAGE: mean_frame.error, CHANCE: None}, lower_is_better=True,
-            note=f'mean squared error per pixel and channel, images in [0, 1]; {frame_count} frames',
-            **confidence_intervals('episodes', {column: (errors, values_per_episode)
-                                      for column, errors in squared_errors.items()})),
+            MEAN_IMAGE: mean_frame.error, FIRST_FRAME: sum(first_frame_errors) / frame_count, CHANCE: None},
+            lower_is_better=True,
+            note=f'mean squared error per pixel and channel, images in [0, 1]; {frame_count} frames; first frame: '
+                 f'each frame predicted by its episode\'s first frame, the CC-VAE\'s context',
+            **confidence_intervals('episodes', {column: (errors, values_per_episode) for column, errors
+                                                in {**squared_errors, FIRST_FRAME: first_frame_errors}.items()})),
         ReportRow('goal consistency', {**{column: float(np.mean(rates)) for column, rates in consistency.items()},
-                                       MEAN_IMAGE: None,
+                                       MEAN_IMAGE: None, FIRST_FRAME: None,
                                        CHANCE: goal_consistency_chance(np.repeat(episodes, options.goals_per_episode))},
                   lower_is_better=False,
                   note=f'{options.goals_per_episode} goals for each of {len(episodes)} episodes, matched to '
