@@ -92,6 +92,37 @@ def test_ccvae_forward_adds_the_context_reconstruction(ccvae):
     assert metrics['context_reconstruction'] == pytest.approx(want[3].item())
 
 
+def test_ccvae_context_skip_decodes_a_change_to_the_context_image():
+    torch.manual_seed(0)
+    model = CCVAE(CCVAEConfig(**SMALL, context_dim=3, context_skip=True))
+    states, contexts = images(3, 1), images(3, 2)
+    torch.manual_seed(5)
+    loss, _ = model({'state': states, 'context': contexts})
+    context = model.context_encoder(contexts)
+    mean, log_variance = model.encoder(states, context).chunk(2, dim=-1)
+    torch.manual_seed(5)
+    sample = mean + torch.randn_like(mean) * (0.5 * log_variance).exp()
+    clamped = contexts.clamp(1e-3, 1 - 1e-3)
+    logits = model.decoder(torch.cat([sample, context], dim=-1)) + torch.log(clamped / (1 - clamped))
+    want = ccvae_loss(logits, states, mean, log_variance, model.context_decoder(context), contexts, 5.0, 1.0,
+                      'bernoulli')
+    torch.testing.assert_close(loss, want[0])
+    # A decoder that adds nothing decodes the context image itself, whatever z is: the unchanged scene is free.
+    for layer in model.decoder.modules():
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
+            torch.nn.init.zeros_(layer.weight)
+            torch.nn.init.zeros_(layer.bias)
+    goals = model.imagine_goals(contexts[:2], 2, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(goals.images[1, 0], contexts[1].clamp(1e-3, 1 - 1e-3))
+    torch.testing.assert_close(model.decode(torch.randn(3, 4), contexts), contexts.clamp(1e-3, 1 - 1e-3))
+
+
+@pytest.mark.parametrize('value', ['yes', 1])
+def test_ccvae_context_skip_must_be_a_bool(value):
+    with pytest.raises(ValueError, match=f'CCVAEConfig.context_skip must be true or false, got {value!r}'):
+        CCVAEConfig(**SMALL, context_skip=value)
+
+
 def test_ccvae_encoding_depends_on_the_context(ccvae):
     states = images(2, 1)
     assert not torch.allclose(ccvae.encode(states, images(2, 2)), ccvae.encode(states, images(2, 3)))

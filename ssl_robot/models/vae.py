@@ -21,6 +21,9 @@ from .encoders import ConvDecoder, ImageVectorEncoder, check_images, check_same_
 from .losses import beta_vae_loss, ccvae_loss
 
 LIKELIHOOD_CHOICES = ('bernoulli', 'gaussian')
+CONTEXT_SKIP_EPS = 1e-3
+"""Context pixels are clamped to [eps, 1 - eps] before their logit (about -6.9 to 6.9), so that a black or white s0
+pixel stays a finite logit the decoder can still move."""
 
 
 @dataclass
@@ -53,11 +56,17 @@ class CCVAEConfig(BetaVAEConfig):
     """Size of the context vector c = e0(s0)."""
     context_recon_weight: float = 1.0
     """Weight of the reconstruction of s0 from c alone by d0, added to the conditional VAE loss."""
+    context_skip: bool = False
+    """Decode a change to s0: the decoder's logits are added to the logits of the context image s0 itself, so that
+    what stays as it was in s0 (the tray, the objects, the camera's view of them) costs z and c nothing, on any rig,
+    and z is left with what moved. False: p(s|z, c) from the vectors alone, as in the paper."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require_int(self, 'context_dim', 1)
         require_float(self, 'context_recon_weight', positive=False)
+        if not isinstance(self.context_skip, bool):
+            raise ValueError(f'{type(self).__name__}.context_skip must be true or false, got {self.context_skip!r}')
 
 
 class ImaginedGoals(NamedTuple):
@@ -176,8 +185,12 @@ class CCVAE(_LatentGoalModel):
     def _posterior(self, states: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         return self.encoder(states, context).chunk(2, dim=-1)
 
-    def _decode_logits(self, latents: Tensor, context: Tensor) -> Tensor:
-        return self.decoder(torch.cat([latents, context], dim=-1))
+    def _decode_logits(self, latents: Tensor, context: Tensor, context_images: Tensor) -> Tensor:
+        """context: (N, context_dim) e0(s0); context_images: the (N, C, H, W) s0 themselves (context_skip)."""
+        logits = self.decoder(torch.cat([latents, context], dim=-1))
+        if self.config.context_skip:
+            logits = logits + torch.logit(context_images, eps=CONTEXT_SKIP_EPS)
+        return logits
 
     def _check_pairs(self, states: Tensor, contexts: Tensor, states_name: str, contexts_name: str) -> None:
         self._check(states, states_name)
@@ -190,7 +203,7 @@ class CCVAE(_LatentGoalModel):
         self._check_pairs(states, contexts, "batch['state']", "batch['context']")
         context = self.context_encoder(contexts)
         mean, log_variance = self._posterior(states, context)
-        logits = self._decode_logits(reparameterize(mean, log_variance), context)
+        logits = self._decode_logits(reparameterize(mean, log_variance), context, contexts)
         cfg = self.config
         loss, reconstruction, kl, context_reconstruction = ccvae_loss(
             logits, states, mean, log_variance, self.context_decoder(context), contexts, cfg.beta,
@@ -226,7 +239,7 @@ class CCVAE(_LatentGoalModel):
         self._check_latents(latents, 'latents')
         self._check(contexts, 'contexts')
         check_same_rows({'latents': latents, 'contexts': contexts})
-        return torch.sigmoid(self._decode_logits(latents, self.context_encoder(contexts)))
+        return torch.sigmoid(self._decode_logits(latents, self.context_encoder(contexts), contexts))
 
     @inference
     def imagine_goals(self, initial_observations: Tensor, count: int,
@@ -238,7 +251,8 @@ class CCVAE(_LatentGoalModel):
         latents = self._prior_sample(batch, count, generator=generator)
         context = self.context_encoder(initial_observations)
         repeated = context[:, None].expand(-1, count, -1).flatten(0, 1)
-        images = torch.sigmoid(self._decode_logits(latents.flatten(0, 1), repeated))
+        repeated_images = initial_observations[:, None].expand(-1, count, -1, -1, -1).flatten(0, 1)
+        images = torch.sigmoid(self._decode_logits(latents.flatten(0, 1), repeated, repeated_images))
         return ImaginedGoals(latents, images.view(batch, count, *images.shape[1:]))
 
     @inference
