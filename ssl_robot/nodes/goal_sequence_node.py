@@ -35,7 +35,11 @@ from ssl_robot.sim.config import rpy_to_quaternion
 TICK_PERIOD_S = 0.05
 RETRY_PERIOD_S = 1.0
 ACK_TIMEOUT_S = 5.0
-LINGER_S = 1.0
+LINGER_S = 5.0
+"""Wall seconds between the last event being acked and the exit that ends the launch. The ack only says the message
+is in the recorder's DDS queue; a recorder behind a loaded machine's camera streams takes it seconds later, and one
+stopped before then loses it: on a loaded machine a main job's bag missed its last 3.7 s of /policy/status and the
+last goal's event, so it reported 1 of 2 goals."""
 
 
 class GoalSequenceNode(Node):
