@@ -27,7 +27,7 @@ import numpy as np
 
 from ssl_robot.atomic import write_atomic
 from ssl_robot.rl.evaluation import EVAL_SEED
-from ssl_robot.rl.instance_grasping import GRASP_PLANE_HEIGHT_M, attempt_grasp, check_camera, reset_tray
+from ssl_robot.rl.instance_grasping import GRASP_PLANE_HEIGHT_M, attempt_grasp, reset_tray, scene_camera
 from ssl_robot.sim.cameras import camera_pose, pixel_on_plane, project_to_pixel
 from ssl_robot.sim.config import CameraSpec, SimConfig, load_sim_config
 from ssl_robot.sim.runner import SimRunner
@@ -107,11 +107,6 @@ class GraspAttempts:
             return cls(CollectionSettings(**header['settings']), header['camera_view'], **arrays)
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f'{path} is not a grasp attempts file: {error}') from None
-
-
-def scene_camera(config: SimConfig, camera: str) -> CameraSpec:
-    check_camera(config, camera)
-    return next(c for c in config.cameras if c.name == camera)
 
 
 def cell_centre_pixel(cell: np.ndarray, cell_size: int) -> np.ndarray:

@@ -18,8 +18,8 @@ from ssl_robot.inference.model_holder import LoadedModel, default_checkpoint, se
 from ssl_robot.rl.evaluation import EVAL_SEED
 from ssl_robot.rl.grasp_learning import load_grasp_config, train_grasp_policy
 from ssl_robot.rl.grasp_policy import load_grasp_policy
-from ssl_robot.rl.instance_grasping import (GraspPolicy, GraspTrial, HeatmapArgmax, check_camera, check_trials, evaluate,
-                                            format_table, indiscriminate)
+from ssl_robot.rl.instance_grasping import (GraspPolicy, GraspTrial, HeatmapArgmax, check_camera, check_trials,
+                                            evaluate, format_table, indiscriminate)
 from ssl_robot.sim.config import load_sim_config
 
 # ---------------------------------------------------------------------------------------- ssl-robot rl grasp-eval

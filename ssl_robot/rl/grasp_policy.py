@@ -9,8 +9,8 @@ else. It also holds the scene camera's view and the reach mask of the collection
 that camera, so another view is refused with both named.
 
 A policy file is safetensors: the critic's weights and the reach mask, and in the header the format, the
-GraspQConfig, the camera view, the tray floor height and the Grasp2Vec model id. Pickles, other files and weights that do not fit the
-config are refused with a CheckpointError naming the file.
+GraspQConfig, the camera view, the tray floor height and the Grasp2Vec model id. Pickles, other files and weights
+that do not fit the config are refused with a CheckpointError naming the file.
 """
 
 from __future__ import annotations

@@ -165,7 +165,7 @@ def run_trial(runner: SimRunner, seed: int, policy: GraspPolicy, camera: str) ->
     goal, goal_rgb = found
     scene = reset_tray(runner, seed, render=True).scene[camera]
     config = runner.config
-    spec = next(c for c in config.cameras if c.name == camera)
+    spec = scene_camera(config, camera)
     xy = policy(GraspView(scene.rgb, goal_rgb, spec, config.tray_floor_z))
     goal_name = runner.world.objects[goal].spec.name
     goal_xy = runner.world.object_center(goal)[:2]
@@ -191,6 +191,12 @@ def check_camera(config: SimConfig, camera: str) -> None:
     names = [c.name for c in config.cameras]
     if camera not in names:
         raise ValueError(f'unknown scene camera {camera!r}; the rig {config.rig!r} has: {", ".join(names)}')
+
+
+def scene_camera(config: SimConfig, camera: str) -> CameraSpec:
+    """The rig's scene camera of that name; ValueError naming the rig's cameras if there is none."""
+    check_camera(config, camera)
+    return next(c for c in config.cameras if c.name == camera)
 
 
 def evaluate(config: SimConfig, policy_name: str, policy: GraspPolicy, trials: int, first_seed: int,

@@ -15,9 +15,9 @@ from ssl_robot.data.recordings import index_recordings
 from ssl_robot.images import rgb_to_tensor
 from ssl_robot.models import CCVAE
 from ssl_robot.train.baselines import images_to_device, random_model
-from ssl_robot.train.eval_common import (CHANCE, FIRST_FRAME, MEAN_IMAGE, RANDOM, TRAINED, EvalOptions, Evaluation, TrainedRun,
-                                         confidence_intervals, episode_images, episodes_with_frames, evenly_spaced,
-                                         recorded_rigs, show_image)
+from ssl_robot.train.eval_common import (CHANCE, FIRST_FRAME, MEAN_IMAGE, RANDOM, TRAINED, EvalOptions, Evaluation,
+                                         TrainedRun, confidence_intervals, episode_images, episodes_with_frames,
+                                         evenly_spaced, recorded_rigs, show_image)
 from ssl_robot.train.metrics import area_downsample, goal_consistency, goal_consistency_chance, reconstruction_error
 from ssl_robot.train.report import ReportRow, new_figure
 
