@@ -19,7 +19,7 @@ from ssl_robot.rl.evaluation import EVAL_SEED
 from ssl_robot.rl.grasp_collection import (CollectionSettings, GraspAttempts, cell_centre_pixel, pixel_cell,
                                            view_of)
 from ssl_robot.rl.grasp_learning import GraspTrainConfig, load_grasp_config, relabelled_rows
-from ssl_robot.rl.grasp_policy import load_grasp_policy, save_grasp_policy
+from ssl_robot.rl.grasp_policy import SHIPPED_POLICY, load_grasp_policy, save_grasp_policy
 from ssl_robot.rl.instance_grasping import GraspView, evaluate
 from ssl_robot.sim.config import load_sim_config
 from ssl_robot.typed_config import ConfigError
@@ -159,6 +159,11 @@ def test_a_tiny_run_collects_trains_and_grasps_held_out_trays(trained_run):
     trial = evaluation.trials[0]
     assert trial.seed >= EVAL_SEED and trial.reason
     assert np.isfinite(policy.q_map(attempts.scenes[0], attempts.object_images[0])[attempts.reach_mask]).all()
+
+
+def test_a_bare_file_name_names_the_shipped_policy(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # no grasp_policy.safetensors here: the name is the shipped file's
+    assert load_grasp_policy('grasp_policy.safetensors', device=torch.device('cpu')).path == SHIPPED_POLICY
 
 
 def test_policy_files_refuse_pickles_other_grasp2vecs_shapes_and_views(trained_run, tmp_path):

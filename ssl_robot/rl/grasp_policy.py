@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ssl_robot import images
 from ssl_robot.atomic import write_atomic
-from ssl_robot.inference.model_holder import LoadedModel, default_checkpoint
+from ssl_robot.inference.model_holder import LoadedModel, checkpoint_path, default_checkpoint
 from ssl_robot.models.checkpoint import CheckpointError, load_tensors, read_metadata, tensor_problems
 from ssl_robot.models.encoders import default_device
 from ssl_robot.models.grasp2vec import Grasp2Vec
@@ -160,8 +160,9 @@ class LearnedGraspPolicy:
 
 def load_grasp_policy(path: str | os.PathLike | None = None, grasp2vec: str | os.PathLike | None = None,
                       device: torch.device | None = None) -> LearnedGraspPolicy:
-    """The policy at path (default: the shipped one) with the Grasp2Vec checkpoint it names (default: shipped)."""
-    path = Path(path) if path is not None else SHIPPED_POLICY
+    """The policy at path (default: the shipped one; a bare file name may name a shipped policy, as for every
+    checkpoint parameter) with the Grasp2Vec checkpoint it names (default: shipped)."""
+    path = checkpoint_path(path) if path is not None else SHIPPED_POLICY
     metadata = read_metadata(path, 'grasp policy')
     if metadata.get('format') != FORMAT:
         raise CheckpointError(f'{path} is a safetensors file but not an ssl_robot grasp policy: its format is '
@@ -174,7 +175,7 @@ def load_grasp_policy(path: str | os.PathLike | None = None, grasp2vec: str | os
     except (KeyError, ValueError) as error:
         raise CheckpointError(f'{path} has a malformed grasp policy header: {error}') from None
     device = device or default_device()
-    loaded = LoadedModel(Path(grasp2vec) if grasp2vec is not None else default_checkpoint('grasp2vec'),
+    loaded = LoadedModel(grasp2vec if grasp2vec is not None else default_checkpoint('grasp2vec'),
                          'grasp2vec', device=str(device))
     if loaded.model_id != grasp2vec_id:
         raise CheckpointError(f'{path} was trained with Grasp2Vec {grasp2vec_id}, but {loaded.path} is '
