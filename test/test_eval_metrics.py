@@ -10,7 +10,7 @@ import pytest
 
 from ssl_robot.train.intervals import ratio_interval
 from ssl_robot.train.metrics import (area_downsample, attribute_probe_errors, batched_retrieval_top1,
-                                     goal_consistency, goal_consistency_chance, knn_classification_error,
+                                     changed_pixel_squared_error, goal_consistency, goal_consistency_chance, knn_classification_error,
                                      localisation_chance, localisation_success, majority_class_error,
                                      mean_alignment_error, multiview_alignment_error, reconstruction_error,
                                      retrieval_chance, retrieval_top1)
@@ -253,6 +253,29 @@ def test_reconstruction_error():
     with pytest.raises(ValueError, match='x and x_hat must have the same shape'):
         reconstruction_error(x, x_hat[:2])
 
+
+
+def test_changed_pixel_error_sums_every_channel_of_pixels_that_moved_from_the_first_frame():
+    first = rng.random((3, 6, 5))
+    x = np.repeat(first[None], 4, axis=0)
+    x[1:, 1, 2:4, 1] += 0.3          # one channel moves, the pixel's other channels count too
+    x[2, :, 0, 0] += 0.05            # under the threshold: unchanged
+    x_hat = rng.random(x.shape)
+    total, count = 0.0, 0
+    for frame, reconstruction in zip(x, x_hat):
+        for row in range(6):
+            for column in range(5):
+                if max(abs(frame[c, row, column] - first[c, row, column]) for c in range(3)) > 0.1:
+                    total += sum((frame[c, row, column] - reconstruction[c, row, column]) ** 2 for c in range(3))
+                    count += 3
+    assert count == 3 * 2 * 3
+    assert changed_pixel_squared_error(x, x_hat, first) == (pytest.approx(total), count)
+    assert changed_pixel_squared_error(x, x, first) == (0.0, count)
+    copied, _ = changed_pixel_squared_error(x, np.broadcast_to(first, x.shape), first)
+    # Copying s0 costs exactly the change, less the sub-threshold one it leaves out.
+    assert copied == pytest.approx(np.square(x - first).sum() - 3 * 0.05 ** 2)
+    with pytest.raises(ValueError, match='a frame of x and first must have the same shape'):
+        changed_pixel_squared_error(x, x_hat, first[:, :3])
 
 def test_area_downsample_averages_blocks_even_when_sizes_do_not_divide():
     images = np.arange(25, dtype=float).reshape(1, 1, 5, 5)

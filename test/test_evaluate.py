@@ -147,9 +147,15 @@ def test_grasp_and_vae_figures_have_intervals_over_batches_and_episodes(bags, ru
     vaes = {row['metric']: row for row in evaluate_run(runs['ccvae'], [bags['held_out']], tmp_path / 'v',
                                                          compare=runs['betavae'], options=OPTIONS,
                                                          device='cpu')['rows']}
-    for metric in ('reconstruction error', 'goal consistency'):
-        assert vaes[metric]['interval_units'] == '4 episodes'
+    for metric in ('reconstruction error', 'changed-pixel reconstruction error', 'goal consistency'):
         assert {'trained', 'compare: betavae', 'random encoder'} <= set(vaes[metric]['intervals'])
+    assert vaes['reconstruction error']['interval_units'] == vaes['goal consistency']['interval_units'] == '4 episodes'
+    # An episode in which nothing moved has no changed pixels, and so no say in that figure.
+    assert vaes['changed-pixel reconstruction error']['interval_units'] in ('2 episodes', '3 episodes', '4 episodes')
+    changed = vaes['changed-pixel reconstruction error']['values']
+    # The first frame rebuilds the unchanged pixels exactly, so over the changed ones it does worse than overall.
+    assert changed['first frame'] > vaes['reconstruction error']['values']['first frame'] > 0
+    assert changed['mean image'] is None and changed['trained'] > 0
 
 
 def test_a_checkpoint_file_is_evaluated_as_the_run_it_came_from(bags, runs, tmp_path, monkeypatch):

@@ -18,7 +18,8 @@ from ssl_robot.train.baselines import images_to_device, random_model
 from ssl_robot.train.eval_common import (CHANCE, FIRST_FRAME, MEAN_IMAGE, RANDOM, TRAINED, EvalOptions, Evaluation,
                                          TrainedRun, confidence_intervals, episode_images, episodes_with_frames,
                                          evenly_spaced, recorded_rigs, show_image)
-from ssl_robot.train.metrics import area_downsample, goal_consistency, goal_consistency_chance, reconstruction_error
+from ssl_robot.train.metrics import (CHANGE_THRESHOLD, area_downsample, changed_pixel_squared_error, goal_consistency,
+                                     goal_consistency_chance, reconstruction_error)
 from ssl_robot.train.report import ReportRow, new_figure
 
 
@@ -63,16 +64,22 @@ def _vae_figure(frames: Tensor, reconstructions: dict[str, Tensor], contexts: Te
     return figure
 
 
-def _squared_error_sum(model: nn.Module, frames: np.ndarray, device: torch.device, batch_size: int) -> float:
-    """The squared reconstruction errors of one episode's (T, S, S, 3) frames summed over every pixel and channel;
-    frames[0], its first frame, is the CC-VAE's context."""
+def _squared_error_sums(model: nn.Module, frames: np.ndarray, device: torch.device,
+                        batch_size: int) -> tuple[float, float, int]:
+    """The squared reconstruction errors of one episode's (T, S, S, 3) frames summed over every pixel and channel,
+    and summed over the changed pixels only with their count (metrics.changed_pixel_squared_error); frames[0], its
+    first frame, is the CC-VAE's context."""
     context = images_to_device(frames[0], device)
-    total = 0.0
+    first = context.cpu().numpy()
+    total = changed_total = 0.0
+    changed_count = 0
     for start in range(0, len(frames), batch_size):
         states = images_to_device(frames[start:start + batch_size], device)
-        total += reconstruction_error(states.cpu().numpy(),
-                                      _reconstruct(model, states, context).cpu().numpy()) * states.numel()
-    return total
+        states_array, reconstructions = states.cpu().numpy(), _reconstruct(model, states, context).cpu().numpy()
+        total += reconstruction_error(states_array, reconstructions) * states.numel()
+        changed_sum, count = changed_pixel_squared_error(states_array, reconstructions, first)
+        changed_total, changed_count = changed_total + changed_sum, changed_count + count
+    return total, changed_total, changed_count
 
 
 class _MeanFrameError:
@@ -120,6 +127,27 @@ def _goal_consistencies(models: dict[str, nn.Module], first_frames: dict[int, np
     return consistency, plot_goals
 
 
+def _changed_pixel_row(errors: dict[str, list[float]], counts: dict[str, list[float]], values: int) -> ReportRow:
+    """The reconstruction error over changed pixels per column, from per-episode squared-error sums and value counts
+    (the same for every column at one image size); episodes where nothing changed say nothing of it and are left out.
+    values: how many pixel values the evaluated frames have."""
+    kept = {column: [(error, count) for error, count in zip(errors[column], counts[column]) if count > 0]
+            for column in errors}
+    changed = sum(count for _, count in kept[FIRST_FRAME])
+    return ReportRow(
+        'changed-pixel reconstruction error',
+        {**{column: sum(error for error, _ in pairs) / sum(count for _, count in pairs) if pairs else None
+            for column, pairs in kept.items() if column != FIRST_FRAME},
+         MEAN_IMAGE: None, FIRST_FRAME: sum(error for error, _ in kept[FIRST_FRAME]) / changed if changed else None,
+         CHANCE: None},
+        lower_is_better=True,
+        note=f'mean squared error over the pixels of each frame that differ from its episode\'s first frame by more '
+             f'than {CHANGE_THRESHOLD} in some channel (the arm, moved objects: {changed / values:.1%} of the values), '
+             f'what a model copying the first frame cannot rebuild',
+        **confidence_intervals('episodes', {column: ([error for error, _ in pairs], [count for _, count in pairs])
+                                            for column, pairs in kept.items()}))
+
+
 def evaluate_vaes(run: TrainedRun, compared: TrainedRun | None, bags: list[Path], options: EvalOptions,
                   device: torch.device) -> Evaluation:
     recordings = index_recordings(run.method, bags, run.config.data)
@@ -131,6 +159,9 @@ def evaluate_vaes(run: TrainedRun, compared: TrainedRun | None, bags: list[Path]
     sizes = {model.config.image_size for model in models.values()}
     goal_size = min(options.pixel_size, *sizes)
     squared_errors: dict[str, list[float]] = {column: [] for column in models}
+    # Per episode and column: the squared error over the changed pixels, and how many values it sums.
+    changed_errors: dict[str, list[float]] = {column: [] for column in [*models, FIRST_FRAME]}
+    changed_counts: dict[str, list[float]] = {column: [] for column in changed_errors}
     values_per_episode: list[float] = []
     mean_frame = _MeanFrameError()
     # Every frame predicted by its episode's first frame s0: what a CC-VAE has in its context before z says anything.
@@ -145,14 +176,20 @@ def evaluate_vaes(run: TrainedRun, compared: TrainedRun | None, bags: list[Path]
             first_frames[size].append(images[size][0, 0])
         for column, model in models.items():
             frames = images[model.config.image_size][:, 0]
-            squared_errors[column].append(_squared_error_sum(model, frames, device, options.batch_size)
-                                          / (3 * model.config.image_size ** 2))
+            total, changed_total, changed_count = _squared_error_sums(model, frames, device, options.batch_size)
+            squared_errors[column].append(total / (3 * model.config.image_size ** 2))
+            changed_errors[column].append(changed_total)
+            changed_counts[column].append(float(changed_count))
             if number == 0:
                 shown = images_to_device(frames[evenly_spaced(len(frames), options.plot_examples)], device)
                 plot_reconstructions[column] = _reconstruct(model, shown, images_to_device(frames[0], device))
         frames = rgb_to_tensor(images[run.image_size][:, 0]).double().numpy()
         mean_frame.add(frames)
         first_frame_errors.append(float(np.square(frames - frames[:1]).mean(axis=(1, 2, 3)).sum()))
+        changed_total, changed_count = changed_pixel_squared_error(frames, np.broadcast_to(frames[0], frames.shape),
+                                                                   frames[0])
+        changed_errors[FIRST_FRAME].append(changed_total)
+        changed_counts[FIRST_FRAME].append(float(changed_count))
         values_per_episode.append(float(len(frames)))
         if number == 0:
             plot_frames = frames[evenly_spaced(len(frames), options.plot_examples)]
@@ -173,6 +210,7 @@ def evaluate_vaes(run: TrainedRun, compared: TrainedRun | None, bags: list[Path]
                  f'each frame predicted by its episode\'s first frame, the CC-VAE\'s context',
             **confidence_intervals('episodes', {column: (errors, values_per_episode) for column, errors
                                                 in {**squared_errors, FIRST_FRAME: first_frame_errors}.items()})),
+        _changed_pixel_row(changed_errors, changed_counts, 3 * frame_count * run.image_size ** 2),
         ReportRow('goal consistency', {**{column: float(np.mean(rates)) for column, rates in consistency.items()},
                                        MEAN_IMAGE: None, FIRST_FRAME: None,
                                        CHANCE: goal_consistency_chance(np.repeat(episodes, options.goals_per_episode))},

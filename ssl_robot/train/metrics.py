@@ -285,6 +285,25 @@ def reconstruction_error(x: np.ndarray, x_hat: np.ndarray) -> float:
     return float(np.square(original - reconstructed).mean())
 
 
+
+CHANGE_THRESHOLD = 0.1
+"""A pixel has changed when some channel is more than this (images in [0, 1]) from the episode's first frame: the sim
+renders without noise, so what passes it is the arm or an object that moved, at 64 px a few hundred pixels."""
+
+
+def changed_pixel_squared_error(x: np.ndarray, x_hat: np.ndarray, first: np.ndarray,
+                                threshold: float = CHANGE_THRESHOLD) -> tuple[float, int]:
+    """The squared error of x_hat against x summed over the changed pixels of x (every channel of a pixel whose
+    largest channel change from first exceeds threshold), and how many values that sum has. x, x_hat: (N, C, H, W);
+    first: (C, H, W), the episode's first frame. The part of the reconstruction error a model that copies its
+    context cannot lower: what the CC-VAE's z must draw."""
+    original, reconstructed = np.asarray(x, dtype=np.float64), np.asarray(x_hat, dtype=np.float64)
+    _same_shape(original, reconstructed, 'x and x_hat')
+    _same_shape(original[0], np.asarray(first), 'a frame of x and first')
+    changed = np.abs(original - first).max(axis=1, keepdims=True) > threshold
+    changed = np.broadcast_to(changed, original.shape)
+    return float(np.square(original - reconstructed)[changed].sum()), int(changed.sum())
+
 def area_downsample(images: np.ndarray, size: int) -> np.ndarray:
     """(N, C, H, W) -> (N, C, size, size) by averaging: output pixel (i, j) is the mean of input rows
     floor(i H / size) .. floor((i + 1) H / size) - 1 and the columns alike; H and W at least size."""
