@@ -116,16 +116,19 @@ def np_gaussian_kl(mean, log_variance) -> np.ndarray:
     return np.array(out)
 
 
-def np_reconstruction_nll(logits, targets, likelihood) -> np.ndarray:
+def np_reconstruction_nll(logits, targets, likelihood, weights=None) -> np.ndarray:
+    """weights: None or (B, H, W), one per pixel for all its channels."""
     out = []
-    for logit_image, target_image in zip(logits, targets):
+    for b, (logit_image, target_image) in enumerate(zip(logits, targets)):
         total = 0.0
-        for logit, x in zip(logit_image.ravel(), target_image.ravel()):
+        for index in np.ndindex(logit_image.shape):
+            logit, x = logit_image[index], target_image[index]
             p = 1.0 / (1.0 + math.exp(-logit))
             if likelihood == 'bernoulli':
-                total += -(x * math.log(p) + (1.0 - x) * math.log(1.0 - p))
+                term = -(x * math.log(p) + (1.0 - x) * math.log(1.0 - p))
             else:
-                total += 0.5 * (x - p) ** 2
+                term = 0.5 * (x - p) ** 2
+            total += term * (1.0 if weights is None else weights[b][index[1:]])
         out.append(total)
     return np.array(out)
 
@@ -268,6 +271,30 @@ def test_ccvae_loss_matches_reference():
         [loss.item(), reconstruction.item(), kl.item(), context_reconstruction.item()],
         [want_reconstruction + 0.5 * want_kl + 2.0 * want_context, want_reconstruction, want_kl, want_context],
         **TOLERANCE)
+
+
+def test_ccvae_loss_weighs_the_pixels_that_changed_from_the_context():
+    rng = np.random.default_rng(3)
+    logits, contexts = rng.normal(size=(2, 3, 4, 4)), rng.random((2, 3, 4, 4))
+    states = contexts.copy()
+    states[0, 2, 1, 1] = np.round(1.0 - contexts[0, 2, 1, 1])    # one channel moves by at least 0.5: a change
+    states[1, :, 3, 0] = np.round(1.0 - contexts[1, :, 3, 0])
+    states[1, 0, 0, 0] += 0.05 if contexts[1, 0, 0, 0] < 0.5 else -0.05   # below the threshold
+    context_logits, mean, log_variance = rng.normal(size=(2, 3, 4, 4)), rng.normal(size=(2, 2)), rng.normal(size=(2, 2))
+    weights = np.ones((2, 4, 4))
+    for b in range(2):
+        for row in range(4):
+            for column in range(4):
+                if max(abs(states[b, c, row, column] - contexts[b, c, row, column]) for c in range(3)) > 0.1:
+                    weights[b, row, column] = 7.0
+    assert weights[0, 1, 1] == 7.0 and weights[1, 0, 0] == 1.0
+    loss, reconstruction, kl, context_reconstruction = losses.ccvae_loss(
+        *as_torch(logits, states, mean, log_variance, context_logits, contexts), beta=0.5,
+        context_recon_weight=2.0, likelihood='bernoulli', change_weight=7.0)
+    want_reconstruction = np_reconstruction_nll(logits, states, 'bernoulli', weights).mean()
+    want = want_reconstruction + 0.5 * np_gaussian_kl(mean, log_variance).mean() \
+        + 2.0 * np_reconstruction_nll(context_logits, contexts, 'bernoulli').mean()
+    np.testing.assert_allclose([loss.item(), reconstruction.item()], [want, want_reconstruction], **TOLERANCE)
 
 
 @pytest.mark.parametrize('mining', ['all', 'semi_hard'])

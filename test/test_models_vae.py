@@ -117,6 +117,25 @@ def test_ccvae_context_skip_decodes_a_change_to_the_context_image():
     torch.testing.assert_close(model.decode(torch.randn(3, 4), contexts), contexts.clamp(1e-3, 1 - 1e-3))
 
 
+
+def test_ccvae_change_weight_reaches_its_loss():
+    torch.manual_seed(0)
+    model = CCVAE(CCVAEConfig(**SMALL, context_dim=3, change_weight=4.0))
+    states, contexts = images(3, 1), images(3, 2)
+    torch.manual_seed(5)
+    loss, _ = model({'state': states, 'context': contexts})
+    context = model.context_encoder(contexts)
+    mean, log_variance = model.encoder(states, context).chunk(2, dim=-1)
+    torch.manual_seed(5)
+    sample = mean + torch.randn_like(mean) * (0.5 * log_variance).exp()
+    logits = model.decoder(torch.cat([sample, context], dim=-1))
+    want = ccvae_loss(logits, states, mean, log_variance, model.context_decoder(context), contexts, 5.0, 1.0,
+                      'bernoulli', change_weight=4.0)
+    torch.testing.assert_close(loss, want[0])
+    with pytest.raises(ValueError, match='CCVAEConfig.change_weight must be > 0, got 0'):
+        CCVAEConfig(**SMALL, change_weight=0)
+
+
 @pytest.mark.parametrize('value', ['yes', 1])
 def test_ccvae_context_skip_must_be_a_bool(value):
     with pytest.raises(ValueError, match=f'CCVAEConfig.context_skip must be true or false, got {value!r}'):

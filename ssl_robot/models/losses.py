@@ -164,8 +164,21 @@ def gaussian_kl(mean: Tensor, log_variance: Tensor) -> Tensor:
     return 0.5 * (mean.pow(2) + log_variance.exp() - 1.0 - log_variance).sum(-1)
 
 
-def reconstruction_nll(logits: Tensor, targets: Tensor, likelihood: Likelihood) -> Tensor:
-    """(B, C, H, W) decoder logits and target images in [0, 1] -> (B,) negative log-likelihood summed over pixels.
+CHANGE_THRESHOLD = 0.1
+"""A pixel of a frame has changed when some channel is more than this (images in [0, 1]) from its episode's first
+frame: the sim renders without noise, so what passes it is the arm or an object that moved."""
+
+
+def changed_pixels(states: Tensor, contexts: Tensor, threshold: float = CHANGE_THRESHOLD) -> Tensor:
+    """(B, 1, H, W) bool: the pixels of states (B, C, H, W) whose largest channel change from contexts (the same
+    shape) exceeds threshold."""
+    return (states - contexts).abs().amax(dim=1, keepdim=True) > threshold
+
+
+def reconstruction_nll(logits: Tensor, targets: Tensor, likelihood: Likelihood,
+                       weights: Tensor | None = None) -> Tensor:
+    """(B, C, H, W) decoder logits and target images in [0, 1] -> (B,) negative log-likelihood summed over pixels,
+    each pixel's term times weights (broadcast to the images, e.g. (B, 1, H, W); None: 1).
 
     'bernoulli': binary cross-entropy of sigmoid(logits) against the (continuous) pixel values.
     'gaussian': unit-variance Gaussian with mean sigmoid(logits), without the constant: 0.5 * squared error.
@@ -176,6 +189,8 @@ def reconstruction_nll(logits: Tensor, targets: Tensor, likelihood: Likelihood) 
         per_pixel = 0.5 * (torch.sigmoid(logits) - targets).pow(2)
     else:
         raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
+    if weights is not None:
+        per_pixel = per_pixel * weights
     return per_pixel.flatten(1).sum(-1)
 
 
@@ -191,13 +206,19 @@ def beta_vae_loss(logits: Tensor, targets: Tensor, mean: Tensor, log_variance: T
 
 
 def ccvae_loss(logits: Tensor, states: Tensor, mean: Tensor, log_variance: Tensor, context_logits: Tensor,
-               contexts: Tensor, beta: float, context_recon_weight: float,
-               likelihood: Likelihood) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+               contexts: Tensor, beta: float, context_recon_weight: float, likelihood: Likelihood,
+               change_weight: float = 1.0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """CC-VAE loss (Nair et al. 2019): the conditional beta-VAE loss of the state plus context_recon_weight times
-    the reconstruction NLL of the context image s0 decoded from c = e0(s0) alone.
+    the reconstruction NLL of the context image s0 decoded from c = e0(s0) alone. The state's pixels that changed
+    from s0 (changed_pixels) weigh change_weight in its reconstruction (1: the paper's loss).
 
     Returns (loss, state reconstruction, kl, context reconstruction), the last three being batch means.
     """
-    cvae, reconstruction, kl = beta_vae_loss(logits, states, mean, log_variance, beta, likelihood)
+    weights = None
+    if change_weight != 1.0:
+        weights = 1.0 + (change_weight - 1.0) * changed_pixels(states, contexts).to(states.dtype)
+    reconstruction = reconstruction_nll(logits, states, likelihood, weights).mean()
+    kl = gaussian_kl(mean, log_variance).mean()
     context_reconstruction = reconstruction_nll(context_logits, contexts, likelihood).mean()
-    return cvae + context_recon_weight * context_reconstruction, reconstruction, kl, context_reconstruction
+    loss = reconstruction + beta * kl + context_recon_weight * context_reconstruction
+    return loss, reconstruction, kl, context_reconstruction

@@ -60,6 +60,10 @@ class CCVAEConfig(BetaVAEConfig):
     """Decode a change to s0: the decoder's logits are added to the logits of the context image s0 itself, so that
     what stays as it was in s0 (the tray, the objects, the camera's view of them) costs z and c nothing, on any rig,
     and z is left with what moved. False: p(s|z, c) from the vectors alone, as in the paper."""
+    change_weight: float = 1.0
+    """Weight of the state's pixels that changed from s0 (losses.changed_pixels: the arm, moved objects) in its
+    reconstruction loss. The arm is a few percent of a 64 px frame, so at 1 (the paper's loss) a model that rebuilds
+    the scene and leaves the arm out loses little; above 1 leaving out what moved costs that much more."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -67,6 +71,7 @@ class CCVAEConfig(BetaVAEConfig):
         require_float(self, 'context_recon_weight', positive=False)
         if not isinstance(self.context_skip, bool):
             raise ValueError(f'{type(self).__name__}.context_skip must be true or false, got {self.context_skip!r}')
+        require_float(self, 'change_weight', positive=True)
 
 
 class ImaginedGoals(NamedTuple):
@@ -207,7 +212,7 @@ class CCVAE(_LatentGoalModel):
         cfg = self.config
         loss, reconstruction, kl, context_reconstruction = ccvae_loss(
             logits, states, mean, log_variance, self.context_decoder(context), contexts, cfg.beta,
-            cfg.context_recon_weight, cfg.likelihood)
+            cfg.context_recon_weight, cfg.likelihood, cfg.change_weight)
         return loss, {'loss': loss.item(), 'reconstruction': reconstruction.item(), 'kl': kl.item(),
                       'context_reconstruction': context_reconstruction.item()}
 

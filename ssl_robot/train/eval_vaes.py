@@ -14,11 +14,12 @@ from torch import Tensor, nn
 from ssl_robot.data.recordings import index_recordings
 from ssl_robot.images import rgb_to_tensor
 from ssl_robot.models import CCVAE
+from ssl_robot.models.losses import CHANGE_THRESHOLD
 from ssl_robot.train.baselines import images_to_device, random_model
 from ssl_robot.train.eval_common import (CHANCE, FIRST_FRAME, MEAN_IMAGE, RANDOM, TRAINED, EvalOptions, Evaluation,
                                          TrainedRun, confidence_intervals, episode_images, episodes_with_frames,
                                          evenly_spaced, recorded_rigs, show_image)
-from ssl_robot.train.metrics import (CHANGE_THRESHOLD, area_downsample, changed_pixel_squared_error, goal_consistency,
+from ssl_robot.train.metrics import (area_downsample, changed_pixel_squared_error, goal_consistency,
                                      goal_consistency_chance, reconstruction_error)
 from ssl_robot.train.report import ReportRow, new_figure
 

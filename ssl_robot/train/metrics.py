@@ -19,6 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ssl_robot.models.losses import CHANGE_THRESHOLD
+
 GROUND_TRUTH_ATTRIBUTES = ('gripper_closed', 'object_lifted', 'gripper_contact')
 """The sim attributes probed with k-NN, in the column order of ssl_robot.data.bag_index.GroundTruthFlags.at."""
 
@@ -286,15 +288,10 @@ def reconstruction_error(x: np.ndarray, x_hat: np.ndarray) -> float:
 
 
 
-CHANGE_THRESHOLD = 0.1
-"""A pixel has changed when some channel is more than this (images in [0, 1]) from the episode's first frame: the sim
-renders without noise, so what passes it is the arm or an object that moved, at 64 px a few hundred pixels."""
-
-
 def changed_pixel_squared_error(x: np.ndarray, x_hat: np.ndarray, first: np.ndarray,
                                 threshold: float = CHANGE_THRESHOLD) -> tuple[float, int]:
     """The squared error of x_hat against x summed over the changed pixels of x (every channel of a pixel whose
-    largest channel change from first exceeds threshold), and how many values that sum has. x, x_hat: (N, C, H, W);
+    largest channel change from first exceeds threshold, as models.losses.changed_pixels), and how many values that sum has. x, x_hat: (N, C, H, W);
     first: (C, H, W), the episode's first frame. The part of the reconstruction error a model that copies its
     context cannot lower: what the CC-VAE's z must draw."""
     original, reconstructed = np.asarray(x, dtype=np.float64), np.asarray(x_hat, dtype=np.float64)
