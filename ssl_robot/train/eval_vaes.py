@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ssl_robot.data.recordings import index_recordings
 from ssl_robot.images import rgb_to_tensor
 from ssl_robot.models import CCVAE
-from ssl_robot.models.losses import CHANGE_THRESHOLD
+from ssl_robot.models.losses import CHANGE_THRESHOLD, changed_pixels
 from ssl_robot.train.baselines import images_to_device, random_model
 from ssl_robot.train.eval_common import (CHANCE, FIRST_FRAME, MEAN_IMAGE, RANDOM, TRAINED, EvalOptions, Evaluation,
                                          TrainedRun, confidence_intervals, episode_images, episodes_with_frames,
@@ -26,6 +26,14 @@ from ssl_robot.train.report import ReportRow, new_figure
 
 GOAL_SEED = 0
 """Seed of the prior samples decoded into imagined goals."""
+CHANGED_SHARE = 0.01
+"""An image shows a change from its episode's first frame when this share of its pixels changed (losses.changed_pixels):
+at 48-64 px about 25-40 pixels, less than the arm's part in view, more than a blurred edge."""
+
+
+def _shows_a_change(images: Tensor, first: Tensor) -> Tensor:
+    """(N,) bool for (N, C, H, W) images against first frames (N or 1, C, H, W)."""
+    return changed_pixels(images, first.expand_as(images)).flatten(1).float().mean(1) > CHANGED_SHARE
 
 
 def _reconstruct(model: nn.Module, states: Tensor, context: Tensor) -> Tensor:
@@ -104,20 +112,26 @@ class _MeanFrameError:
 
 def _goal_consistencies(models: dict[str, nn.Module], first_frames: dict[int, np.ndarray], episodes: list[int],
                         references: np.ndarray, reference_episodes: np.ndarray, goal_size: int, options: EvalOptions,
-                        device: torch.device) -> tuple[dict[str, list[float]], dict[str, Tensor]]:
-    """Each model's goal consistency per episode (of the goals imagined from its first frame), and for the plot one
-    goal each for the first episodes. first_frames: the episodes' first frames (E, S, S, 3) per image size;
+                        device: torch.device) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, Tensor]]:
+    """Each model's goal consistency per episode (of the goals imagined from its first frame), each CC-VAE's share
+    of those goals that show a change from that first frame (_shows_a_change), and for the plot one goal each for the
+    first episodes. first_frames: the episodes' first frames (E, S, S, 3) per image size;
     references: (M, C, goal_size, goal_size) frames of the reference_episodes."""
     count = options.goals_per_episode
     consistency: dict[str, list[float]] = {}
+    changed: dict[str, list[float]] = {}
     plot_goals: dict[str, Tensor] = {}
     for column, model in models.items():
         generator = torch.Generator(device=device).manual_seed(GOAL_SEED)
         contexts = first_frames[model.config.image_size]
         goals = []
         for start in range(0, len(contexts), options.batch_size):
-            imagined = _imagine(model, images_to_device(contexts[start:start + options.batch_size], device),
-                                options.goals_per_episode, generator)
+            first = images_to_device(contexts[start:start + options.batch_size], device)
+            imagined = _imagine(model, first, options.goals_per_episode, generator)
+            if isinstance(model, CCVAE):
+                changed.setdefault(column, []).extend(
+                    _shows_a_change(imagined.flatten(0, 1), first.repeat_interleave(count, 0)).view(-1, count)
+                    .float().mean(1).tolist())
             if start == 0:
                 plot_goals[column] = imagined[:options.plot_examples, 0]
             goals.append(area_downsample(imagined.flatten(0, 1).cpu().numpy(), goal_size))
@@ -125,7 +139,7 @@ def _goal_consistencies(models: dict[str, nn.Module], first_frames: dict[int, np
         consistency[column] = [goal_consistency(goals[number * count:(number + 1) * count], np.repeat(episode, count),
                                                 references, reference_episodes, downsample_size=goal_size)
                                for number, episode in enumerate(episodes)]
-    return consistency, plot_goals
+    return consistency, changed, plot_goals
 
 
 def _changed_pixel_row(errors: dict[str, list[float]], counts: dict[str, list[float]], values: int) -> ReportRow:
@@ -167,6 +181,7 @@ def evaluate_vaes(run: TrainedRun, compared: TrainedRun | None, bags: list[Path]
     mean_frame = _MeanFrameError()
     # Every frame predicted by its episode's first frame s0: what a CC-VAE has in its context before z says anything.
     first_frame_errors: list[float] = []
+    frames_showing_a_change = 0
     first_frames: dict[int, list[np.ndarray]] = {size: [] for size in sizes}
     references, reference_episodes = [], []
     plot_reconstructions: dict[str, Tensor] = {}
@@ -191,6 +206,7 @@ def evaluate_vaes(run: TrainedRun, compared: TrainedRun | None, bags: list[Path]
                                                                    frames[0])
         changed_errors[FIRST_FRAME].append(changed_total)
         changed_counts[FIRST_FRAME].append(float(changed_count))
+        frames_showing_a_change += int(_shows_a_change(torch.from_numpy(frames), torch.from_numpy(frames[:1])).sum())
         values_per_episode.append(float(len(frames)))
         if number == 0:
             plot_frames = frames[evenly_spaced(len(frames), options.plot_examples)]
@@ -198,7 +214,7 @@ def evaluate_vaes(run: TrainedRun, compared: TrainedRun | None, bags: list[Path]
                                           goal_size))
         reference_episodes += [episode] * len(references[-1])
 
-    consistency, plot_goals = _goal_consistencies(
+    consistency, goals_changed, plot_goals = _goal_consistencies(
         models, {size: np.stack(frames) for size, frames in first_frames.items()}, episodes,
         np.concatenate(references), np.array(reference_episodes), goal_size, options, device)
     frame_count = mean_frame.count
@@ -220,6 +236,16 @@ def evaluate_vaes(run: TrainedRun, compared: TrainedRun | None, bags: list[Path]
                        f'{len(reference_episodes)} frames as {goal_size}x{goal_size} pixels; chance: the largest '
                        f'episode share',
                   **confidence_intervals('episodes', {column: (rates, None) for column, rates in consistency.items()}))]
+    if goals_changed:
+        rows.append(ReportRow(
+            'goals showing a change', {**{column: float(np.mean(goals_changed[column])) if column in goals_changed
+                                          else None for column in models},
+                                       MEAN_IMAGE: None, FIRST_FRAME: 0.0, CHANCE: None},
+            lower_is_better=False,
+            note=f'share of the CC-VAE\'s imagined goals in which more than {CHANGED_SHARE:.0%} of the pixels changed '
+                 f'from their context, the episode\'s first frame (the arm moved into view or elsewhere); of the '
+                 f'held-out frames {frames_showing_a_change / frame_count:.0%} do',
+            **confidence_intervals('episodes', {column: (shares, None) for column, shares in goals_changed.items()})))
     first_contexts = rgb_to_tensor(np.stack(first_frames[run.image_size][:options.plot_examples]))
     plot = _vae_figure(plot_frames, plot_reconstructions, first_contexts, plot_goals)
     meta = {'camera': recordings.cameras[0], 'episodes': len(episodes), 'frames': frame_count,
