@@ -43,12 +43,14 @@ tcn, mftcn, svtcn: alignment error between the camera views (every ordered view 
 grasp2vec: top-1 retrieval of each scene difference's object within batches of B successful grasps (a fixed
     shuffle of them; --retrieval-batch), and localisation success: the heatmap's argmax on the grasped object's
     mask in s_pre (successful grasps). Columns: trained, random encoder, chance.
-betavae, ccvae: reconstruction error of the held-out frames, and goal consistency: goals imagined per episode
-    (CC-VAE: z ~ N(0, I) decoded with the context of the episode's first frame; beta-VAE: prior samples, which
-    know no context) each take the episode of their nearest held-out frame (compared as 16x16 pixels), and are
-    consistent when that is their own episode. Columns: trained, `compare: METHOD` (--compare OTHER_VAE_RUN, on
-    the same frames), random encoder, mean image (reconstruction: every frame rebuilt as the mean frame), chance
-    (goal consistency: the largest episode's share).
+betavae, ccvae: reconstruction error of the held-out frames, over all pixels and over the changed pixels only
+    (those that moved from the episode's first frame: the arm, pushed objects), and goal consistency: goals imagined
+    per episode (CC-VAE: z ~ N(0, I) decoded with the context of the episode's first frame; beta-VAE: prior samples,
+    which know no context) each take the episode of their nearest held-out frame (compared as 16x16 pixels), and
+    are consistent when that is their own episode; for a CC-VAE also the share of its goals that show a change from
+    its own reconstruction of the first frame. Columns: trained, `compare: METHOD` (--compare OTHER_VAE_RUN, on the
+    same frames), random encoder, mean image (reconstruction: every frame rebuilt as the mean frame), first frame
+    (every frame predicted by its episode's first frame), chance (goal consistency: the largest episode's share).
 Every measured figure has a 95 % confidence interval, a bootstrap over the units the note names (episodes; retrieval:
 batches). With --rig RIG=BAG every metric is reported once per rig, 'METRIC [RIG]': first the rig the --bag bags were
 recorded with ('bags' if they do not name one), then each held-out rig.
