@@ -77,15 +77,21 @@ def test_ccvae_context_encoder_shares_no_weights_with_the_state_encoder(ccvae):
     assert context and state and not context & state
 
 
-def test_ccvae_forward_adds_the_context_reconstruction(ccvae):
-    states, contexts = images(3, 1), images(3, 2)
+def forward_by_hand(model, states, contexts):
+    """The model's loss and metrics on a batch, and the posterior, context and decoder logits it used, redrawn with
+    the same noise."""
     torch.manual_seed(5)
-    loss, metrics = ccvae({'state': states, 'context': contexts})
-    context = ccvae.context_encoder(contexts)
-    mean, log_variance = ccvae.encoder(states, context).chunk(2, dim=-1)
+    loss, metrics = model({'state': states, 'context': contexts})
+    context = model.context_encoder(contexts)
+    mean, log_variance = model.encoder(states, context).chunk(2, dim=-1)
     torch.manual_seed(5)
     sample = mean + torch.randn_like(mean) * (0.5 * log_variance).exp()
-    logits = ccvae.decoder(torch.cat([sample, context], dim=-1))
+    return loss, metrics, mean, log_variance, context, model.decoder(torch.cat([sample, context], dim=-1))
+
+
+def test_ccvae_forward_adds_the_context_reconstruction(ccvae):
+    states, contexts = images(3, 1), images(3, 2)
+    loss, metrics, mean, log_variance, context, logits = forward_by_hand(ccvae, states, contexts)
     want = ccvae_loss(logits, states, mean, log_variance, ccvae.context_decoder(context), contexts, 5.0, 2.0,
                       'bernoulli')
     torch.testing.assert_close(loss, want[0])
@@ -96,14 +102,9 @@ def test_ccvae_context_skip_decodes_a_change_to_the_context_image():
     torch.manual_seed(0)
     model = CCVAE(CCVAEConfig(**SMALL, context_dim=3, context_skip=True))
     states, contexts = images(3, 1), images(3, 2)
-    torch.manual_seed(5)
-    loss, _ = model({'state': states, 'context': contexts})
-    context = model.context_encoder(contexts)
-    mean, log_variance = model.encoder(states, context).chunk(2, dim=-1)
-    torch.manual_seed(5)
-    sample = mean + torch.randn_like(mean) * (0.5 * log_variance).exp()
+    loss, _, mean, log_variance, context, logits = forward_by_hand(model, states, contexts)
     clamped = contexts.clamp(1e-3, 1 - 1e-3)
-    logits = model.decoder(torch.cat([sample, context], dim=-1)) + torch.log(clamped / (1 - clamped))
+    logits = logits + torch.log(clamped / (1 - clamped))
     want = ccvae_loss(logits, states, mean, log_variance, model.context_decoder(context), contexts, 5.0, 1.0,
                       'bernoulli')
     torch.testing.assert_close(loss, want[0])
@@ -117,18 +118,11 @@ def test_ccvae_context_skip_decodes_a_change_to_the_context_image():
     torch.testing.assert_close(model.decode(torch.randn(3, 4), contexts), contexts.clamp(1e-3, 1 - 1e-3))
 
 
-
 def test_ccvae_change_weight_reaches_its_loss():
     torch.manual_seed(0)
     model = CCVAE(CCVAEConfig(**SMALL, context_dim=3, change_weight=4.0))
     states, contexts = images(3, 1), images(3, 2)
-    torch.manual_seed(5)
-    loss, _ = model({'state': states, 'context': contexts})
-    context = model.context_encoder(contexts)
-    mean, log_variance = model.encoder(states, context).chunk(2, dim=-1)
-    torch.manual_seed(5)
-    sample = mean + torch.randn_like(mean) * (0.5 * log_variance).exp()
-    logits = model.decoder(torch.cat([sample, context], dim=-1))
+    loss, _, mean, log_variance, context, logits = forward_by_hand(model, states, contexts)
     want = ccvae_loss(logits, states, mean, log_variance, model.context_decoder(context), contexts, 5.0, 1.0,
                       'bernoulli', change_weight=4.0)
     torch.testing.assert_close(loss, want[0])
