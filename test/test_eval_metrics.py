@@ -10,7 +10,8 @@ import pytest
 
 from ssl_robot.train.intervals import ratio_interval
 from ssl_robot.train.metrics import (area_downsample, attribute_probe_errors, batched_retrieval_top1,
-                                     changed_pixel_squared_error, goal_consistency, goal_consistency_chance, knn_classification_error,
+                                     changed_pixel_squared_error, goal_consistency, goal_consistency_chance,
+                                     knn_classification_error,
                                      localisation_chance, localisation_success, majority_class_error,
                                      mean_alignment_error, multiview_alignment_error, reconstruction_error,
                                      retrieval_chance, retrieval_top1)

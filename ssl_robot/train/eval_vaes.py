@@ -112,7 +112,8 @@ class _MeanFrameError:
 
 def _goal_consistencies(models: dict[str, nn.Module], first_frames: dict[int, np.ndarray], episodes: list[int],
                         references: np.ndarray, reference_episodes: np.ndarray, goal_size: int, options: EvalOptions,
-                        device: torch.device) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, Tensor]]:
+                        device: torch.device
+                        ) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, Tensor]]:
     """Each model's goal consistency per episode (of the goals imagined from its first frame), each CC-VAE's share
     of those goals that show a change (_shows_a_change) from its reconstruction of that first frame, and for the plot
     one goal each for the first episodes. first_frames: the episodes' first frames (E, S, S, 3) per image size;

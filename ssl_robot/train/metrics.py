@@ -291,9 +291,9 @@ def reconstruction_error(x: np.ndarray, x_hat: np.ndarray) -> float:
 def changed_pixel_squared_error(x: np.ndarray, x_hat: np.ndarray, first: np.ndarray,
                                 threshold: float = CHANGE_THRESHOLD) -> tuple[float, int]:
     """The squared error of x_hat against x summed over the changed pixels of x (every channel of a pixel whose
-    largest channel change from first exceeds threshold, as models.losses.changed_pixels), and how many values that sum has. x, x_hat: (N, C, H, W);
-    first: (C, H, W), the episode's first frame. The part of the reconstruction error a model that copies its
-    context cannot lower: what the CC-VAE's z must draw."""
+    largest channel change from first exceeds threshold, as models.losses.changed_pixels), and how many values that
+    sum has. x, x_hat: (N, C, H, W); first: (C, H, W), the episode's first frame. The part of the reconstruction
+    error a model that copies its context cannot lower: what the CC-VAE's z must draw."""
     original, reconstructed = np.asarray(x, dtype=np.float64), np.asarray(x_hat, dtype=np.float64)
     _same_shape(original, reconstructed, 'x and x_hat')
     _same_shape(original[0], np.asarray(first), 'a frame of x and first')
