@@ -195,12 +195,13 @@ def reconstruction_nll(logits: Tensor, targets: Tensor, likelihood: Likelihood,
 
 
 def beta_vae_loss(logits: Tensor, targets: Tensor, mean: Tensor, log_variance: Tensor, beta: float,
-                  likelihood: Likelihood) -> tuple[Tensor, Tensor, Tensor]:
-    """beta-VAE negative ELBO, averaged over the batch: reconstruction NLL + beta * KL.
+                  likelihood: Likelihood, weights: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """beta-VAE negative ELBO, averaged over the batch: reconstruction NLL (its pixels times weights, as
+    reconstruction_nll) + beta * KL.
 
     Returns (loss, reconstruction, kl), the last two being their batch means.
     """
-    reconstruction = reconstruction_nll(logits, targets, likelihood).mean()
+    reconstruction = reconstruction_nll(logits, targets, likelihood, weights).mean()
     kl = gaussian_kl(mean, log_variance).mean()
     return reconstruction + beta * kl, reconstruction, kl
 
@@ -217,8 +218,6 @@ def ccvae_loss(logits: Tensor, states: Tensor, mean: Tensor, log_variance: Tenso
     weights = None
     if change_weight != 1.0:
         weights = 1.0 + (change_weight - 1.0) * changed_pixels(states, contexts).to(states.dtype)
-    reconstruction = reconstruction_nll(logits, states, likelihood, weights).mean()
-    kl = gaussian_kl(mean, log_variance).mean()
+    cvae, reconstruction, kl = beta_vae_loss(logits, states, mean, log_variance, beta, likelihood, weights)
     context_reconstruction = reconstruction_nll(context_logits, contexts, likelihood).mean()
-    loss = reconstruction + beta * kl + context_recon_weight * context_reconstruction
-    return loss, reconstruction, kl, context_reconstruction
+    return cvae + context_recon_weight * context_reconstruction, reconstruction, kl, context_reconstruction

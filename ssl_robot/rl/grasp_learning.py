@@ -36,8 +36,8 @@ from ssl_robot.models.encoders import default_device
 from ssl_robot.models.grasp_q import GraspQConfig, GraspQNetwork
 from ssl_robot.rewards.relabel import Transitions, auxiliary_grasp_goals, posthoc_grasp_labels
 from ssl_robot.rl.grasp_collection import CollectionSettings, GraspAttempts, collect, pixel_cell
-from ssl_robot.rl.instance_grasping import scene_camera
 from ssl_robot.rl.grasp_policy import GraspFeatures, cell_size, cosine_maps, save_grasp_policy, scene_batch
+from ssl_robot.rl.instance_grasping import scene_camera
 from ssl_robot.sim.config import load_sim_config
 from ssl_robot.train.stop_signals import StopSignals
 from ssl_robot.typed_config import ConfigError, build, convert_fields, parse_override, require_at_least, to_plain, \

@@ -18,8 +18,9 @@ from functools import partial
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
-from ssl_robot.models.losses import CHANGE_THRESHOLD
+from ssl_robot.models.losses import CHANGE_THRESHOLD, changed_pixels
 
 GROUND_TRUTH_ATTRIBUTES = ('gripper_closed', 'object_lifted', 'gripper_contact')
 """The sim attributes probed with k-NN, in the column order of ssl_robot.data.bag_index.GroundTruthFlags.at."""
@@ -287,19 +288,19 @@ def reconstruction_error(x: np.ndarray, x_hat: np.ndarray) -> float:
     return float(np.square(original - reconstructed).mean())
 
 
-
 def changed_pixel_squared_error(x: np.ndarray, x_hat: np.ndarray, first: np.ndarray,
                                 threshold: float = CHANGE_THRESHOLD) -> tuple[float, int]:
     """The squared error of x_hat against x summed over the changed pixels of x (every channel of a pixel whose
-    largest channel change from first exceeds threshold, as models.losses.changed_pixels), and how many values that
+    largest channel change from first exceeds threshold: models.losses.changed_pixels), and how many values that
     sum has. x, x_hat: (N, C, H, W); first: (C, H, W), the episode's first frame. The part of the reconstruction
     error a model that copies its context cannot lower: what the CC-VAE's z must draw."""
     original, reconstructed = np.asarray(x, dtype=np.float64), np.asarray(x_hat, dtype=np.float64)
     _same_shape(original, reconstructed, 'x and x_hat')
     _same_shape(original[0], np.asarray(first), 'a frame of x and first')
-    changed = np.abs(original - first).max(axis=1, keepdims=True) > threshold
-    changed = np.broadcast_to(changed, original.shape)
+    first = torch.from_numpy(np.broadcast_to(np.asarray(first, dtype=np.float64), original.shape).copy())
+    changed = np.broadcast_to(changed_pixels(torch.from_numpy(original), first, threshold).numpy(), original.shape)
     return float(np.square(original - reconstructed)[changed].sum()), int(changed.sum())
+
 
 def area_downsample(images: np.ndarray, size: int) -> np.ndarray:
     """(N, C, H, W) -> (N, C, size, size) by averaging: output pixel (i, j) is the mean of input rows
