@@ -38,8 +38,8 @@ def header_stamps(messages: list) -> set[int]:
 
 
 def test_grasp_mode_records_every_image_an_event_refers_to(tmp_path):
-    # Sampling so sparse that only the keyframe ticks can provide the event images.
-    report = collect('grasp', 1, tmp_path / 'bag', seed=1, record_every=10_000, attempts_per_episode=2,
+    # record_every=0: only the keyframe ticks can provide the event images.
+    report = collect('grasp', 1, tmp_path / 'bag', seed=1, record_every=0, attempts_per_episode=2,
                      progress=lambda _: None)
     assert report.episodes == 1 and report.grasp_attempts == 2
     bag = read_bag(tmp_path / 'bag')
@@ -54,8 +54,8 @@ def test_grasp_mode_records_every_image_an_event_refers_to(tmp_path):
         if event['success']:
             assert topics.stamp_from_dict(event['o']) in header_stamps(
                 bag[topics.camera_image(topics.OBJECT_CAMERA)])
-    # Keyframes only: 2 attempts x (s_pre, s_post, and o when successful), plus tick 0 of the sampling.
-    assert len(bag[topics.camera_image(CAMERAS[0])]) <= 2 * 3 + 1
+    # Keyframes only: 2 attempts x (s_pre, s_post, and o when successful).
+    assert len(bag[topics.camera_image(CAMERAS[0])]) <= 2 * 3
     # State is recorded on every tick, stamped like the tick.
     assert len(bag[topics.GROUND_TRUTH]) == report.ticks
     assert len(bag[topics.EPISODES]) == 1
@@ -104,6 +104,7 @@ def test_cli_errors_are_one_line(tmp_path):
                            (['--image-size', '0', '64'], 'width'),
                            (['--episodes', '0'], 'episodes'),
                            (['--max-minutes', '0'], 'max_minutes'),
+                           (['--record-every', '0'], 'record_every must be >= 1 in motion mode'),
                            (['--camera-position-m', '-1'], 'position_m')):
         command = [sys.executable, '-m', 'ssl_robot.cli', 'collect', '--mode', 'motion', '--episodes', '1',
                    '-o', str(tmp_path / 'new'), *args]

@@ -5,7 +5,8 @@ the live sim node publishes, serialized once: no DDS hop, so nothing is dropped 
 runs, and the bag is exactly what a recorder would have received from the graph.
 
 - grasp mode (Grasp2Vec): every tick's state and events are recorded; camera images on every
-  `--record-every`-th tick plus every tick a grasp event refers to (s_pre, o, s_post).
+  `--record-every`-th tick plus every tick a grasp event refers to (s_pre, o, s_post). `--record-every 0`
+  records only those keyframes: all Grasp2Vec trains on, at about 4x the episodes per minute.
 - motion mode (TCN, mfTCN): scripted reach/push/grasp-lift-place episodes; images every
   `--record-every`-th tick from all scene cameras at once.
 
@@ -84,8 +85,9 @@ def collect(mode: str, episodes: int, output: Path, *, seed: int = 0, storage: s
         raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
     if episodes < 1:
         raise ValueError(f'episodes must be >= 1, got {episodes}')
-    if record_every < 1:
-        raise ValueError(f'record_every must be >= 1, got {record_every}')
+    if record_every < (1 if mode == 'motion' else 0):
+        raise ValueError(f'record_every must be >= 1 in motion mode (>= 0 in grasp mode: 0 records only grasp '
+                         f'keyframes), got {record_every}')
     if max_minutes is not None and not max_minutes > 0:
         raise ValueError(f'max_minutes must be > 0, got {max_minutes}')
     overrides = {} if camera_randomization is None else {'camera_randomization': camera_randomization}
@@ -103,7 +105,7 @@ def collect(mode: str, episodes: int, output: Path, *, seed: int = 0, storage: s
             bag.add_topic(topic, ros_type_name(spec.type))
         while runner.episodes_completed < episodes and not report.out_of_time:
             # Unrecorded ticks are not rendered at all; the runner still renders keyframe ticks.
-            tick = runner.tick(render=report.ticks % record_every == 0)
+            tick = runner.tick(render=record_every > 0 and report.ticks % record_every == 0)
             for topic, message in tick_messages(tick, segmentation=segmentation):
                 if topic == topics.CLOCK:
                     continue
@@ -137,7 +139,8 @@ def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--seed', type=int, default=0, help='seed of the first episode (default 0)')
     parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap', help='bag storage (default mcap)')
     parser.add_argument('--record-every', type=int, default=3,
-                        help='record camera images every N ticks (default 3: 10 Hz at the 30 Hz tick)')
+                        help='record camera images every N ticks (default 3: 10 Hz at the 30 Hz tick); grasp mode '
+                             'also records grasp keyframes, and 0 records only those')
     parser.add_argument('--no-segmentation', action='store_true', help='do not record object masks')
     parser.add_argument('--rig', default='default', help='camera rig in sim/rigs/ (default: default)')
     parser.add_argument('--object-set', default=None, help='object set in sim/objects/ (default: the scene\'s)')
