@@ -9,7 +9,7 @@ episodes (n trials, n episodes). This chose grasp2vec_normalize's default (READM
 
 Without --bag it first collects the held-out bag the README's figures come from, in a temporary directory (a few
 minutes; only the grasp keyframes are rendered): `ssl-robot collect --mode grasp --episodes 10 --seed 4000
---object-set random_urdfs_12 --record-every 100000 --no-segmentation`.
+--object-set random_urdfs_12 --record-every 0 --no-segmentation`.
 Usage: python bench/bench_grasp2vec_reward.py [--bag BAG ...] [--checkpoint ssl_robot/checkpoints/grasp2vec.safetensors]
 """
 
@@ -83,7 +83,7 @@ def main() -> None:
         if bags is None:
             bags = [Path(scratch) / 'grasp_held_out']
             print(collect('grasp', args.episodes, bags[0], seed=COLLECT_SEED, object_set=COLLECT_OBJECTS,
-                          record_every=100_000, segmentation=False, progress=lambda _: None).summary())
+                          record_every=0, segmentation=False, progress=lambda _: None).summary())
         images, names, episodes = grasped_objects(find_bags(bags), model.config.image_size)
     embeddings = model.object_embedding(rgb_to_tensor(images)).numpy()
     print(f'{len(names)} successful grasps of {len(set(names))} objects in {len(set(episodes))} episodes; '
