@@ -171,7 +171,7 @@ frame: the sim renders without noise, so what passes it is the arm or an object 
 
 def changed_pixels(states: Tensor, contexts: Tensor, threshold: float = CHANGE_THRESHOLD) -> Tensor:
     """(B, 1, H, W) bool: the pixels of states (B, C, H, W) whose largest channel change from contexts (the same
-    shape) exceeds threshold."""
+    shape, or one that broadcasts to it) exceeds threshold."""
     return (states - contexts).abs().amax(dim=1, keepdim=True) > threshold
 
 

@@ -297,7 +297,7 @@ def changed_pixel_squared_error(x: np.ndarray, x_hat: np.ndarray, first: np.ndar
     original, reconstructed = np.asarray(x, dtype=np.float64), np.asarray(x_hat, dtype=np.float64)
     _same_shape(original, reconstructed, 'x and x_hat')
     _same_shape(original[0], np.asarray(first), 'a frame of x and first')
-    first = torch.from_numpy(np.broadcast_to(np.asarray(first, dtype=np.float64), original.shape).copy())
+    first = torch.from_numpy(np.ascontiguousarray(first, dtype=np.float64))[None]  # broadcast, not copied N times
     changed = np.broadcast_to(changed_pixels(torch.from_numpy(original), first, threshold).numpy(), original.shape)
     return float(np.square(original - reconstructed)[changed].sum()), int(changed.sum())
 
