@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from ssl_robot import topics
-from ssl_robot.apps.main_job import (SHUTDOWN_GRACE_S, MainJobRecording, GoalRow, Stamped, format_goal_table, goal_rows, plot_main_job,
-                            read_recording)
+from ssl_robot.apps.main_job import (SHUTDOWN_GRACE_S, GoalRow, MainJobRecording, Stamped, format_goal_table,
+                                    goal_rows, plot_main_job, read_recording)
 from ssl_robot.rl.goal_sequence import GoalSequenceConfig, Step, goal_sequence_plan
 
 S = 1_000_000_000
@@ -20,7 +20,7 @@ S = 1_000_000_000
 def goal_event(index: int, source: str, goal_s: float, end_s: float, position=None) -> dict:
     return {'kind': 'goal_sequence', 'stamp': topics.stamp_dict(int(end_s * S)), 'index': index, 'goal_id': index + 2,
             'source': source, 'goal_position': position, 'goal_stamp': topics.stamp_dict(int(goal_s * S)),
-            'steps': 50, 'reward': -0.1}
+            'steps': 50, 'reward': -0.1, 'done': True}
 
 
 def recording() -> MainJobRecording:
@@ -54,10 +54,12 @@ def test_rows_take_rewards_after_the_goal_arrived_and_the_true_hand_at_the_end()
 
 def test_goal_table_has_a_row_per_goal_and_the_success_count():
     rows = goal_rows(recording(), lambda latent: np.array([0.55, 0.0]))
-    table = format_goal_table(rows + [GoalRow(2, 9, 'imagined', 3, 1.0, 2.0, None, None, None, None)])
+    given_up = GoalRow(2, None, 'imagined', 0, False, 1.0, 2.0, None, None, None, None)   # never taken by the policy
+    table = format_goal_table(rows + [given_up])
     lines = table.splitlines()
-    assert lines[1].split()[:4] == ['1', '2', 'imagined', '50'] and lines[1].split()[-1] == 'yes'
-    assert lines[2].split()[-1] == 'no' and lines[3].split()[-2:] == ['-', 'no']
+    assert lines[1].split()[:5] == ['1', '2', 'imagined', '50', 'yes'] and lines[1].split()[-1] == 'yes'
+    assert lines[2].split()[-1] == 'no' and lines[3].split()[:5] == ['3', '-', 'imagined', '0', 'no']
+    assert lines[3].split()[-2:] == ['-', 'no']
     assert 'success (final hand within 5 cm of the goal state): 1 of 3' in table
 
 
@@ -116,6 +118,9 @@ def test_the_policy_brings_the_gripper_within_5_cm_of_scene_goals(tmp_path, ros_
     rows = goal_rows(read_recording(bag), nearest_position=None)
     table = format_goal_table(rows)
     print(table)   # the figures, with pytest -s
-    assert [row.source for row in rows] == ['scene'] * len(SCENE_GOALS), table
-    assert [row.goal_xy for row in rows] == [position[:2] for position in SCENE_GOALS], table
-    assert sum(row.success for row in rows) >= 4, table
+    # On failure, the table and the end of the graph's log (the goal sequence's steps and any warnings).
+    report = f'{table}\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}'
+    assert [row.source for row in rows] == ['scene'] * len(SCENE_GOALS), report
+    assert [row.goal_xy for row in rows] == [position[:2] for position in SCENE_GOALS], report
+    assert all(row.done for row in rows), report
+    assert sum(row.success for row in rows) >= 4, report

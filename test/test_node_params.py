@@ -111,6 +111,7 @@ def test_a_field_without_a_docstring_is_refused_by_name():
     (DiagnosticsMonitorParams, {'check_period_s': 0.0}, 'parameter check_period_s must be a finite number > 0'),
     (GoalSequenceParams, {'goal_positions': (0.5, 0.0)}, 'parameter goal_positions must hold x, y, z triples, got 2'),
     (GoalSequenceParams, {'ee_rpy_deg': (0.0, 180.0)}, r'parameter ee_rpy_deg must hold 3 numbers, got \[0.0, 180.0\]'),
+    (GoalSequenceParams, {'reach_timeout_s': 0.0}, 'reach_timeout_s must be a finite number > 0, got 0.0'),
     (PolicyParams, {'control_hz': 0.0}, 'parameter control_hz must be a finite number > 0, got 0.0'),
     (PolicyParams, {'ee_rpy_deg': (1.0,)}, r'parameter ee_rpy_deg must hold 3 numbers, got \[1.0\]'),
     (SimParams, {'real_time_factor': -1.0}, 'parameter real_time_factor must be a finite number >= 0.0, got -1.0'),
@@ -125,6 +126,7 @@ def test_a_bad_value_is_refused_naming_the_parameter_and_the_value(params_class,
 def test_goal_sequence_params_give_the_plan_config():
     config = GoalSequenceParams(goal_positions=(0.5, 0.0, 0.2, 0.6, 0.1, 0.2)).sequence()
     assert config.goal_positions == ((0.5, 0.0, 0.2), (0.6, 0.1, 0.2))
+    assert GoalSequenceParams(reach_timeout_s=20.0).sequence().reach_timeout_s == 20.0
     assert GoalSequenceParams().sequence().goal_positions == ()
 
 

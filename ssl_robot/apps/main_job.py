@@ -119,10 +119,13 @@ def read_recording(bag: Path) -> MainJobRecording:
 @dataclass(frozen=True)
 class GoalRow:
     index: int
-    goal_id: int
+    goal_id: int | None
+    """The policy's id of the goal; None if the policy never took it."""
     source: str
     """'imagined' or 'scene'."""
     steps: int
+    done: bool
+    """The policy finished its steps; False: the reach was given up (goal_sequence_node's reach_timeout_s)."""
     start_s: float
     end_s: float
     reward_start: float | None
@@ -157,7 +160,7 @@ def goal_rows(recording: MainJobRecording, nearest_position) -> list[GoalRow]:
         final = recording.hand.at_or_before(end_ns)
         rows.append(GoalRow(
             index=event['index'], goal_id=event['goal_id'], source=event['source'], steps=event['steps'],
-            start_s=goal_ns / NS_PER_S, end_s=end_ns / NS_PER_S,
+            done=event['done'], start_s=goal_ns / NS_PER_S, end_s=end_ns / NS_PER_S,
             reward_start=recording.rewards.first_at_or_after(goal_ns + int(GOAL_ARRIVAL_S * NS_PER_S)),
             reward_end=recording.rewards.at_or_before(end_ns), goal_xy=goal_xy,
             final_xy=None if final is None else (float(final[0]), float(final[1]))))
@@ -169,12 +172,13 @@ def _cell(value: float | None, spec: str) -> str:
 
 
 def format_goal_table(rows: list[GoalRow]) -> str:
-    lines = [f'{"goal":>4} {"id":>3} {"source":<8} {"steps":>5} {"reward start":>12} {"reward end":>10} '
+    lines = [f'{"goal":>4} {"id":>3} {"source":<8} {"steps":>5} {"done":>4} {"reward start":>12} {"reward end":>10} '
              f'{"goal state (m)":>16} {"final hand (m)":>16} {"distance (m)":>12} success']
     for row in rows:
         goal = '-' if row.goal_xy is None else f'({row.goal_xy[0]:.3f}, {row.goal_xy[1]:.3f})'
         final = '-' if row.final_xy is None else f'({row.final_xy[0]:.3f}, {row.final_xy[1]:.3f})'
-        lines.append(f'{row.index + 1:>4} {row.goal_id:>3} {row.source:<8} {row.steps:>5} '
+        goal_id = '-' if row.goal_id is None else row.goal_id
+        lines.append(f'{row.index + 1:>4} {goal_id:>3} {row.source:<8} {row.steps:>5} {"yes" if row.done else "no":>4} '
                      f'{_cell(row.reward_start, "+12.4f"):>12} {_cell(row.reward_end, "+10.4f"):>10} {goal:>16} '
                      f'{final:>16} {_cell(row.distance_m, "12.3f"):>12} {"yes" if row.success else "no"}')
     successes = sum(row.success for row in rows)

@@ -4,8 +4,9 @@ It runs the steps of ssl_robot.rl.goal_sequence (close the gripper, pose the arm
 the policy, wait until /policy/status says the goal is done) and, for each goal reached for, publishes an event on
 /goal_sequence/events (std_msgs/String JSON, kind 'goal_sequence'): the goal's index, the policy's goal_id, whether
 it was 'imagined' (/goal/sample) or a 'scene' goal (/goal/from_scene) and, for a scene goal, the position the arm
-was posed at (the ground truth of that goal), the stamp of the goal and the stamp of the status that said it was done.
-It exits when the last goal is done, which ends a launch that marks it on_exit="shutdown".
+was posed at (the ground truth of that goal), the stamp of the goal, the stamp of the status that said it was done,
+and done (false for a reach given up after reach_timeout_s). It exits when the last goal is done, which ends a launch
+that marks it on_exit="shutdown".
 
 Time is the node clock, so with use_sim_time settling counts simulated seconds and a slow simulation is waited for.
 """
@@ -30,10 +31,13 @@ from ssl_robot.ros.node_main import spin_node
 from ssl_robot.params.goal_sequence import GoalSequenceParams
 from ssl_robot.ros.parameters import declare_params
 from ssl_robot.ros.qos import RELIABLE_QOS
+from ssl_robot.ros.services import RetriedCall
 from ssl_robot.sim.config import rpy_to_quaternion
 
 TICK_PERIOD_S = 0.05
 RETRY_PERIOD_S = 1.0
+ANSWER_TIMEOUT_S = 10.0
+"""Wall seconds a service call may go unanswered before it is made again (ssl_robot.ros.services.RetriedCall)."""
 ACK_TIMEOUT_S = 5.0
 LINGER_S = 5.0
 """Wall seconds between the last event being acked and the exit that ends the launch. The ack only says the message
@@ -52,10 +56,10 @@ class GoalSequenceNode(Node):
         self._plan = goal_sequence_plan(self._config)
         self._next = 0
         self._step_since_ns: int | None = None
-        self._pending: Future | None = None
-        self._last_request_ns: int | None = None
+        self._call: RetriedCall | None = None
         self._status: dict | None = None
         self._goal_id_before = 0
+        self._goal_set_ns = 0
         self._exit_at: float | None = None
         self.finished = Future()
 
@@ -95,8 +99,11 @@ class GoalSequenceNode(Node):
             self._step_since_ns = now_ns
         if self._run(step, now_ns):
             self.get_logger().info(f'step {self._next + 1}/{len(self._plan)} done: {step.kind} {step.argument}')
+            if step.kind == 'goal':
+                self._goal_set_ns = now_ns
             self._next += 1
             self._step_since_ns = None
+            self._call = None
 
     def _run(self, step: Step, now_ns: int) -> bool:
         """Advance one step; True when it is finished."""
@@ -106,45 +113,48 @@ class GoalSequenceNode(Node):
         if step.kind == 'settle':
             return now_ns - self._step_since_ns >= self._config.settle_s * 1e9
         if step.kind == 'close_gripper':
-            return self._service('close_gripper', SetBool.Request(data=True), now_ns)
+            return self._service('close_gripper', SetBool.Request(data=True))
         if step.kind == 'enable':
-            return self._service('enable', SetBool.Request(data=bool(step.argument)), now_ns)
+            return self._service('enable', SetBool.Request(data=bool(step.argument)))
         if step.kind == 'goal':
-            if self._pending is None and self._last_request_ns is None and self._status is not None:
+            if self._call is None and self._status is not None:
                 self._goal_id_before = self._status['goal_id']
-            return self._service(step.argument, Trigger.Request(), now_ns)
-        return self._reached(step.argument)
+            return self._service(step.argument, Trigger.Request())
+        return self._reached(step.argument, now_ns)
 
-    def _service(self, name: str, request, now_ns: int) -> bool:
-        """Call a service until it answers success (retried every RETRY_PERIOD_S: a goal node may have no model or
-        frame yet); True once it has."""
-        if self._pending is not None:
-            if not self._pending.done():
-                return False
-            response, self._pending = self._pending.result(), None
-            if response.success:
-                self._last_request_ns = None
-                return True
-            self.get_logger().warning(f'{name}: {response.message}; retrying', throttle_duration_sec=5.0)
-        client = self._service_clients[name]
-        if client.service_is_ready() and (self._last_request_ns is None or
-                                          now_ns - self._last_request_ns >= RETRY_PERIOD_S * 1e9):
-            self._last_request_ns = now_ns
-            self._pending = client.call_async(request)
-        return False
+    def _service(self, name: str, request) -> bool:
+        """Call a service until it answers success; True once it has."""
+        if self._call is None:
+            self._call = RetriedCall(self._service_clients[name], request, name,
+                                     lambda line: self.get_logger().warning(line, throttle_duration_sec=5.0),
+                                     retry_period_s=RETRY_PERIOD_S, answer_timeout_s=ANSWER_TIMEOUT_S)
+        return self._call.poll(time.monotonic())
 
-    def _reached(self, index: int) -> bool:
+    def _reached(self, index: int, now_ns: int) -> bool:
+        """True once the policy is done with the goal, or the reach is given up after reach_timeout_s; the goal's
+        event goes out then."""
         status = self._status
-        if status is None or status['goal_id'] <= self._goal_id_before or not status['done']:
+        taken = status is not None and status['goal_id'] > self._goal_id_before
+        done = taken and status['done']
+        if not done and now_ns - self._step_since_ns < self._config.reach_timeout_s * 1e9:
             return False
-        goal_stamp_ns = status['goal_stamp_ns']
         position = list(self._config.goal_positions[index]) if self._config.scene_goals else None
+        # A goal the policy never took (or refused) is stamped when the goal node served it.
+        goal_stamp_ns = status['goal_stamp_ns'] if taken and status['goal_stamp_ns'] is not None else \
+            self._goal_set_ns
         self._events.publish(String(data=topics.encode_event(
-            'goal_sequence', topics.stamp_from_dict(status['stamp']), index=index, goal_id=status['goal_id'],
-            source='scene' if self._config.scene_goals else 'imagined', goal_position=position,
-            goal_stamp=topics.stamp_dict(goal_stamp_ns), steps=status['steps'], reward=status['reward'])))
-        self.get_logger().info(f'goal {index + 1} (policy goal {status["goal_id"]}) done after {status["steps"]} steps, '
-                               f'latest reward {status["reward"]}')
+            'goal_sequence', topics.stamp_from_dict(status['stamp']) if taken else now_ns, index=index,
+            goal_id=status['goal_id'] if taken else None, source='scene' if self._config.scene_goals else 'imagined',
+            goal_position=position, goal_stamp=topics.stamp_dict(goal_stamp_ns), steps=status['steps'] if taken else 0,
+            reward=status['reward'] if taken else None, done=done)))
+        if done:
+            self.get_logger().info(f'goal {index + 1} (policy goal {status["goal_id"]}) done after {status["steps"]} '
+                                   f'steps, latest reward {status["reward"]}')
+        else:
+            self.get_logger().warning(
+                f'goal {index + 1} given up after {self._config.reach_timeout_s:g} s: ' +
+                (f'policy goal {status["goal_id"]} at step {status["steps"]}, enabled {status["enabled"]}' if taken
+                 else 'the policy never took the goal (see its diagnostics)'))
         return True
 
     def _send(self, position, now_ns: int) -> None:

@@ -19,6 +19,8 @@ class GoalSequenceParams:
     """where each reach starts: policy_node's start_position"""
     settle_s: float = 2.0
     """node time after a move for the arm to arrive and stop"""
+    reach_timeout_s: float = 60.0
+    """node time a reach may take before it is given up (its event says done false) and the next goal set"""
     ee_rpy_deg: tuple[float, ...] = (0.0, 180.0, 0.0)
     """hand orientation of the poses it sends (roll, pitch, yaw; deg)"""
 
@@ -28,9 +30,10 @@ class GoalSequenceParams:
                              f'numbers')
         require_length(self, 'start_position', 3)
         require_length(self, 'ee_rpy_deg', 3)
-        self.sequence()  # its own checks (goals, settle_s)
+        self.sequence()  # its own checks (goals, settle_s, reach_timeout_s)
 
     def sequence(self) -> GoalSequenceConfig:
         flat = () if self.goal_positions == (0.0,) else self.goal_positions
-        return GoalSequenceConfig(goals=self.goals, settle_s=self.settle_s, start_position=self.start_position,
+        return GoalSequenceConfig(goals=self.goals, settle_s=self.settle_s, reach_timeout_s=self.reach_timeout_s,
+                                  start_position=self.start_position,
                                   goal_positions=tuple(flat[i:i + 3] for i in range(0, len(flat), 3)))

@@ -12,7 +12,8 @@ Each step is one thing goal_sequence_node does, in order, waiting for it to fini
                            /goal/sample (an imagined goal) or /goal/from_scene (the scene as it is: the arm where the
                            previous move put it), retried until the goal node serves it
   reach (index)            until /policy/status reports a goal newer than the one in force before the last goal
-                           step, done; then the goal's event goes out on /goal_sequence/events
+                           step, done, or reach_timeout_s has passed; then the goal's event goes out on
+                           /goal_sequence/events (done false when given up)
 
 Imagined goals: the arm starts at start_position, the policy is enabled once, and each next goal starts where the
 previous reach ended. Scene goals (goal_positions): for each, the policy is disabled, the arm posed at the goal
@@ -41,6 +42,9 @@ class GoalSequenceConfig:
     """Where each reach starts: policy_node's start_position (its setpoint after enabling)."""
     settle_s: float = 2.0
     """Node time after a move for the arm to arrive and stop (it moves at up to 0.5 m/s in the sim)."""
+    reach_timeout_s: float = 60.0
+    """Node time a reach may take before it is given up and the next goal set: the policy is done after 50 steps at
+    10 Hz (5 s), so this only ends a reach the policy never finishes (no usable goal or scene latent)."""
 
     def __post_init__(self) -> None:
         convert_fields(self)
@@ -48,6 +52,8 @@ class GoalSequenceConfig:
             raise ValueError(f'goals must be >= 1, got {self.goals}')
         if not (self.settle_s >= 0 and math.isfinite(self.settle_s)):
             raise ValueError(f'settle_s must be a finite number >= 0, got {self.settle_s}')
+        if not (self.reach_timeout_s > 0 and math.isfinite(self.reach_timeout_s)):
+            raise ValueError(f'reach_timeout_s must be a finite number > 0, got {self.reach_timeout_s}')
 
     @property
     def scene_goals(self) -> bool:
