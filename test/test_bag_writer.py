@@ -12,6 +12,7 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import Reader
 from std_msgs.msg import String
 
+from ssl_robot.data import bag_writer
 from ssl_robot.data.bag_writer import STORAGES, BagWriter, DiskFull
 from ssl_robot.ros.convert import array_to_image, image_to_array, ns_to_stamp
 
@@ -160,6 +161,70 @@ def test_failure_inside_a_write_keeps_the_bag_as_of_the_last_flush(tmp_path, sto
     bag.close()
     assert [stamp for _, stamp, _ in read_all(tmp_path / 'bag')] == [0, 1, 2]
     assert storage_files(tmp_path / 'bag') == (['bag_0.mcap'] if storage == 'mcap' else ['bag.db3'])
+
+
+def interrupt_once_after(monkeypatch, owner, name: str, when=lambda *args: True) -> None:
+    """owner.name() runs, then raises KeyboardInterrupt, as a Ctrl-C landing right after it would; once, at the
+    first call whose arguments when() accepts."""
+    original = getattr(owner, name)
+
+    def run_then_interrupt(*args, **kwargs):
+        original(*args, **kwargs)
+        if when(*args):
+            monkeypatch.setattr(owner, name, original)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(owner, name, run_then_interrupt)
+
+
+class PatchableConnection:
+    """A sqlite3 connection whose methods can be patched (the real one's are read-only)."""
+
+    def __init__(self, connection) -> None:
+        self._connection = connection
+
+    def __getattr__(self, name: str):
+        return getattr(self._connection, name)
+
+    def commit(self) -> None:
+        self._connection.commit()
+
+
+@pytest.mark.parametrize('storage', STORAGES)
+def test_an_interrupt_after_a_flush_made_the_messages_durable_keeps_them_listed(tmp_path, storage, monkeypatch):
+    """A Ctrl-C landing after the storage has made a flush durable (after sqlite's commit returned, after the MCAP
+    split was moved into the bag) but before the writer's bookkeeping: metadata.yaml must count what the files hold.
+    Found by the SIGINT test below, which hit the sqlite window once in a full-suite run."""
+    bag = open_bag_with_strings(tmp_path / 'bag', storage, 5)   # flushed at 3
+    if storage == 'sqlite3':
+        bag._files._database = PatchableConnection(bag._files._database)
+        interrupt_once_after(monkeypatch, bag._files._database, 'commit')
+    else:
+        interrupt_once_after(monkeypatch, bag_writer.os, 'replace', lambda _, target: Path(target).name == 'bag_1.mcap')
+    with pytest.raises(KeyboardInterrupt):
+        bag.write('/a', 5, string_cdr('m5'))                   # the flush at 6
+    bag.close()
+    assert [stamp for _, stamp, _ in read_all(tmp_path / 'bag')] == [0, 1, 2, 3, 4, 5]
+    with Reader(tmp_path / 'bag') as reader:
+        assert reader.message_count == 6 and [c.msgcount for c in reader.connections] == [6]
+    assert not [name for name in storage_files(tmp_path / 'bag') if name.startswith('.')], 'partial split left'
+
+
+@pytest.mark.parametrize('storage', STORAGES)
+def test_an_interrupt_before_a_flush_made_the_messages_durable_keeps_the_bag_as_of_the_last(tmp_path, storage,
+                                                                                           monkeypatch):
+    bag = open_bag_with_strings(tmp_path / 'bag', storage, 5)   # flushed at 3
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bag._files, 'flush', interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        bag.write('/a', 5, string_cdr('m5'))
+    bag.close()
+    assert [stamp for _, stamp, _ in read_all(tmp_path / 'bag')] == [0, 1, 2]
+    with Reader(tmp_path / 'bag') as reader:
+        assert reader.message_count == 3 and [c.msgcount for c in reader.connections] == [3]
 
 
 @pytest.mark.parametrize('storage', STORAGES)

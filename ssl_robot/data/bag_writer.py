@@ -122,7 +122,9 @@ class _StorageFiles(ABC):
 
     @abstractmethod
     def close_discarding_unflushed(self) -> None:
-        """Close keeping only what the last flush made durable (the writer may be mid-record)."""
+        """Close after an interruption (the writer may be mid-record), keeping what is durable: what the last flush
+        made so, or everything written if the interruption came after the storage had made it durable, inside a
+        flush's bookkeeping. `complete` then lists what the bag holds."""
 
 
 class _Sqlite3Files(_StorageFiles):
@@ -152,7 +154,11 @@ class _Sqlite3Files(_StorageFiles):
 
     def close_discarding_unflushed(self) -> None:
         self._database.rollback()
-        self.current = self.complete[0]
+        # A Ctrl-C lands between bytecodes, so it can come after commit() returned: the database, not the last
+        # flush's bookkeeping, says whether the messages written since are in.
+        (stored,) = self._database.execute('SELECT COUNT(*) FROM messages').fetchone()
+        if stored != self.current.message_count:
+            self.current = self.complete[0]
         self.close()
 
 
@@ -201,8 +207,13 @@ class _McapSplits(_StorageFiles):
             self.close_discarding_unflushed()
 
     def close_discarding_unflushed(self) -> None:
-        with suppress(Exception):
-            self._writer.abort()
+        if (self._bag / self.current.name).exists() and self.current not in self.complete:
+            # Interrupted after the split was closed and moved into the bag: it is complete.
+            self.complete.append(self.current)
+            self.durable_topics = list(self._topics)
+        else:
+            with suppress(Exception):
+                self._writer.abort()
         shutil.rmtree(self._staging, ignore_errors=True)
 
 
@@ -318,7 +329,10 @@ class BagWriter:
         self._closed = True
         if self._interrupted:
             self._files.close_discarding_unflushed()
-            self._pending_counts = dict.fromkeys(self._pending_counts, 0)
+            if sum(f.message_count for f in self._files.complete) == self.message_count:
+                self._commit_counts()  # interrupted after the storage had made every message durable
+            else:
+                self._pending_counts = dict.fromkeys(self._pending_counts, 0)
         else:
             self._files.close()
             self._commit_counts()
