@@ -12,7 +12,7 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import Reader
 from std_msgs.msg import String
 
-from ssl_robot.data import bag_writer
+from ssl_robot.data import bag_storage
 from ssl_robot.data.bag_writer import STORAGES, BagWriter, DiskFull
 from ssl_robot.ros.convert import array_to_image, image_to_array, ns_to_stamp
 
@@ -200,7 +200,7 @@ def test_an_interrupt_after_a_flush_made_the_messages_durable_keeps_them_listed(
         bag._files._database = PatchableConnection(bag._files._database)
         interrupt_once_after(monkeypatch, bag._files._database, 'commit')
     else:
-        interrupt_once_after(monkeypatch, bag_writer.os, 'replace', lambda _, target: Path(target).name == 'bag_1.mcap')
+        interrupt_once_after(monkeypatch, bag_storage.os, 'replace', lambda _, target: Path(target).name == 'bag_1.mcap')
     with pytest.raises(KeyboardInterrupt):
         bag.write('/a', 5, string_cdr('m5'))                   # the flush at 6
     bag.close()
