@@ -25,13 +25,16 @@ def test_embed_gives_unit_norm_embeddings_without_a_graph():
     assert not embeddings.requires_grad
 
 
-def test_embed_runs_in_eval_mode_and_restores_training_mode():
+def test_embed_runs_in_eval_mode_and_restores_the_callers_mode():
     model = TCN(TCNConfig(**SMALL))
     seen_modes = []
     model.encoder.register_forward_hook(lambda module, inputs, output: seen_modes.append(module.training))
     model.train()
     model.embed(frames(2))
     assert seen_modes == [False] and model.training
+    model.eval()
+    model.embed(frames(2))
+    assert seen_modes == [False, False] and not model.training
 
 
 @pytest.mark.parametrize('loss, mining', [('triplet', 'all'), ('triplet', 'semi_hard'), ('npairs', 'all')])
