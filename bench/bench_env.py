@@ -2,9 +2,12 @@
 
 Pure (no ROS node). For each task and mode:
 1. raw: the sim's own work of one env step with nothing around it: the ticks of one control period
-   (arm.advance + physics) and, when the mode renders, one task camera image;
+   (arm.advance + physics) and, when the mode renders, one task camera image. Twice: with the arm parked, and
+   with the arm moving as a controller drives it (a new arm goal at most action_step_m away every control
+   period, as the sim node does on each command), whose ticks also solve the arm's IK and its contacts: that is
+   the sim's work, not the env's, so the moving raw is the one the env is held against;
 2. env: TrayGoalEnv.step with random actions, resets included at the episodes' ends, observation encoding and
-   reward included; the ratio env / raw is the env's overhead (target >= 0.8);
+   reward included; the ratio env / raw (moving) is the env's overhead (target >= 0.8);
 3. SubprocVecEnv with 2 envs, one torch thread each: env steps/s summed over the envs.
 
 Latent mode uses --vae (default: the shipped scene beta-VAE, which takes 48 px images like the task camera: the
@@ -22,7 +25,7 @@ import numpy as np
 import torch
 
 from ssl_robot.rl.envs import TrayGoalEnv
-from ssl_robot.rl.tasks import EnvConfig
+from ssl_robot.rl.tasks import EnvConfig, action_target
 
 DEFAULT_VAE = 'ssl_robot/checkpoints/betavae.safetensors'
 
@@ -42,12 +45,14 @@ def env_config(task: str, mode: str, vae: str) -> EnvConfig:
                      vae_checkpoint=vae if mode == 'latent' else '')
 
 
-def raw_and_env_rates(config: EnvConfig, seconds: float) -> tuple[float, float]:
+def raw_and_env_rates(config: EnvConfig, seconds: float) -> tuple[float, float, float]:
+    """(raw steps/s with the arm parked, raw steps/s with the arm moving, env steps/s)."""
     env = TrayGoalEnv(config)
     try:
         env.reset(seed=0)
         world, camera = env.world, env.camera
         renders = env.observer.needs_image
+        rng = np.random.default_rng(0)
 
         def raw_step() -> None:
             for _ in range(env.ticks_per_step):
@@ -57,12 +62,19 @@ def raw_and_env_rates(config: EnvConfig, seconds: float) -> tuple[float, float]:
             if renders:
                 camera.render(world.segmentation_lut)
 
+        def raw_step_moving() -> None:
+            hand_xy = world.arm.tcp_pose()[0][:2]
+            target = action_target(hand_xy, rng.uniform(-1.0, 1.0, 2), config.action_step_m)
+            world.arm.set_goal((float(target[0]), float(target[1]), env.hand_z), env.hand_orientation)
+            raw_step()
+
         def env_step() -> None:
             _, _, _, truncated, _ = env.step(env.action_space.sample())
             if truncated:
                 env.reset()
 
-        return rate(raw_step, seconds), rate(env_step, seconds)
+        parked = rate(raw_step, seconds)
+        return parked, rate(raw_step_moving, seconds), rate(env_step, seconds)
     finally:
         env.close()
 
@@ -94,13 +106,15 @@ def main() -> None:
     parser.add_argument('--vae', default=DEFAULT_VAE)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f'{"task":6} {"mode":7} {"raw steps/s":>12} {"env steps/s":>12} {"env/raw":>8} {"2 subproc envs":>15}')
+    print(f'{"task":6} {"mode":7} {"raw parked":>11} {"raw moving":>11} {"env steps/s":>12} '
+          f'{"env/moving":>11} {"env/parked":>11} {"2 subproc envs":>15}')
     for task in args.tasks:
         for mode in args.modes:
             config = env_config(task, mode, args.vae)
-            raw, env = raw_and_env_rates(config, args.seconds)
+            parked, moving, env = raw_and_env_rates(config, args.seconds)
             vec = subproc_rate(config, args.seconds)
-            print(f'{task:6} {mode:7} {raw:12.1f} {env:12.1f} {env / raw:8.2f} {vec:15.1f}', flush=True)
+            print(f'{task:6} {mode:7} {parked:11.1f} {moving:11.1f} {env:12.1f} {env / moving:11.2f} '
+                  f'{env / parked:11.2f} {vec:15.1f}', flush=True)
 
 
 if __name__ == '__main__':
