@@ -166,18 +166,6 @@ def test_a_bare_file_name_names_the_shipped_policy(tmp_path, monkeypatch):
     assert load_grasp_policy('grasp_policy.safetensors', device=torch.device('cpu')).path == SHIPPED_POLICY
 
 
-def test_a_policy_shares_a_grasp2vec_its_caller_has_loaded_and_refuses_another(trained_run, tmp_path):
-    path = trained_run / 'grasp_policy.safetensors'
-    grasp2vec = load_grasp_policy(path, device=torch.device('cpu')).features.loaded
-    assert load_grasp_policy(path, grasp2vec, device=torch.device('cpu')).features.loaded is grasp2vec
-    policy = load_grasp_policy(path, device=torch.device('cpu'))
-    other = tmp_path / 'other.safetensors'
-    save_grasp_policy(other, policy.network, policy.reach_mask, policy.camera_view, policy.tray_floor_z,
-                      'grasp2vec:other:step1:00')
-    with pytest.raises(CheckpointError, match='grasp2vec:other:step1:00'):
-        load_grasp_policy(other, grasp2vec)
-
-
 def test_policy_files_refuse_pickles_other_grasp2vecs_shapes_and_views(trained_run, tmp_path):
     path = trained_run / 'grasp_policy.safetensors'
     pickled = tmp_path / 'policy.pt'

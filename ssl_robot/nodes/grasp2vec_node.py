@@ -255,10 +255,10 @@ class Grasp2VecNode(Node):
         if self._grasp_policy is None:
             params = self.params
             try:
-                # The node's Grasp2Vec, when loaded, serves the policy too: one copy of it in memory, not two.
-                grasp2vec = self._model.loaded or params.grasp2vec_checkpoint or None
-                self._grasp_policy = load_grasp_policy(params.grasp_policy or None, grasp2vec,
-                                                       device=self._model.device)
+                # The policy loads a Grasp2Vec of its own, not self._model's: that one is swapped in place when its
+                # file changes, and the policy must keep the Grasp2Vec it was trained with.
+                self._grasp_policy = load_grasp_policy(params.grasp_policy or None,
+                                                       params.grasp2vec_checkpoint or None, device=self._model.device)
             except (CheckpointError, FileNotFoundError, ValueError) as error:
                 self._problems.report('grasp_policy', f'{error}')
                 raise LookupError(f'no grasp policy: {error}') from None

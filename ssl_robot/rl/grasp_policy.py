@@ -158,12 +158,10 @@ class LearnedGraspPolicy:
     def __call__(self, view: GraspView) -> tuple[float, float]:
         return self.choose(view)[0]
 
-def load_grasp_policy(path: str | os.PathLike | None = None,
-                      grasp2vec: str | os.PathLike | LoadedModel | None = None,
+def load_grasp_policy(path: str | os.PathLike | None = None, grasp2vec: str | os.PathLike | None = None,
                       device: torch.device | None = None) -> LearnedGraspPolicy:
     """The policy at path (default: the shipped one; a bare file name may name a shipped policy, as for every
-    checkpoint parameter) with the Grasp2Vec it was trained with: a checkpoint (default: shipped), or one a caller
-    has loaded already (a node that embeds with it too), which the policy then shares."""
+    checkpoint parameter) with the Grasp2Vec checkpoint it names (default: shipped)."""
     path = checkpoint_path(path) if path is not None else SHIPPED_POLICY
     metadata = read_metadata(path, 'grasp policy')
     if metadata.get('format') != FORMAT:
@@ -177,11 +175,8 @@ def load_grasp_policy(path: str | os.PathLike | None = None,
     except (KeyError, ValueError) as error:
         raise CheckpointError(f'{path} has a malformed grasp policy header: {error}') from None
     device = device or default_device()
-    if isinstance(grasp2vec, LoadedModel):
-        loaded = grasp2vec
-    else:
-        loaded = LoadedModel(grasp2vec if grasp2vec is not None else default_checkpoint('grasp2vec'),
-                             'grasp2vec', device=str(device))
+    loaded = LoadedModel(grasp2vec if grasp2vec is not None else default_checkpoint('grasp2vec'),
+                         'grasp2vec', device=str(device))
     if loaded.model_id != grasp2vec_id:
         raise CheckpointError(f'{path} was trained with Grasp2Vec {grasp2vec_id}, but {loaded.path} is '
                               f'{loaded.model_id}: pass the Grasp2Vec checkpoint it was trained with')
