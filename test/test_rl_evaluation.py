@@ -20,7 +20,8 @@ from ssl_robot.rl.evaluation import (EVAL_SEED, RANDOM_COLUMN, EpisodeRecord, Ev
                                      random_policy, relabel_label, run_eval, wilson_interval)
 from ssl_robot import cli
 from ssl_robot.rl.report import write_eval_report
-from ssl_robot.rl.reward_faithfulness import default_columns, draw_scenes, evaluate_rewards, rho_summary
+from ssl_robot.rl.reward_faithfulness import (default_columns, draw_scenes, evaluate_rewards, held_out_goal_states,
+                                             rho_summary)
 from ssl_robot.rl.tasks import HAND_CLEARANCE_M, EnvConfig, GoalState
 from ssl_robot.train.report import PNG_SIGNATURE
 
@@ -201,6 +202,41 @@ def test_push_scenes_keep_the_hand_clear_of_the_puck_and_repeat_with_the_seed():
     again, _ = draw_scenes('push', goals=3, samples=5, seed=7)
     assert np.array_equal(hands, again)
     assert draw_scenes('reach', goals=1, samples=3, seed=7)[1] is None
+
+
+@pytest.mark.parametrize('vary', ['puck', 'hand'])
+def test_push_probes_hold_one_part_at_the_goal_and_the_oracle_ranks_the_other_exactly(vary):
+    goal_states = held_out_goal_states('push', goals=2, seed=EVAL_SEED)
+    hands, pucks = draw_scenes('push', goals=2, samples=6, seed=EVAL_SEED, vary=vary, goal_states=goal_states)
+    held, moved = (hands, pucks) if vary == 'puck' else (pucks, hands)
+    for goal, state in enumerate(goal_states):
+        at_goal = state.hand_xy if vary == 'puck' else state.object_xy
+        assert np.allclose(held[goal], at_goal) and np.ptp(moved[goal], axis=0).min() > 0
+    assert np.all(np.linalg.norm(hands - pucks, axis=-1) >= HAND_CLEARANCE_M)
+    # With the other part at its goal, the oracle's reward is minus the moved part's distance, up to how far the
+    # posed hand settles from where it was put (millimetres).
+    rhos = evaluate_rewards(default_columns('push', [], scene_vaes=False)[:1], goals=2, samples=6, vary=vary)
+    assert np.all(rhos['oracle (state)'] > 0.9)
+
+
+def test_vae_columns_of_two_runs_are_told_apart_and_one_checkpoint_twice_is_refused(tmp_path):
+    shipped = Path(__file__).resolve().parents[1] / 'ssl_robot' / 'checkpoints' / 'rl_push_vae.safetensors'
+    runs = [tmp_path / run / 'model.safetensors' for run in ('a', 'b')]
+    for run in runs:
+        run.parent.mkdir()
+        run.write_bytes(shipped.read_bytes())
+    labels = [column.label for column in default_columns('push', [shipped, *runs], scene_vaes=False)]
+    assert labels[1:4] == ['RL betavae latent (rl_push_vae.safetensors)', f'RL betavae latent ({runs[0]})',
+                           f'RL betavae latent ({runs[1]})']
+    with pytest.raises(ValueError, match='each --vae checkpoint may be given once'):
+        default_columns('push', [runs[0], runs[0]], scene_vaes=False)
+
+
+def test_reach_has_only_the_both_probe():
+    with pytest.raises(ValueError, match="vary must be one of .* 'both' for reach, got 'puck'"):
+        draw_scenes('reach', goals=1, samples=3, seed=7, vary='puck')
+    with pytest.raises(ValueError, match='one goal state per goal'):
+        draw_scenes('push', goals=2, samples=3, seed=7, vary='hand')
 
 
 @pytest.mark.slow

@@ -181,13 +181,15 @@ def write_eval_report(out_dir: Path, evaluations: Sequence[RunEvaluation], eval_
 # --- ssl-robot eval-reward -----------------------------------------------------------------------------------
 
 def write_faithfulness_report(out_dir: Path, task: str, columns: Mapping[str, tuple[np.ndarray, Mapping[str, float]]],
-                              samples: int, seed: int) -> ReportFiles:
-    """The report of `ssl-robot eval-reward`. columns: {label: (rho per goal, rho_summary)}."""
+                              samples: int, seed: int, vary: str = 'both') -> ReportFiles:
+    """The report of `ssl-robot eval-reward`. columns: {label: (rho per goal, rho_summary)}; vary: its probe."""
     goals = len(next(iter(columns.values()))[0])
-    body = [f'Task {task}: Spearman rho of each reward against minus the true {"puck" if task == "push" else "hand"}'
-            f' distance to the goal, over {samples} random scenes around each of {goals} held-out goals (env seeds '
-            f'{seed}...), the same goals and scenes for every column. Median: bootstrap 95 % CI over goals; '
-            f'rho > {FAITHFUL_RHO}: Wilson 95 % CI.', '']
+    ranked = 'puck' if task == 'push' and vary != 'hand' else 'hand'
+    held = {'puck': ", the hand held at the goal's", 'hand': ", the puck held at the goal's"}.get(vary, '')
+    body = [f'Task {task}: Spearman rho of each reward against minus the true {ranked} distance to the goal, over '
+            f'{samples} random scenes{held} around each of {goals} held-out goals (env seeds {seed}...), the same '
+            f'goals and scenes for every column. Median: bootstrap 95 % CI over goals; rho > {FAITHFUL_RHO}: Wilson '
+            f'95 % CI.', '']
     body += markdown_table(['reward', 'median rho [95 % CI]', 'mean rho', f'goals with rho > {FAITHFUL_RHO} [95 % CI]'],
                            [[label, with_interval(summary['rho_median'], summary['rho_median_ci_low'],
                                                   summary['rho_median_ci_high']),
@@ -204,7 +206,8 @@ def write_faithfulness_report(out_dir: Path, task: str, columns: Mapping[str, tu
     axes.set_xlim(-1.05, 1.05)
     axes.invert_yaxis()
     axes.grid(alpha=0.3, axis='x')
-    payload = {'task': task, 'goals': goals, 'samples': samples, 'seed': seed, 'faithful_rho': FAITHFUL_RHO,
+    payload = {'task': task, 'vary': vary, 'goals': goals, 'samples': samples, 'seed': seed,
+               'faithful_rho': FAITHFUL_RHO,
                'columns': [{'column': label, **summary, 'rho_per_goal': rhos.tolist()}
                            for label, (rhos, summary) in columns.items()]}
     return write_rl_report(out_dir, f'Reward faithfulness: {task}', body, payload, {'rho': figure})

@@ -9,6 +9,12 @@ that env would get. Per goal: Spearman rho of the rewards against minus the true
 reach, the puck's for push); 1 when the reward orders every scene as the distance does. Every column sees the same
 goals, starts and scenes. The episode's start scene is the CC-VAE's context, as in training.
 
+Push's reward pays for the hand and the puck together, so with both moving a reward can rank the puck's distance
+poorly because it ranks the hand's too. `--vary` separates them (push only):
+  both    the hand and the puck anywhere; rho against the puck's distance (the default, and reach's only probe)
+  puck    the hand held at the goal's hand position, the puck anywhere clear of it; rho against the puck's distance
+  hand    the puck held at the goal's puck position, the hand anywhere clear of it; rho against the hand's distance
+
 Columns:
   oracle (state)             -|state - goal| of the true positions: for reach exactly minus the true distance
                              (rho 1); for push the hand's distance to its goal position counts too
@@ -35,8 +41,8 @@ from ssl_robot.rewards.evaluation import spearman_rho
 from ssl_robot.rl.envs import TrayGoalEnv
 from ssl_robot.rl.evaluation import EVAL_SEED, bootstrap_interval, wilson_interval
 from ssl_robot.rl.observers import LatentObserver, default_vae_checkpoint, load_task_vae
-from ssl_robot.rl.tasks import (PUCK_HALF_EXTENT_M, TASKS, EnvConfig, hand_start_away_from, task_distance,
-                                uniform_xy)
+from ssl_robot.rl.tasks import (PUCK_HALF_EXTENT_M, TASKS, WORKSPACE_HALF_EXTENT_M, EnvConfig, GoalState,
+                                hand_start_away_from, task_distance, uniform_xy, uniform_xy_clear_of)
 
 FAITHFUL_RHO = 0.8
 """The issue's bar: a goal's reward is faithful when rho exceeds it."""
@@ -46,6 +52,8 @@ SCENE_VAES = {'scene beta-VAE (front_left)': CHECKPOINTS_DIR / 'betavae.safetens
               'scene CC-VAE (front_left)': CHECKPOINTS_DIR / 'ccvae.safetensors'}
 SCENE_STREAM = 1
 """Second entropy word of the scenes' rng, so that they are not the stream of the env's first reset seed."""
+PROBES = ('both', 'puck', 'hand')
+"""What moves between a goal's scenes (module docstring); reach has only 'both'."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +77,13 @@ def default_columns(task: str, vaes: Sequence[Path], scene_vaes: bool = True) ->
     """oracle, one column per task-camera VAE, pixel-MSE, and (scene_vaes) the shipped scene-camera VAEs."""
     base = EnvConfig(task=task, mode='state', goal_source='state')
     columns = [RewardColumn('oracle (state)', base)]
-    for vae in vaes:
+    if len({Path(vae).resolve() for vae in vaes}) < len(vaes):
+        raise ValueError(f'each --vae checkpoint may be given once, got {[str(vae) for vae in vaes]}')
+    names = [Path(vae).name for vae in vaes]
+    for vae, name in zip(vaes, names):
         header = read_checkpoint_header(vae)
-        columns.append(RewardColumn(f'RL {header.method} latent ({Path(vae).name})', EnvConfig(
+        shown = name if names.count(name) == 1 else vae  # checkpoints of several runs are all model.safetensors
+        columns.append(RewardColumn(f'RL {header.method} latent ({shown})', EnvConfig(
             task=task, mode='latent', goal_source='state', vae_checkpoint=str(vae),
             image_size=int(header.config['image_size']))))
     columns.append(RewardColumn('pixel-MSE (task camera)', EnvConfig(task=task, mode='pixel', goal_source='state')))
@@ -81,23 +93,54 @@ def default_columns(task: str, vaes: Sequence[Path], scene_vaes: bool = True) ->
     return columns
 
 
-def draw_scenes(task: str, goals: int, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Hand positions (goals, samples, 2), and for push puck positions of the same shape (else None)."""
+def check_probe(task: str, vary: str) -> None:
+    if vary not in PROBES or (task != 'push' and vary != 'both'):
+        raise ValueError(f"vary must be one of {PROBES} for push and 'both' for {task}, got {vary!r}")
+
+
+def draw_scenes(task: str, goals: int, samples: int, seed: int, vary: str = 'both',
+                goal_states: Sequence[GoalState] = ()) -> tuple[np.ndarray, np.ndarray | None]:
+    """Hand positions (goals, samples, 2), and for push puck positions of the same shape (else None). vary 'puck'
+    or 'hand' holds the other one at its position in goal_states[goal] (one per goal)."""
+    check_probe(task, vary)
+    if vary != 'both' and len(goal_states) != goals:
+        raise ValueError(f'vary {vary!r} needs one goal state per goal ({goals}), got {len(goal_states)}')
     rng = np.random.default_rng([seed, SCENE_STREAM])
     push = task == 'push'
     hands = np.empty((goals, samples, 2))
     pucks = np.empty((goals, samples, 2)) if push else None
     for index in np.ndindex(goals, samples):
-        puck = uniform_xy(rng, PUCK_HALF_EXTENT_M) if push else None
-        hands[index] = hand_start_away_from(rng, puck)
-        if push:
-            pucks[index] = puck
+        if vary == 'puck':
+            hands[index] = goal_states[index[0]].hand_xy
+            pucks[index] = uniform_xy_clear_of(rng, PUCK_HALF_EXTENT_M, hands[index])
+        elif vary == 'hand':
+            pucks[index] = goal_states[index[0]].object_xy
+            hands[index] = uniform_xy_clear_of(rng, WORKSPACE_HALF_EXTENT_M, pucks[index])
+        else:
+            puck = uniform_xy(rng, PUCK_HALF_EXTENT_M) if push else None
+            hands[index] = hand_start_away_from(rng, puck)
+            if push:
+                pucks[index] = puck
     return hands, pucks
 
 
-def reward_rhos(column: RewardColumn, hands: np.ndarray, pucks: np.ndarray | None, seed: int) -> np.ndarray:
-    """(goals,) Spearman rho per goal of the column's reward against minus the true task distance. A reward
-    constant over a goal's scenes ranks nothing: its rho is 0."""
+def held_out_goal_states(task: str, goals: int, seed: int) -> list[GoalState]:
+    """The true goals of env seeds seed, seed + 1, ...: every mode draws the same goal from a seed."""
+    env = TrayGoalEnv(EnvConfig(task=task, mode='state', goal_source='state'))
+    states = []
+    try:
+        for goal in range(goals):
+            env.reset(seed=seed + goal)
+            states.append(env.goal_state)
+        return states
+    finally:
+        env.close()
+
+
+def reward_rhos(column: RewardColumn, hands: np.ndarray, pucks: np.ndarray | None, seed: int, vary: str = 'both'
+                ) -> np.ndarray:
+    """(goals,) Spearman rho per goal of the column's reward against minus the true task distance (the hand's when
+    vary is 'hand'). A reward constant over a goal's scenes ranks nothing: its rho is 0."""
     env = column.make_env()
     task = column.config.task
     rhos = np.empty(len(hands))
@@ -108,7 +151,7 @@ def reward_rhos(column: RewardColumn, hands: np.ndarray, pucks: np.ndarray | Non
             for sample in range(hands.shape[1]):
                 info = env.pose_scene(hands[goal, sample], None if pucks is None else pucks[goal, sample])
                 rewards.append(float(env.observer.reward(env.observe(), env.desired_goal)))
-                distances.append(task_distance(task, info))
+                distances.append(info['hand_distance'] if vary == 'hand' else task_distance(task, info))
             constant = np.ptp(rewards) == 0
             rhos[goal] = 0.0 if constant else spearman_rho(-np.array(distances), rewards)
     finally:
@@ -128,16 +171,19 @@ def rho_summary(rhos: np.ndarray) -> dict[str, float]:
             'faithful_fraction_ci_high': faithful_high}
 
 
-def evaluate_rewards(columns: Sequence[RewardColumn], goals: int, samples: int, seed: int = EVAL_SEED
-                     ) -> dict[str, np.ndarray]:
+def evaluate_rewards(columns: Sequence[RewardColumn], goals: int, samples: int, seed: int = EVAL_SEED,
+                     vary: str = 'both') -> dict[str, np.ndarray]:
     """{column label: (goals,) rho per goal}, every column on the same goals and scenes."""
     if goals < 1 or samples < 3:
         raise ValueError(f'need goals >= 1 and samples >= 3 (a rank correlation needs 3), got {goals}, {samples}')
     tasks = {column.config.task for column in columns}
     if len(tasks) != 1:
         raise ValueError(f'the columns must share one task, got {sorted(tasks)}')
-    hands, pucks = draw_scenes(tasks.pop(), goals, samples, seed)
-    return {column.label: reward_rhos(column, hands, pucks, seed) for column in columns}
+    task = tasks.pop()
+    check_probe(task, vary)
+    goal_states = held_out_goal_states(task, goals, seed) if vary != 'both' else ()
+    hands, pucks = draw_scenes(task, goals, samples, seed, vary, goal_states)
+    return {column.label: reward_rhos(column, hands, pucks, seed, vary) for column in columns}
 
 
 def add_eval_reward_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,6 +193,9 @@ def add_eval_reward_arguments(parser: argparse.ArgumentParser) -> None:
                              'the shipped ssl_robot/checkpoints/rl_<task>_vae.safetensors, if there is one)')
     parser.add_argument('--no-scene-vaes', action='store_true',
                         help='leave out the shipped scene-camera VAEs (betavae, ccvae on front_left)')
+    parser.add_argument('--vary', choices=PROBES, default='both',
+                        help="push: what moves between a goal's scenes; 'puck' holds the hand at the goal's, "
+                             "'hand' the puck (default both)")
     parser.add_argument('--goals', type=int, default=20, help='held-out goals (default 20)')
     parser.add_argument('--samples', type=int, default=30, help='random scenes scored per goal (default 30)')
     parser.add_argument('--seed', type=int, default=EVAL_SEED,
@@ -159,9 +208,9 @@ def run_eval_reward(args: argparse.Namespace) -> int:
     default_vae = default_vae_checkpoint(args.task)
     vaes = args.vae if args.vae is not None else [default_vae] if default_vae.is_file() else []
     columns = default_columns(args.task, vaes, scene_vaes=not args.no_scene_vaes)
-    rhos = evaluate_rewards(columns, args.goals, args.samples, args.seed)
+    rhos = evaluate_rewards(columns, args.goals, args.samples, args.seed, args.vary)
     out = args.out or Path(f'eval-reward-{datetime.datetime.now():%Y%m%d-%H%M%S}')
     files = write_faithfulness_report(out, args.task, {label: (rho, rho_summary(rho)) for label, rho in rhos.items()},
-                                      samples=args.samples, seed=args.seed)
+                                      samples=args.samples, seed=args.seed, vary=args.vary)
     print(files.markdown.read_text(), end='')
     return 0

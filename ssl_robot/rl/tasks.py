@@ -127,12 +127,17 @@ def sample_goal_state(task: str, rng: np.random.Generator) -> GoalState:
     return GoalState(tuple(hand.tolist()), None if puck is None else tuple(puck.tolist()))
 
 
+def uniform_xy_clear_of(rng: np.random.Generator, half_extent: float, other_xy: np.ndarray | None) -> np.ndarray:
+    """A position drawn as uniform_xy does and, with other_xy set, at least HAND_CLEARANCE_M from it."""
+    while True:
+        position = uniform_xy(rng, half_extent)
+        if other_xy is None or np.linalg.norm(position - other_xy) >= HAND_CLEARANCE_M:
+            return position
+
+
 def hand_start_away_from(rng: np.random.Generator, puck_xy: np.ndarray | None) -> np.ndarray:
     """A start position for the hand, uniform in the workspace and, with a puck, clear of it."""
-    while True:
-        hand = uniform_xy(rng, WORKSPACE_HALF_EXTENT_M)
-        if puck_xy is None or np.linalg.norm(hand - puck_xy) >= HAND_CLEARANCE_M:
-            return hand
+    return uniform_xy_clear_of(rng, WORKSPACE_HALF_EXTENT_M, puck_xy)
 
 
 def state_vector(task: str, hand_xy: np.ndarray, object_xy: np.ndarray | None) -> np.ndarray:
