@@ -297,6 +297,27 @@ def test_ccvae_loss_weighs_the_pixels_that_changed_from_the_context():
     np.testing.assert_allclose([loss.item(), reconstruction.item()], [want, want_reconstruction], **TOLERANCE)
 
 
+def test_foreground_pixels_are_those_off_the_batch_median_by_more_than_the_threshold():
+    rng = np.random.default_rng(4)
+    tray = rng.random((3, 4, 4))
+    states = np.repeat(tray[None], 5, axis=0)
+    states[1, 0, 2, 2] = np.round(1.0 - tray[0, 2, 2])        # an object in one frame of five: foreground
+    states[3, :, 0, 1] = np.round(1.0 - tray[:, 0, 1])
+    states[4, 1, 3, 3] += 0.05 if tray[1, 3, 3] < 0.5 else -0.05   # below the threshold
+    states[:3, 2, 1, 0] = np.round(1.0 - tray[2, 1, 0])     # there in three frames of five: the median, not foreground
+    want = np.zeros((5, 1, 4, 4), dtype=bool)
+    for b in range(5):
+        for row in range(4):
+            for column in range(4):
+                median = [sorted(states[:, c, row, column])[2] for c in range(3)]
+                want[b, 0, row, column] = max(abs(states[b, c, row, column] - median[c]) for c in range(3)) > 0.1
+    assert want[1, 0, 2, 2] and want[3, 0, 0, 1] and not want[4, 0, 3, 3] and not want[0, 0, 1, 0] and want[4, 0, 1, 0]
+    np.testing.assert_array_equal(losses.foreground_pixels(torch.from_numpy(states)).numpy(), want)
+    weights = losses.up_weighted(torch.from_numpy(want), 6.0).numpy()
+    np.testing.assert_array_equal(weights, np.where(want, 6.0, 1.0))
+    assert losses.up_weighted(torch.from_numpy(want), 1.0) is None
+
+
 @pytest.mark.parametrize('mining', ['all', 'semi_hard'])
 def test_triplet_gradients_are_finite_when_some_anchors_have_no_negative(mining):
     # Rows 0 and 1 are near each other and row 2 is far from both: every anchor has a negative, but the

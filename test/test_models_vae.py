@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ssl_robot.models import CCVAE, BetaVAE, BetaVAEConfig, CCVAEConfig
-from ssl_robot.models.losses import beta_vae_loss, ccvae_loss
+from ssl_robot.models.losses import beta_vae_loss, ccvae_loss, foreground_pixels
 
 SMALL = dict(image_size=16, encoder_widths=(8, 16), decoder_widths=(16, 8), latent_dim=4)
 
@@ -116,6 +116,23 @@ def test_ccvae_context_skip_decodes_a_change_to_the_context_image():
     goals = model.imagine_goals(contexts[:2], 2, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(goals.images[1, 0], contexts[1].clamp(1e-3, 1 - 1e-3))
     torch.testing.assert_close(model.decode(torch.randn(3, 4), contexts), contexts.clamp(1e-3, 1 - 1e-3))
+
+
+def test_betavae_foreground_weight_reaches_its_loss():
+    torch.manual_seed(0)
+    model = BetaVAE(BetaVAEConfig(**SMALL, foreground_weight=4.0))
+    states = images(3, 1)
+    torch.manual_seed(5)
+    loss, _ = model({'state': states})
+    mean, log_variance = model.encoder(states).chunk(2, dim=-1)
+    torch.manual_seed(5)
+    logits = model.decoder(mean + torch.randn_like(mean) * (0.5 * log_variance).exp())
+    weights = 1.0 + 3.0 * foreground_pixels(states).float()
+    torch.testing.assert_close(loss, beta_vae_loss(logits, states, mean, log_variance, 5.0, 'bernoulli', weights)[0])
+    with pytest.raises(ValueError, match='BetaVAEConfig.foreground_weight must be > 0, got 0'):
+        BetaVAEConfig(**SMALL, foreground_weight=0)
+    with pytest.raises(ValueError, match='CCVAEConfig.foreground_weight must be 1 .*, got 2.0'):
+        CCVAEConfig(**SMALL, foreground_weight=2)
 
 
 def test_ccvae_change_weight_reaches_its_loss():

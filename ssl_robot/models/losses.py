@@ -175,6 +175,18 @@ def changed_pixels(states: Tensor, contexts: Tensor, threshold: float = CHANGE_T
     return (states - contexts).abs().amax(dim=1, keepdim=True) > threshold
 
 
+def foreground_pixels(states: Tensor, threshold: float = CHANGE_THRESHOLD) -> Tensor:
+    """(B, 1, H, W) bool: the pixels of states (B, C, H, W) that changed (changed_pixels) from the batch's per-pixel
+    median image. In a batch drawn from several episodes the median is what most frames show at a pixel (the
+    tray), so what passes is what is there seldom: the arm, an object where it is this episode."""
+    return changed_pixels(states, states.median(dim=0, keepdim=True).values, threshold)
+
+
+def up_weighted(mask: Tensor, weight: float) -> Tensor | None:
+    """Pixel weights of a loss: weight where mask is set, 1 elsewhere; None (no weighting) when weight is 1."""
+    return None if weight == 1.0 else 1.0 + (weight - 1.0) * mask.float()
+
+
 def reconstruction_nll(logits: Tensor, targets: Tensor, likelihood: Likelihood,
                        weights: Tensor | None = None) -> Tensor:
     """(B, C, H, W) decoder logits and target images in [0, 1] -> (B,) negative log-likelihood summed over pixels,
@@ -215,9 +227,7 @@ def ccvae_loss(logits: Tensor, states: Tensor, mean: Tensor, log_variance: Tenso
 
     Returns (loss, state reconstruction, kl, context reconstruction), the last three being batch means.
     """
-    weights = None
-    if change_weight != 1.0:
-        weights = 1.0 + (change_weight - 1.0) * changed_pixels(states, contexts).to(states.dtype)
+    weights = up_weighted(changed_pixels(states, contexts), change_weight)
     cvae, reconstruction, kl = beta_vae_loss(logits, states, mean, log_variance, beta, likelihood, weights)
     context_reconstruction = reconstruction_nll(context_logits, contexts, likelihood).mean()
     return cvae + context_recon_weight * context_reconstruction, reconstruction, kl, context_reconstruction

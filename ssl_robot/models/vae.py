@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .config import (ImageEncoderConfig, require_choice, require_float, require_image_size_divisible, require_int,
                      require_widths)
 from .encoders import ConvDecoder, ImageVectorEncoder, check_images, check_same_rows, inference, require_keys
-from .losses import beta_vae_loss, ccvae_loss
+from .losses import beta_vae_loss, ccvae_loss, foreground_pixels, up_weighted
 
 LIKELIHOOD_CHOICES = ('bernoulli', 'gaussian')
 CONTEXT_SKIP_EPS = 1e-3
@@ -38,6 +38,10 @@ class BetaVAEConfig(ImageEncoderConfig):
     """Channels of the decoder: the first is its smallest map's, each further one follows a 2x upsampling."""
     likelihood: str = 'bernoulli'
     """Decoder pixel likelihood: 'bernoulli' (cross-entropy) or 'gaussian' (unit variance, squared error)."""
+    foreground_weight: float = 1.0
+    """Weight in the reconstruction of the pixels that differ from the batch's per-pixel median image
+    (losses.foreground_pixels: the arm, an object, against the tray); 1 is RIG's loss. Small objects such as
+    TrayPush's puck are otherwise too few pixels for the latent to keep. The beta-VAE's only."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -45,6 +49,7 @@ class BetaVAEConfig(ImageEncoderConfig):
         require_float(self, 'beta', positive=False)
         require_widths(self, 'decoder_widths')
         require_choice(self, 'likelihood', LIKELIHOOD_CHOICES)
+        require_float(self, 'foreground_weight', positive=True)
         require_image_size_divisible(self, 'decoder_widths')
 
 
@@ -72,6 +77,9 @@ class CCVAEConfig(BetaVAEConfig):
         if not isinstance(self.context_skip, bool):
             raise ValueError(f'{type(self).__name__}.context_skip must be true or false, got {self.context_skip!r}')
         require_float(self, 'change_weight', positive=True)
+        if self.foreground_weight != 1.0:
+            raise ValueError(f'{type(self).__name__}.foreground_weight must be 1 (the CC-VAE weighs what changed from '
+                             f's0: change_weight), got {self.foreground_weight!r}')
 
 
 class ImaginedGoals(NamedTuple):
@@ -145,8 +153,9 @@ class BetaVAE(_LatentGoalModel):
         self._check(states, "batch['state']")
         mean, log_variance = self._posterior(states)
         logits = self.decoder(reparameterize(mean, log_variance))
+        weights = up_weighted(foreground_pixels(states), self.config.foreground_weight)
         loss, reconstruction, kl = beta_vae_loss(logits, states, mean, log_variance, self.config.beta,
-                                                 self.config.likelihood)
+                                                 self.config.likelihood, weights)
         return loss, {'loss': loss.item(), 'reconstruction': reconstruction.item(), 'kl': kl.item()}
 
     @inference
