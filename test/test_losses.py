@@ -313,9 +313,9 @@ def test_foreground_pixels_are_those_off_the_batch_median_by_more_than_the_thres
                 want[b, 0, row, column] = max(abs(states[b, c, row, column] - median[c]) for c in range(3)) > 0.1
     assert want[1, 0, 2, 2] and want[3, 0, 0, 1] and not want[4, 0, 3, 3] and not want[0, 0, 1, 0] and want[4, 0, 1, 0]
     np.testing.assert_array_equal(losses.foreground_pixels(torch.from_numpy(states)).numpy(), want)
-    weights = losses.up_weighted(torch.from_numpy(want), 6.0).numpy()
+    weights = losses.up_weighted(6.0, lambda: torch.from_numpy(want)).numpy()
     np.testing.assert_array_equal(weights, np.where(want, 6.0, 1.0))
-    assert losses.up_weighted(torch.from_numpy(want), 1.0) is None
+    assert losses.up_weighted(1.0, lambda: pytest.fail('a weight of 1 must not compute its mask')) is None
 
 
 @pytest.mark.parametrize('mining', ['all', 'semi_hard'])

@@ -8,6 +8,7 @@ ValueError rather than returning a silent zero: that is a sampler bug, not a tra
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -182,9 +183,10 @@ def foreground_pixels(states: Tensor, threshold: float = CHANGE_THRESHOLD) -> Te
     return changed_pixels(states, states.median(dim=0, keepdim=True).values, threshold)
 
 
-def up_weighted(mask: Tensor, weight: float) -> Tensor | None:
-    """Pixel weights of a loss: weight where mask is set, 1 elsewhere; None (no weighting) when weight is 1."""
-    return None if weight == 1.0 else 1.0 + (weight - 1.0) * mask.float()
+def up_weighted(weight: float, mask: Callable[[], Tensor]) -> Tensor | None:
+    """Pixel weights of a loss: weight where mask() is set, 1 elsewhere; None (no weighting) when weight is 1, and
+    then mask is not computed: the default losses take no extra work per step."""
+    return None if weight == 1.0 else 1.0 + (weight - 1.0) * mask().float()
 
 
 def reconstruction_nll(logits: Tensor, targets: Tensor, likelihood: Likelihood,
@@ -227,7 +229,7 @@ def ccvae_loss(logits: Tensor, states: Tensor, mean: Tensor, log_variance: Tenso
 
     Returns (loss, state reconstruction, kl, context reconstruction), the last three being batch means.
     """
-    weights = up_weighted(changed_pixels(states, contexts), change_weight)
+    weights = up_weighted(change_weight, lambda: changed_pixels(states, contexts))
     cvae, reconstruction, kl = beta_vae_loss(logits, states, mean, log_variance, beta, likelihood, weights)
     context_reconstruction = reconstruction_nll(context_logits, contexts, likelihood).mean()
     return cvae + context_recon_weight * context_reconstruction, reconstruction, kl, context_reconstruction

@@ -153,7 +153,7 @@ class BetaVAE(_LatentGoalModel):
         self._check(states, "batch['state']")
         mean, log_variance = self._posterior(states)
         logits = self.decoder(reparameterize(mean, log_variance))
-        weights = up_weighted(foreground_pixels(states), self.config.foreground_weight)
+        weights = up_weighted(self.config.foreground_weight, lambda: foreground_pixels(states))
         loss, reconstruction, kl = beta_vae_loss(logits, states, mean, log_variance, self.config.beta,
                                                  self.config.likelihood, weights)
         return loss, {'loss': loss.item(), 'reconstruction': reconstruction.item(), 'kl': kl.item()}
