@@ -110,6 +110,32 @@ def test_pushing_into_the_puck_moves_it():
         env.close()
 
 
+def test_the_oracles_puck_weight_scales_the_puck_in_observations_goals_and_reward():
+    env = TrayGoalEnv(EnvConfig(task='push', mode='state', state_puck_weight=0.3))
+    try:
+        goal = GoalState((0.55, 0.05), (0.65, -0.05))
+        obs, info = env.reset(seed=7, options={'goal_state': goal})
+        weights = np.array([1.0, 1.0, 0.3, 0.3])
+        np.testing.assert_allclose(obs['observation'], weights * state_vector('push', info['hand_xy'],
+                                                                                info['object_xy']), atol=1e-6)
+        np.testing.assert_allclose(obs['desired_goal'], weights * state_vector('push', np.array(goal.hand_xy),
+                                                                                 np.array(goal.object_xy)), atol=1e-6)
+        obs, reward, _, _, info = env.step(np.zeros(2, np.float32))
+        expected = np.hypot(info['hand_distance'], 0.3 * info['object_distance'])
+        assert reward == pytest.approx(-expected, abs=1e-5)
+        prior = env.sample_prior_goals(10000, np.random.default_rng(0))
+        np.testing.assert_allclose(np.abs(prior).max(axis=0), weights * WORKSPACE_HALF_EXTENT_M, rtol=1e-3)
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize('task, mode, weight', [('push', 'state', 0.0), ('push', 'latent', 0.3),
+                                                ('reach', 'state', 0.3)])
+def test_a_puck_weight_is_refused_where_it_would_mean_nothing(task, mode, weight):
+    with pytest.raises(ValueError, match='state_puck_weight'):
+        EnvConfig(task=task, mode=mode, state_puck_weight=weight)
+
+
 def test_latent_mode_refuses_a_vae_of_another_image_size(tmp_path):
     with pytest.raises(ValueError, match='takes 3-channel 48 px images, but the env renders 3-channel 64 px'):
         TrayGoalEnv(EnvConfig(task='reach', mode='latent', image_size=64,

@@ -50,7 +50,8 @@ class Observer(ABC):
 
 
 class StateObserver(Observer):
-    """The oracle: true positions relative to the workspace centre."""
+    """The oracle: true positions relative to the workspace centre, the puck's scaled by
+    EnvConfig.state_puck_weight."""
 
     needs_image = False
     bound = 1.0
@@ -58,13 +59,16 @@ class StateObserver(Observer):
     def __init__(self, config: EnvConfig) -> None:
         self.task = config.task
         self.dim = state_dim(config.task)
+        self._weights = np.ones(self.dim, np.float32)
+        self._weights[2:] = config.state_puck_weight
 
     def encode(self, image: np.ndarray | None, state: np.ndarray) -> np.ndarray:
-        return state.astype(np.float32)
+        return state.astype(np.float32) * self._weights
 
     def sample_prior_goals(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """Goal states drawn uniformly over the workspace (the oracle's analogue of the VAE prior)."""
-        return rng.uniform(-WORKSPACE_HALF_EXTENT_M, WORKSPACE_HALF_EXTENT_M, (count, self.dim)).astype(np.float32)
+        goals = rng.uniform(-WORKSPACE_HALF_EXTENT_M, WORKSPACE_HALF_EXTENT_M, (count, self.dim))
+        return goals.astype(np.float32) * self._weights
 
 
 class PixelObserver(Observer):

@@ -69,6 +69,10 @@ class EnvConfig:
     """pixel mode: side of the downsampled image that is observation and goal (RGB, so 3 * side^2 numbers)."""
     success_distance_m: float = 0.05
     """Success: the hand (reach) or the puck (push) ends within this of its goal position."""
+    state_puck_weight: float = 1.0
+    """push, state mode: how much the puck's position counts against the hand's in the oracle's observations,
+    goals and reward (1: a metre of either alike). A diagnostic: the push VAE's latent moves about 0.3x as far
+    for a puck move as for the same hand move, and a weight of 0.3 asks whether that alone stops pushing."""
 
     @property
     def camera_rig(self) -> str:
@@ -85,6 +89,11 @@ class EnvConfig:
                 raise ValueError(f'EnvConfig.{name} must be > 0, got {getattr(self, name)}')
         if self.mode == 'pixel' and self.goal_source == 'prior':
             raise ValueError("EnvConfig: pixel mode has no goal prior to imagine goals from: set goal_source: state")
+        if not self.state_puck_weight > 0:
+            raise ValueError(f'EnvConfig.state_puck_weight must be > 0, got {self.state_puck_weight}')
+        if self.state_puck_weight != 1 and (self.task, self.mode) != ('push', 'state'):
+            raise ValueError(f'EnvConfig.state_puck_weight ({self.state_puck_weight}) weighs the oracle\'s puck: '
+                             f'it needs task push and mode state, not {self.task} and {self.mode}')
         if self.pixel_size > self.image_size:
             raise ValueError(f'EnvConfig.pixel_size ({self.pixel_size}) must not exceed image_size '
                              f'({self.image_size})')
