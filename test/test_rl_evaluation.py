@@ -19,10 +19,10 @@ from ssl_robot.rl.evaluation import (EVAL_SEED, RANDOM_COLUMN, EpisodeRecord, Ev
                                      add_eval_arguments, bootstrap_interval, evaluate_policy, pooled_summary,
                                      random_policy, relabel_label, run_eval, wilson_interval)
 from ssl_robot import cli
-from ssl_robot.rl.report import write_eval_report
-from ssl_robot.rl.reward_faithfulness import (default_columns, draw_scenes, evaluate_rewards, held_out_goal_states,
-                                             rho_summary)
-from ssl_robot.rl.tasks import HAND_CLEARANCE_M, EnvConfig, GoalState
+from ssl_robot.rl.report import write_eval_report, write_faithfulness_report
+from ssl_robot.rl.reward_faithfulness import (STEP_M, RewardColumn, default_columns, draw_scenes, draw_step_scenes,
+                                             evaluate_rewards, held_out_goal_states, rho_summary, step_ratios)
+from ssl_robot.rl.tasks import HAND_CLEARANCE_M, EnvConfig, GoalState, workspace_bounds
 from ssl_robot.train.report import PNG_SIGNATURE
 
 REACH = EnvConfig(task='reach', mode='state', goal_source='state', episode_steps=30)
@@ -217,6 +217,47 @@ def test_push_probes_hold_one_part_at_the_goal_and_the_oracle_ranks_the_other_ex
     # posed hand settles from where it was put (millimetres).
     rhos = evaluate_rewards(default_columns('push', [], scene_vaes=False)[:1], goals=2, samples=6, vary=vary)
     assert np.all(rhos['oracle (state)'] > 0.9)
+
+
+def test_step_scenes_keep_the_hand_clear_and_in_the_workspace_whichever_part_moves():
+    hands, pucks, steps = draw_step_scenes(40, seed=3)
+    assert hands.shape == pucks.shape == steps.shape == (40, 2)
+    np.testing.assert_allclose(np.linalg.norm(steps, axis=1), STEP_M)
+    assert len({tuple(np.round(step / STEP_M, 1)) for step in steps}) > 10, 'the steps point every way'
+    for hand, puck in ((hands, pucks), (hands + steps, pucks), (hands, pucks + steps)):
+        assert np.all(np.linalg.norm(hand - puck, axis=1) >= HAND_CLEARANCE_M)
+    low, high = workspace_bounds()
+    assert np.all((low <= hands + steps) & (hands + steps <= high))
+    assert np.array_equal(draw_step_scenes(40, seed=3)[2], steps)
+
+
+@pytest.mark.parametrize('puck_weight', [1.0, 0.3])
+def test_the_oracles_step_ratio_is_its_puck_weight(puck_weight):
+    """A 5 cm move of either part moves the oracle's state by 5 cm, the puck's weighed by state_puck_weight (up to
+    the millimetres the posed hand settles by)."""
+    column = RewardColumn('oracle', EnvConfig(task='push', mode='state', goal_source='state',
+                                              state_puck_weight=puck_weight))
+    ratios = step_ratios(column, *draw_step_scenes(6, seed=3), seed=EVAL_SEED)
+    np.testing.assert_allclose(ratios, puck_weight, rtol=0.1)
+
+
+def test_the_faithfulness_report_gives_the_step_ratios_when_it_has_them(tmp_path):
+    rhos = {'a': np.array([0.5, 0.9]), 'b': np.array([0.1, 0.2])}
+    columns = {label: (rho, rho_summary(rho)) for label, rho in rhos.items()}
+    ratios = {'a': np.array([1.0, 1.0, 1.0]), 'b': np.array([0.2, 0.4, np.nan])}
+    files = write_faithfulness_report(tmp_path / 'with', 'push', columns, samples=3, seed=0, step_ratios=ratios)
+    markdown = files.markdown.read_text()
+    assert 'puck / hand step [95 % CI]' in markdown
+    row_a = next(line for line in markdown.splitlines() if line.startswith('| a |'))
+    assert row_a.endswith('| 1.000 [1.000, 1.000] |')
+    payload = json.loads((tmp_path / 'with' / 'report.json').read_text())
+    assert payload['columns'][1]['step_ratio_median'] == pytest.approx(0.3), 'the undefined ratio is left out'
+    assert payload['columns'][1]['step_ratio_per_scene'] == [0.2, 0.4, None]
+    undefined = write_faithfulness_report(tmp_path / 'undefined', 'push', columns, samples=3, seed=0,
+                                          step_ratios={'a': ratios['a'], 'b': np.full(3, np.nan)})
+    assert '| n/a |' in undefined.markdown.read_text()
+    plain = write_faithfulness_report(tmp_path / 'without', 'reach', columns, samples=3, seed=0)
+    assert 'step' not in plain.markdown.read_text()
 
 
 def test_vae_columns_of_two_runs_are_told_apart_and_one_checkpoint_twice_is_refused(tmp_path):

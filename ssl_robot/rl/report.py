@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ssl_robot.atomic import write_atomic
-from ssl_robot.rl.evaluation import COLUMN_LABELS, RANDOM_COLUMN, RunEvaluation, pooled_summary
+from ssl_robot.rl.evaluation import COLUMN_LABELS, RANDOM_COLUMN, RunEvaluation, bootstrap_interval, pooled_summary
 from ssl_robot.rl.reward_faithfulness import FAITHFUL_RHO
 from ssl_robot.train.report import ReportFiles, curves_figure, new_figure, save_figure
 from ssl_robot.train.run_dir import code_version, version_label
@@ -181,8 +181,10 @@ def write_eval_report(out_dir: Path, evaluations: Sequence[RunEvaluation], eval_
 # --- ssl-robot eval-reward -----------------------------------------------------------------------------------
 
 def write_faithfulness_report(out_dir: Path, task: str, columns: Mapping[str, tuple[np.ndarray, Mapping[str, float]]],
-                              samples: int, seed: int, vary: str = 'both') -> ReportFiles:
-    """The report of `ssl-robot eval-reward`. columns: {label: (rho per goal, rho_summary)}; vary: its probe."""
+                              samples: int, seed: int, vary: str = 'both',
+                              step_ratios: Mapping[str, np.ndarray] | None = None) -> ReportFiles:
+    """The report of `ssl-robot eval-reward`. columns: {label: (rho per goal, rho_summary)}; vary: its probe;
+    step_ratios (push): {label: puck step / hand step per scene}, for every column or none."""
     goals = len(next(iter(columns.values()))[0])
     ranked = 'puck' if task == 'push' and vary != 'hand' else 'hand'
     held = {'puck': ", the hand held at the goal's", 'hand': ", the puck held at the goal's"}.get(vary, '')
@@ -190,13 +192,24 @@ def write_faithfulness_report(out_dir: Path, task: str, columns: Mapping[str, tu
             f'{samples} random scenes{held} around each of {goals} held-out goals (env seeds {seed}...), the same '
             f'goals and scenes for every column. Median: bootstrap 95 % CI over goals; rho > {FAITHFUL_RHO}: Wilson '
             f'95 % CI.', '']
-    body += markdown_table(['reward', 'median rho [95 % CI]', 'mean rho', f'goals with rho > {FAITHFUL_RHO} [95 % CI]'],
-                           [[label, with_interval(summary['rho_median'], summary['rho_median_ci_low'],
-                                                  summary['rho_median_ci_high']),
-                             f'{summary["rho_mean"]:.3f}',
-                             with_interval(summary['faithful_fraction'], summary['faithful_fraction_ci_low'],
-                                           summary['faithful_fraction_ci_high'], percent=True)]
-                            for label, (_, summary) in columns.items()])
+    header = ['reward', 'median rho [95 % CI]', 'mean rho', f'goals with rho > {FAITHFUL_RHO} [95 % CI]']
+    rows = [[label, with_interval(summary['rho_median'], summary['rho_median_ci_low'], summary['rho_median_ci_high']),
+             f'{summary["rho_mean"]:.3f}',
+             with_interval(summary['faithful_fraction'], summary['faithful_fraction_ci_low'],
+                           summary['faithful_fraction_ci_high'], percent=True)]
+            for label, (_, summary) in columns.items()]
+    steepness = {label: step_summary(ratios) for label, ratios in (step_ratios or {}).items()}
+    if steepness:
+        scenes = len(next(iter(step_ratios.values())))
+        body[1:1] = ['', f'Steepness: over {scenes} random scenes, how far the reward moves when the puck moves '
+                     f'5 cm, over how far when the hand makes the same move (the oracle: 1); median, bootstrap 95 % CI '
+                     f'over scenes.']
+        header.append('puck / hand step [95 % CI]')
+        for row, label in zip(rows, columns):
+            summary = steepness[label]
+            row.append('n/a' if summary['step_ratio_median'] is None else with_interval(
+                summary['step_ratio_median'], summary['step_ratio_ci_low'], summary['step_ratio_ci_high']))
+    body += markdown_table(header, rows)
     figure = new_figure(7, 1.2 + 0.5 * len(columns))
     axes = figure.subplots()
     labels = list(columns)
@@ -208,6 +221,16 @@ def write_faithfulness_report(out_dir: Path, task: str, columns: Mapping[str, tu
     axes.grid(alpha=0.3, axis='x')
     payload = {'task': task, 'vary': vary, 'goals': goals, 'samples': samples, 'seed': seed,
                'faithful_rho': FAITHFUL_RHO,
-               'columns': [{'column': label, **summary, 'rho_per_goal': rhos.tolist()}
+               'columns': [{'column': label, **summary, 'rho_per_goal': rhos.tolist(), **steepness.get(label, {})}
                            for label, (rhos, summary) in columns.items()]}
     return write_rl_report(out_dir, f'Reward faithfulness: {task}', body, payload, {'rho': figure})
+
+
+def step_summary(ratios: np.ndarray) -> dict[str, Any]:
+    """Median puck / hand step ratio with its bootstrap 95 % CI over the scenes where it is defined (None where it
+    is nowhere), and the ratios (undefined ones as null)."""
+    defined = ratios[np.isfinite(ratios)]
+    median, (low, high) = (float(np.median(defined)), bootstrap_interval(defined[None])) if len(defined) else (
+        None, (None, None))
+    return {'step_ratio_median': median, 'step_ratio_ci_low': low, 'step_ratio_ci_high': high,
+            'step_ratio_per_scene': [float(ratio) if np.isfinite(ratio) else None for ratio in ratios]}

@@ -15,6 +15,11 @@ poorly because it ranks the hand's too. `--vary` separates them (push only):
   puck    the hand held at the goal's hand position, the puck anywhere clear of it; rho against the puck's distance
   hand    the puck held at the goal's puck position, the hand anywhere clear of it; rho against the hand's distance
 
+For push the report also gives each reward's steepness: over random scenes, how far the reward's distance moves
+when the puck moves 5 cm, over how far when the hand makes the same move (the oracle: 1). A policy collects most
+of its reward by the hand when this is small, and the oracle's ratio can be set to a VAE's with
+EnvConfig.state_puck_weight to ask whether that alone stops pushing.
+
 Columns:
   oracle (state)             -|state - goal| of the true positions: for reach exactly minus the true distance
                              (rho 1); for push the hand's distance to its goal position counts too
@@ -41,8 +46,9 @@ from ssl_robot.rewards.evaluation import spearman_rho
 from ssl_robot.rl.envs import TrayGoalEnv
 from ssl_robot.rl.evaluation import EVAL_SEED, bootstrap_interval, wilson_interval
 from ssl_robot.rl.observers import LatentObserver, default_vae_checkpoint, load_task_vae
-from ssl_robot.rl.tasks import (PUCK_HALF_EXTENT_M, TASKS, WORKSPACE_HALF_EXTENT_M, EnvConfig, GoalState,
-                                hand_start_away_from, task_distance, uniform_xy, uniform_xy_clear_of)
+from ssl_robot.rl.tasks import (HAND_CLEARANCE_M, PUCK_HALF_EXTENT_M, TASKS, WORKSPACE_HALF_EXTENT_M, EnvConfig,
+                                GoalState, hand_start_away_from, task_distance, uniform_xy, uniform_xy_clear_of,
+                                workspace_bounds)
 
 FAITHFUL_RHO = 0.8
 """The issue's bar: a goal's reward is faithful when rho exceeds it."""
@@ -54,6 +60,9 @@ SCENE_STREAM = 1
 """Second entropy word of the scenes' rng, so that they are not the stream of the env's first reset seed."""
 PROBES = ('both', 'puck', 'hand')
 """What moves between a goal's scenes (module docstring); reach has only 'both'."""
+STEP_M, STEP_SCENES, STEP_STREAM = 0.05, 100, 2
+"""Push steepness: the move of the puck or the hand, the scenes it is measured in, and their rng's second entropy
+word."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +168,48 @@ def reward_rhos(column: RewardColumn, hands: np.ndarray, pucks: np.ndarray | Non
     return rhos
 
 
+def draw_step_scenes(scenes: int, seed: int, step_m: float = STEP_M) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Push scenes of the steepness measure: hands, pucks and steps, each (scenes, 2). A step is step_m in a random
+    direction; the hand stays in the workspace and clear of the puck whether it or the puck takes it."""
+    rng = np.random.default_rng([seed, STEP_STREAM])
+    low, high = workspace_bounds()
+    rows = []
+    while len(rows) < scenes:
+        puck = uniform_xy(rng, PUCK_HALF_EXTENT_M)
+        hand = hand_start_away_from(rng, puck)
+        angle = rng.uniform(0, 2 * np.pi)
+        step = step_m * np.array([np.cos(angle), np.sin(angle)])
+        clear = min(np.linalg.norm(hand + step - puck), np.linalg.norm(hand - puck - step)) >= HAND_CLEARANCE_M
+        if clear and np.all((low <= hand + step) & (hand + step <= high)):
+            rows.append((hand, puck, step))
+    hands, pucks, steps = (np.array(part) for part in zip(*rows))
+    return hands, pucks, steps
+
+
+def step_ratios(column: RewardColumn, hands: np.ndarray, pucks: np.ndarray, steps: np.ndarray, seed: int
+                ) -> np.ndarray:
+    """(scenes,) per scene: how far the column's reward distance moves when the puck takes the step, over how far
+    when the hand takes it (nan, undefined, when the hand's step does not move it at all). The env's start scene
+    (seed) is the CC-VAE's context."""
+    env = column.make_env()
+
+    def observed(hand: np.ndarray, puck: np.ndarray) -> np.ndarray:
+        env.pose_scene(hand, puck)
+        return env.observe()
+
+    ratios = np.empty(len(hands))
+    try:
+        env.reset(seed=seed)
+        for scene, (hand, puck, step) in enumerate(zip(hands, pucks, steps)):
+            still = observed(hand, puck)
+            hand_move = -float(env.observer.reward(observed(hand + step, puck), still))
+            puck_move = -float(env.observer.reward(observed(hand, puck + step), still))
+            ratios[scene] = puck_move / hand_move if hand_move > 0 else np.nan
+    finally:
+        env.close()
+    return ratios
+
+
 def rho_summary(rhos: np.ndarray) -> dict[str, float]:
     """median rho with its bootstrap 95 % CI, mean rho, and the fraction of goals with rho > FAITHFUL_RHO with
     its Wilson 95 % CI."""
@@ -209,8 +260,12 @@ def run_eval_reward(args: argparse.Namespace) -> int:
     vaes = args.vae if args.vae is not None else [default_vae] if default_vae.is_file() else []
     columns = default_columns(args.task, vaes, scene_vaes=not args.no_scene_vaes)
     rhos = evaluate_rewards(columns, args.goals, args.samples, args.seed, args.vary)
+    ratios = {}
+    if args.task == 'push':
+        scenes = draw_step_scenes(STEP_SCENES, args.seed)
+        ratios = {column.label: step_ratios(column, *scenes, args.seed) for column in columns}
     out = args.out or Path(f'eval-reward-{datetime.datetime.now():%Y%m%d-%H%M%S}')
     files = write_faithfulness_report(out, args.task, {label: (rho, rho_summary(rho)) for label, rho in rhos.items()},
-                                      samples=args.samples, seed=args.seed, vary=args.vary)
+                                      samples=args.samples, seed=args.seed, vary=args.vary, step_ratios=ratios)
     print(files.markdown.read_text(), end='')
     return 0
