@@ -71,8 +71,9 @@ class EnvConfig:
     """Success: the hand (reach) or the puck (push) ends within this of its goal position."""
     state_puck_weight: float = 1.0
     """push, state mode: how much the puck's position counts against the hand's in the oracle's observations,
-    goals and reward (1: a metre of either alike). A diagnostic: the push VAE's latent moves about 0.3x as far
-    for a puck move as for the same hand move, and a weight of 0.3 asks whether that alone stops pushing."""
+    goals and reward (1: a metre of either alike). A diagnostic: set it to a VAE's puck / hand steepness
+    (`ssl-robot eval-reward --task push`; the shipped push VAE: about 0.2) to ask whether that alone stops
+    pushing."""
 
     @property
     def camera_rig(self) -> str:
