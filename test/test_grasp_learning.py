@@ -16,8 +16,8 @@ from ssl_robot import cli
 from ssl_robot.models.checkpoint import CheckpointError
 from ssl_robot.models.grasp_q import GraspQConfig, GraspQNetwork
 from ssl_robot.rl.evaluation import EVAL_SEED
-from ssl_robot.rl.grasp_collection import (CollectionSettings, GraspAttempts, cell_centre_pixel, pixel_cell,
-                                           view_of)
+from ssl_robot.rl.grasp_collection import (CollectionSettings, GraspAttempts, cell_centre_pixel, collect,
+                                           pixel_cell, view_of)
 from ssl_robot.rl.grasp_learning import GraspTrainConfig, load_grasp_config, relabelled_rows
 from ssl_robot.rl.grasp_policy import SHIPPED_POLICY, load_grasp_policy, save_grasp_policy
 from ssl_robot.rl.instance_grasping import GraspView, evaluate
@@ -105,6 +105,15 @@ def synthetic_attempts(rng: np.random.Generator, trays: int = 6, per_tray: int =
                              np.zeros((count, 4, 4, 3), np.uint8))
     goals = np.abs(rng.normal(size=(count, 6)))
     return attempts, goals / np.linalg.norm(goals, axis=1, keepdims=True)
+
+
+def test_collection_reports_each_tray_as_it_is_done_and_numbers_the_trays_in_order():
+    settings = CollectionSettings(object_set='random_urdfs', camera='front_left', first_seed=300, trays=3,
+                                  attempts_per_tray=1, object_aim_fraction=0.7, aim_noise_m=0.015)
+    progress = []
+    attempts = collect(settings, cell_size=4, workers=2, progress=progress.append)
+    assert progress == [1, 1, 1]
+    assert attempts.tray.tolist() == [0, 1, 2] and len(attempts.scenes) == 3
 
 
 def test_relabelled_rows_keep_posthoc_and_auxiliary_goals_apart():

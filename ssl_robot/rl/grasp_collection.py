@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import queue
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -157,8 +158,9 @@ def _grasp_place(runner: SimRunner, settings: CollectionSettings, rng: np.random
     raise RuntimeError(f'no reachable grasp place in {PLACEMENT_TRIES} draws')
 
 
-def _collect_trays(settings: CollectionSettings, seeds: list[int]) -> dict[str, np.ndarray]:
-    """The attempts of the trays of `seeds` (one worker's share), as arrays keyed like GraspAttempts' fields."""
+def _collect_trays(settings: CollectionSettings, seeds: list[int], trays_done: Any = None) -> dict[str, np.ndarray]:
+    """The attempts of the trays of `seeds` (one worker's share), as arrays keyed like GraspAttempts' fields;
+    trays_done (a queue) gets a None after each tray."""
     config = load_sim_config(object_set=settings.object_set)
     spec = scene_camera(config, settings.camera)
     rows: dict[str, list] = {k: [] for k in ('scenes', 'tray', 'xy', 'pixel', 'success', 'object_name',
@@ -182,6 +184,8 @@ def _collect_trays(settings: CollectionSettings, seeds: list[int]) -> dict[str, 
                 rows['object_name'].append(event.object_name if lifted else '')
                 rows['object_index'].append(event.object_index if lifted else -1)
                 rows['object_images'].append(image)
+            if trays_done is not None:
+                trays_done.put(None)
     shape = next((i.shape for i in rows['object_images'] if i is not None),
                  (config.object_camera.height, config.object_camera.width, 3))
     rows['object_images'] = [np.zeros(shape, np.uint8) if i is None else i for i in rows['object_images']]
@@ -198,11 +202,19 @@ def collect(settings: CollectionSettings, cell_size: int, workers: int = 1,
         mask = reach_mask(runner, spec, cell_size)
     seeds = list(range(settings.first_seed, settings.first_seed + settings.trays))
     shares = [share.tolist() for share in np.array_split(seeds, max(1, min(workers, len(seeds))))]
-    parts = []
-    with ProcessPoolExecutor(len(shares), mp_context=get_context('spawn')) as pool:
-        for part in pool.map(_collect_trays, [settings] * len(shares), shares):
-            parts.append(part)
-            progress(len(part['scenes']))
+    # One share per worker (a tray's attempts depend a little on the sim's history, so the shares fix the data);
+    # each tray done is reported through a queue, so that progress moves while the shares run.
+    context = get_context('spawn')
+    with context.Manager() as manager, ProcessPoolExecutor(len(shares), mp_context=context) as pool:
+        trays_done = manager.Queue()
+        futures = [pool.submit(_collect_trays, settings, share, trays_done) for share in shares]
+        while not all(future.done() for future in futures) or not trays_done.empty():
+            try:
+                trays_done.get(timeout=1.0)
+                progress(1)
+            except queue.Empty:
+                pass
+        parts = [future.result() for future in futures]
     offsets = np.cumsum([0] + [len(p['scenes']) for p in parts[:-1]])
     merged = {name: np.concatenate([p[name] for p in parts]) for name in parts[0] if name != 'tray'}
     merged['tray'] = np.concatenate([p['tray'] + offset for p, offset in zip(parts, offsets)])
