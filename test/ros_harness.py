@@ -87,6 +87,19 @@ class Probe:
             time.sleep(0.02)
         return future.result()
 
+    def call_idempotent(self, client, request, timeout: float = 120.0, attempt_timeout: float = 10.0):
+        """call() for a request that may be sent twice: one unanswered within attempt_timeout is sent again until
+        timeout. A DDS response can be lost while the service's writer has not yet matched the client's reader
+        (rmw warns 'failed to send response (timeout): client will not receive response'); the request was
+        served, the client just never hears it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.call(client, request, timeout=min(attempt_timeout, max(deadline - time.monotonic(), 0.1)))
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f'service {client.srv_name} did not answer within {timeout:.0f} s') from None
+
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()

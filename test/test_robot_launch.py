@@ -69,7 +69,7 @@ def test_robot_launch_runs_every_learning_node_on_remapped_cameras(probe, tmp_pa
             # The goal node subscribes on its own schedule: embeddings arriving do not mean it has a scene frame
             # yet, and until it has one it answers 'no frame ... yet'. Ask again until it imagines a goal.
             for _ in range(60):
-                response = probe.call(sample, Trigger.Request(), timeout=120)
+                response = probe.call_idempotent(sample, Trigger.Request(), timeout=120)
                 if response.success or not response.message.startswith('no frame'):
                     break
                 time.sleep(1.0)
