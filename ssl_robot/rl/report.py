@@ -20,8 +20,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ssl_robot.atomic import write_atomic
-from ssl_robot.rl.evaluation import COLUMN_LABELS, RANDOM_COLUMN, RunEvaluation, bootstrap_interval, pooled_summary
-from ssl_robot.rl.reward_faithfulness import FAITHFUL_RHO
+from ssl_robot.rl.evaluation import COLUMN_LABELS, RANDOM_COLUMN, RunEvaluation, pooled_summary
+from ssl_robot.rl.reward_faithfulness import FAITHFUL_RHO, STEP_M, step_summary
 from ssl_robot.train.report import ReportFiles, curves_figure, new_figure, save_figure
 from ssl_robot.train.run_dir import code_version, version_label
 
@@ -202,7 +202,7 @@ def write_faithfulness_report(out_dir: Path, task: str, columns: Mapping[str, tu
     if steepness:
         scenes = len(next(iter(step_ratios.values())))
         body[1:1] = ['', f'Steepness: over {scenes} random scenes, how far the reward moves when the puck moves '
-                     f'5 cm, over how far when the hand makes the same move (the oracle: 1); median, bootstrap 95 % CI '
+                     f'{STEP_M * 100:g} cm, over how far when the hand makes the same move (the oracle: 1); median, bootstrap 95 % CI '
                      f'over scenes.']
         header.append('puck / hand step [95 % CI]')
         for row, label in zip(rows, columns):
@@ -224,13 +224,3 @@ def write_faithfulness_report(out_dir: Path, task: str, columns: Mapping[str, tu
                'columns': [{'column': label, **summary, 'rho_per_goal': rhos.tolist(), **steepness.get(label, {})}
                            for label, (rhos, summary) in columns.items()]}
     return write_rl_report(out_dir, f'Reward faithfulness: {task}', body, payload, {'rho': figure})
-
-
-def step_summary(ratios: np.ndarray) -> dict[str, Any]:
-    """Median puck / hand step ratio with its bootstrap 95 % CI over the scenes where it is defined (None where it
-    is nowhere), and the ratios (undefined ones as null)."""
-    defined = ratios[np.isfinite(ratios)]
-    median, (low, high) = (float(np.median(defined)), bootstrap_interval(defined[None])) if len(defined) else (
-        None, (None, None))
-    return {'step_ratio_median': median, 'step_ratio_ci_low': low, 'step_ratio_ci_high': high,
-            'step_ratio_per_scene': [float(ratio) if np.isfinite(ratio) else None for ratio in ratios]}

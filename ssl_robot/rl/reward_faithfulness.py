@@ -37,6 +37,7 @@ import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -220,6 +221,16 @@ def rho_summary(rhos: np.ndarray) -> dict[str, float]:
             'rho_median_ci_high': median_high, 'rho_mean': float(np.mean(rhos)),
             'faithful_fraction': faithful / len(rhos), 'faithful_fraction_ci_low': faithful_low,
             'faithful_fraction_ci_high': faithful_high}
+
+
+def step_summary(ratios: np.ndarray) -> dict[str, Any]:
+    """Median puck / hand step ratio with its bootstrap 95 % CI over the scenes where it is defined (None where it
+    is nowhere), and the ratios (undefined ones as null)."""
+    defined = ratios[np.isfinite(ratios)]
+    median, (low, high) = (float(np.median(defined)), bootstrap_interval(defined[None])) if len(defined) else (
+        None, (None, None))
+    return {'step_ratio_median': median, 'step_ratio_ci_low': low, 'step_ratio_ci_high': high,
+            'step_ratio_per_scene': [float(ratio) if np.isfinite(ratio) else None for ratio in ratios]}
 
 
 def evaluate_rewards(columns: Sequence[RewardColumn], goals: int, samples: int, seed: int = EVAL_SEED,
