@@ -156,3 +156,15 @@ def test_an_exploration_bag_trains_a_vae(tmp_path):
     recordings = index_recordings('ccvae', [tmp_path / 'bag'], DataConfig(image_size=48))
     assert recordings.cameras == ('/cameras/task/image_raw',)
     assert [len(frames) for frames in recordings.frames] == [11, 11, 11]
+
+
+def test_exploration_records_the_rig_it_is_given(tmp_path):
+    from ssl_robot.data.config import DataConfig
+    from ssl_robot.data.recordings import index_recordings
+
+    rig = tmp_path / 'oblique.yaml'
+    rig.write_text('defaults: {width: 48, height: 48, fov_deg: 34}\n'
+                   'cameras:\n  - {name: oblique, eye: [1.0, 0.0, 0.4], target: [0.6, 0.0, 0.0]}\n')
+    record_exploration('push', 1, tmp_path / 'bag', seed=1, episode_steps=2, rig=str(rig), progress=lambda _: None)
+    recordings = index_recordings('betavae', [tmp_path / 'bag'], DataConfig(image_size=48))
+    assert recordings.cameras == ('/cameras/oblique/image_raw',)

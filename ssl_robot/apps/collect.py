@@ -142,7 +142,9 @@ def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
                         help='record camera images every N ticks (default 3: 10 Hz at the 30 Hz tick); grasp mode '
                              'also records grasp keyframes, and 0 records only those')
     parser.add_argument('--no-segmentation', action='store_true', help='do not record object masks')
-    parser.add_argument('--rig', default='default', help='camera rig in sim/rigs/ (default: default)')
+    parser.add_argument('--rig', default=None,
+                        help='camera rig in sim/rigs/, or a rig file (default: default; explore mode: the task\'s '
+                             'own task camera rig)')
     parser.add_argument('--object-set', default=None, help='object set in sim/objects/ (default: the scene\'s)')
     parser.add_argument('--num-objects', type=int, default=None, help='objects per tray (default: the scene\'s)')
     parser.add_argument('--image-size', type=int, nargs=2, metavar=('W', 'H'), default=None,
@@ -170,12 +172,12 @@ def run_collect(args: argparse.Namespace) -> int:
         if args.image_size and args.image_size[0] != args.image_size[1]:
             raise ValueError(f'explore mode renders square images, got --image-size {args.image_size}')
         report = record_exploration(args.task, args.episodes, args.out, seed=args.seed, image_size=size,
-                                    episode_steps=args.episode_steps, storage=args.storage,
+                                    episode_steps=args.episode_steps, rig=args.rig or '', storage=args.storage,
                                     max_minutes=args.max_minutes)
         print(f'wrote {args.out}: {report.summary()}')
         return 0
     report = collect(args.mode, args.episodes, args.out, seed=args.seed, storage=args.storage,
-                     record_every=args.record_every, segmentation=not args.no_segmentation, rig=args.rig,
+                     record_every=args.record_every, segmentation=not args.no_segmentation, rig=args.rig or 'default',
                      object_set=args.object_set, num_objects=args.num_objects,
                      image_size=tuple(args.image_size) if args.image_size else None,
                      attempts_per_episode=args.attempts_per_episode, max_minutes=args.max_minutes,

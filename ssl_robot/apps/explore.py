@@ -41,18 +41,20 @@ class ExploreReport:
 
 
 def record_exploration(task: str, episodes: int, output: Path, *, seed: int = 0, image_size: int = 48,
-                       episode_steps: int = 50, storage: str = 'mcap', max_minutes: float | None = None,
+                       episode_steps: int = 50, rig: str = '', storage: str = 'mcap',
+                       max_minutes: float | None = None,
                        progress: Callable[[str], None] = print,
                        clock: Callable[[], float] = time.monotonic) -> ExploreReport:
     """Record `episodes` random-action episodes of task to a new bag at output (fewer if max_minutes runs out:
-    collection stops at an episode boundary once another episode would not end in time)."""
+    collection stops at an episode boundary once another episode would not end in time). rig: the task camera's rig
+    (EnvConfig.rig; '' = the task's own)."""
     if episodes < 1:
         raise ValueError(f'episodes must be >= 1, got {episodes}')
     if max_minutes is not None and not max_minutes > 0:
         raise ValueError(f'max_minutes must be > 0, got {max_minutes}')
     # Pixel mode renders the task camera at every step and needs no model; its goals are unused here.
     env = TrayGoalEnv(EnvConfig(task=task, mode='pixel', goal_source='state', image_size=image_size,
-                                pixel_size=1, episode_steps=episode_steps), render_mode='rgb_array')
+                                pixel_size=1, episode_steps=episode_steps, rig=rig), render_mode='rgb_array')
     camera = env.sim_config.cameras[0].name
     image_topic = topics.camera_image(camera)
     specs = sim_topic_specs([camera], segmentation=False)
