@@ -294,3 +294,15 @@ def test_eval_reward_command_with_task_and_scene_camera_vaes(tmp_path, capsys):
         assert len(column['rho_per_goal']) == 2 and all(-1 <= rho <= 1 for rho in column['rho_per_goal'])
     assert (tmp_path / 'out' / 'rho.png').read_bytes().startswith(PNG_SIGNATURE)
     assert '| oracle (state) | 1.000 [1.000, 1.000] | 1.000 | 100% [' in capsys.readouterr().out
+
+
+def test_the_task_camera_columns_see_through_the_rig_given():
+    shipped = Path(__file__).resolve().parents[1] / 'ssl_robot' / 'checkpoints' / 'rl_push_vae.safetensors'
+    columns = default_columns('push', [shipped], scene_vaes=False, rig='task')
+    assert [(column.config.mode, column.config.rig) for column in columns] == [
+        ('state', ''), ('latent', 'task'), ('pixel', 'task')]
+    env = columns[2].make_env()
+    try:
+        assert env.sim_config.cameras[0].fov_deg == 30.0  # sim/rigs/task.yaml's, not task_push's 18
+    finally:
+        env.close()

@@ -83,8 +83,9 @@ class RewardColumn:
         return TrayGoalEnv(self.config, observer=observer)
 
 
-def default_columns(task: str, vaes: Sequence[Path], scene_vaes: bool = True) -> list[RewardColumn]:
-    """oracle, one column per task-camera VAE, pixel-MSE, and (scene_vaes) the shipped scene-camera VAEs."""
+def default_columns(task: str, vaes: Sequence[Path], scene_vaes: bool = True, rig: str = '') -> list[RewardColumn]:
+    """oracle, one column per task-camera VAE, pixel-MSE, and (scene_vaes) the shipped scene-camera VAEs. rig: the
+    task camera's (EnvConfig.rig) of the VAE and pixel columns; the VAEs must have been trained on its images."""
     base = EnvConfig(task=task, mode='state', goal_source='state')
     columns = [RewardColumn('oracle (state)', base)]
     if len({Path(vae).resolve() for vae in vaes}) < len(vaes):
@@ -94,9 +95,10 @@ def default_columns(task: str, vaes: Sequence[Path], scene_vaes: bool = True) ->
         header = read_checkpoint_header(vae)
         shown = name if names.count(name) == 1 else vae  # checkpoints of several runs are all model.safetensors
         columns.append(RewardColumn(f'RL {header.method} latent ({shown})', EnvConfig(
-            task=task, mode='latent', goal_source='state', vae_checkpoint=str(vae),
+            task=task, mode='latent', goal_source='state', vae_checkpoint=str(vae), rig=rig,
             image_size=int(header.config['image_size']))))
-    columns.append(RewardColumn('pixel-MSE (task camera)', EnvConfig(task=task, mode='pixel', goal_source='state')))
+    columns.append(RewardColumn('pixel-MSE (task camera)', EnvConfig(task=task, mode='pixel', goal_source='state',
+                                                                     rig=rig)))
     if scene_vaes:
         scene = EnvConfig(task=task, mode='latent', goal_source='state', rig=SCENE_RIG, image_size=SCENE_IMAGE_SIZE)
         columns += [RewardColumn(label, scene, scene_vae=path) for label, path in SCENE_VAES.items()]
@@ -253,6 +255,9 @@ def add_eval_reward_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--vae', type=Path, action='append', default=None, metavar='CHECKPOINT',
                         help='a betavae or ccvae checkpoint of the task camera; repeat for more columns (default: '
                              'the shipped ssl_robot/checkpoints/rl_<task>_vae.safetensors, if there is one)')
+    parser.add_argument('--rig', default='',
+                        help="the task camera's rig (sim/rigs/<rig>.yaml, or a rig file) for the VAE and pixel-MSE "
+                             "columns, with --vae checkpoints trained on its images (default: the task's own)")
     parser.add_argument('--no-scene-vaes', action='store_true',
                         help='leave out the shipped scene-camera VAEs (betavae, ccvae on front_left)')
     parser.add_argument('--vary', choices=PROBES, default='both',
@@ -269,7 +274,7 @@ def run_eval_reward(args: argparse.Namespace) -> int:
     from ssl_robot.rl.report import write_faithfulness_report  # matplotlib loads only to write the report
     default_vae = default_vae_checkpoint(args.task)
     vaes = args.vae if args.vae is not None else [default_vae] if default_vae.is_file() else []
-    columns = default_columns(args.task, vaes, scene_vaes=not args.no_scene_vaes)
+    columns = default_columns(args.task, vaes, scene_vaes=not args.no_scene_vaes, rig=args.rig)
     rhos = evaluate_rewards(columns, args.goals, args.samples, args.seed, args.vary)
     ratios = {}
     if args.task == 'push':
