@@ -294,7 +294,8 @@ def main() -> None:
           f'max {report["late_ms_max"]:.2f} ms')
 
     labels = {ECHO_TOPIC: 'transport only', topics.EMBEDDINGS: 'embedding node',
-              reward_topics['imitation']: 'embedding + reward node', reward_topics['latent_goal']: 'goal node VAE + reward node'}
+              reward_topics['imitation']: 'embedding + reward node',
+              reward_topics['latent_goal']: 'goal node VAE + reward node'}
     figures = {topic: output_figures(measured, arrivals[topic], window_s) for topic in labels}
     echo = figures[ECHO_TOPIC]
     print(f'{"output":<44} {"received":>9}  {"sets/s":>6}  {"p50 ms":>7}  {"p99 ms":>7}  {"p50/echo":>8}  '

@@ -92,7 +92,8 @@ def main() -> None:
     memory = memory_growth(samples, warmup_s)
     print(f'{len(samples)} RSS samples over {(end_ns - start_ns) / NS_PER_S:.0f} s; warm-up end = first sample at or '
           f'after {warmup_s:g} s')
-    print(f'{"node":<22} {"RSS warm MB":>11} {"final MB":>9} {"growth MB":>9}  target growth <= {GROWTH_TARGET_MB:g} MB')
+    print(f'{"node":<22} {"RSS warm MB":>11} {"final MB":>9} {"growth MB":>9}  '
+          f'target growth <= {GROWTH_TARGET_MB:g} MB')
     for name, row in memory.items():
         if row.growth is None:
             verdict = 'pid changed (respawned): no growth figure' if row.respawned else 'not running at a sample'

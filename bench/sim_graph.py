@@ -87,7 +87,8 @@ class SimGraphListener(GraphListener):
         for status in message.status:
             node = self._node_of_status.get(status.name)
             # The monitor's STALE statuses carry the silent node's name, but say that it is silent.
-            if node is not None and status.level != DiagnosticStatus.STALE and status.hardware_id != MONITOR_HARDWARE_ID:
+            heard = status.level != DiagnosticStatus.STALE and status.hardware_id != MONITOR_HARDWARE_ID
+            if node is not None and heard:
                 self.diagnostics_heard[node].append(now_ns)
 
     def newest_set_stamp(self) -> int:

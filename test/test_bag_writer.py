@@ -200,7 +200,8 @@ def test_an_interrupt_after_a_flush_made_the_messages_durable_keeps_them_listed(
         bag._files._database = PatchableConnection(bag._files._database)
         interrupt_once_after(monkeypatch, bag._files._database, 'commit')
     else:
-        interrupt_once_after(monkeypatch, bag_storage.os, 'replace', lambda _, target: Path(target).name == 'bag_1.mcap')
+        interrupt_once_after(monkeypatch, bag_storage.os, 'replace',
+                             lambda _, target: Path(target).name == 'bag_1.mcap')
     with pytest.raises(KeyboardInterrupt):
         bag.write('/a', 5, string_cdr('m5'))                   # the flush at 6
     bag.close()

@@ -165,7 +165,8 @@ def test_grasp2vec_evaluation_rows_include_failures_masks_and_object_identity(ba
         index = -1 if grasp.object_index is None else grasp.object_index
         assert (row['success'], row['object_index']) == (grasp.success, index)
         assert row['object'] == ((OBJECT_CODE, grasp.shown) if grasp.success else (0, 0))
-        assert torch.equal(row['pre_mask'], torch.from_numpy(labels == index + 1 if index >= 0 else np.zeros_like(labels, bool)))
+        mask = labels == index + 1 if index >= 0 else np.zeros_like(labels, bool)
+        assert torch.equal(row['pre_mask'], torch.from_numpy(mask))
 
 
 def test_frame_labels_are_the_ground_truth_of_the_frames_tick(bags):

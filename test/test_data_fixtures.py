@@ -148,7 +148,8 @@ def write_bag(path: Path, spec: BagSpec = BagSpec(), storage: str = 'mcap') -> P
             add(topics.camera_image(topics.OBJECT_CAMERA), 'sensor_msgs/msg/Image', stamp,
                 image_message(coded_pixels(OBJECT_CODE, grasp.shown, spec), 'rgb8', stamp))
         event = SimpleNamespace(attempt=0, success=grasp.success, reason='', object_index=grasp.object_index,
-                                object_name=None if grasp.object_index is None else f'object{grasp.object_index}', target_xy=(0.0, 0.0),
+                                object_name=None if grasp.object_index is None else f'object{grasp.object_index}',
+                                target_xy=(0.0, 0.0),
                                 s_pre_ns=spec.stamp(grasp.pre), s_post_ns=spec.stamp(grasp.post),
                                 o_ns=None if grasp.shown is None else spec.stamp(grasp.shown))
         add(topics.GRASP_EVENTS, 'std_msgs/msg/String', spec.stamp(grasp.post),
@@ -159,7 +160,8 @@ def write_bag(path: Path, spec: BagSpec = BagSpec(), storage: str = 'mcap') -> P
                               'fov_deg': 36.0} for index, camera in enumerate(spec.cameras)} if spec.rig else {}
             event = SimpleNamespace(stamp_ns=spec.stamp(start), episode=number, seed=100 + number, mode='motion',
                                     behaviour='reach', rig=spec.rig, cameras=poses)
-            add(topics.EPISODES, 'std_msgs/msg/String', spec.stamp(start), String(data=topics.encode_episode_event(event)))
+            add(topics.EPISODES, 'std_msgs/msg/String', spec.stamp(start),
+                String(data=topics.encode_episode_event(event)))
     if spec.ground_truth:
         for tick in range(sum(spec.episode_ticks)):
             text = topics.encode_event(

@@ -1,5 +1,5 @@
-"""Decoders of the learning nodes' inputs (ssl_robot.ros.decoders, ssl_robot.ros.convert): camera images, stamps,
-goal latents, rewards. Each returns a valid value or raises its documented error (MessageError and its kinds), never anything
+"""Decoders of the learning nodes' inputs (ssl_robot.ros.decoders, ssl_robot.ros.convert): camera images, stamps, goal
+latents, rewards. Each returns a valid value or raises its documented error (MessageError and its kinds), never anything
 else. Pure: messages are built here, no ROS graph."""
 
 from __future__ import annotations

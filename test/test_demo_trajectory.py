@@ -1,5 +1,5 @@
-"""ssl_robot.inference.demo_embedding and demo_trajectory: a demo episode embedded from a sim bag as the embedding node embeds
-live frames, its message rows, and the episode clock that lines live stamps up with it."""
+"""ssl_robot.inference.demo_embedding and demo_trajectory: a demo episode embedded from a sim bag as the embedding node
+embeds live frames, its message rows, and the episode clock that lines live stamps up with it."""
 
 from __future__ import annotations
 

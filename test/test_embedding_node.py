@@ -170,7 +170,8 @@ def test_a_checkpoint_of_another_method_is_reported_and_the_right_one_is_served_
             assert not rig.embeddings
         write_checkpoint(checkpoint, seed=1, step=3)
         rig.publish_until(lambda: any(frame_id.startswith('tcn:model.safetensors:step3:')
-                                      for frame_id, _ in rig.embeddings.values()), 'embeddings of the tcn checkpoint', node)
+                                      for frame_id, _ in rig.embeddings.values()),
+                          'embeddings of the tcn checkpoint', node)
     assert 'Traceback' not in ''.join(node.output)
 
 

@@ -21,7 +21,8 @@ SMALL = ['--set', 'steps=3', '--set', 'batch_size=8', '--set', 'data.episodes_pe
 
 def ssl_robot(*args: str) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, '-m', 'ssl_robot.cli', *args], capture_output=True, text=True)
-    assert result.returncode == 0, f'ssl-robot {" ".join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}'
+    assert result.returncode == 0, (f'ssl-robot {" ".join(args)} failed:\n{result.stdout[-2000:]}\n'
+                                    f'{result.stderr[-3000:]}')
     return result
 
 

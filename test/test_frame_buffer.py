@@ -1,4 +1,5 @@
-"""The nodes' frame buffers (ssl_robot.inference.frame_buffer.StampedFrames): bounded by stamp time and by bytes. Pure."""
+"""The nodes' frame buffers (ssl_robot.inference.frame_buffer.StampedFrames): bounded by stamp time and by bytes.
+Pure."""
 
 from __future__ import annotations
 

@@ -208,8 +208,8 @@ def test_the_scene_becomes_the_goal_encoded_under_the_context_of_its_episode(pro
 
     def scene_made_goal(node, frame: np.ndarray) -> int:
         """Send frame until the goal node makes a copy of it the goal (frames are best effort); that copy's stamp."""
-        response = sample_until(probe, client, node, lambda r: r.success and f'stamped {sent[-1]} ns' in r.message,
-                                'the newest frame as the goal', before=lambda: send(frame))
+        sample_until(probe, client, node, lambda r: r.success and f'stamped {sent[-1]} ns' in r.message,
+                     'the newest frame as the goal', before=lambda: send(frame))
         return sent[-1]
 
     def assert_scene_goal(stamp_ns: int, model: LoadedModel, context: np.ndarray) -> np.ndarray:
@@ -270,7 +270,8 @@ def test_a_hostile_latched_episode_event_and_a_negative_stamp_leave_the_node_ans
         sample_until(probe, client, node, lambda r: r.success, 'a goal after the hostile input', before=publish_frames)
         episodes.publish(String(data='{"kind": "episode", "stamp": {"sec": Infinity, "nanosec": 0}}'))
         episodes.publish(String(data='{"kind": "episode", "stamp": {"sec": 1e400, "nanosec": 0}}'))
-        sample_until(probe, client, node, lambda r: r.success, 'a goal after more hostile events', before=publish_frames)
+        sample_until(probe, client, node, lambda r: r.success, 'a goal after more hostile events',
+                     before=publish_frames)
         assert node.poll() is None
     log = ''.join(node.output)
     assert 'bad_event' in log and 'bad_stamp' in log and 'Traceback' not in log, log[-3000:]

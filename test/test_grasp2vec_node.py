@@ -124,7 +124,8 @@ def test_embeds_each_grasp_with_its_heatmap_and_stamps_and_drops_bad_events(prob
     def embedded(success: bool) -> list[tuple[int, int | None]]:
         """The attempts of this outcome whose every output has come back."""
         received = rig.received
-        return [(s_pre, o) for s_pre, o in attempts if s_pre in received[GRASP2VEC_SCENE_EMBEDDING] and (o is not None) == success
+        return [(s_pre, o) for s_pre, o in attempts
+                if s_pre in received[GRASP2VEC_SCENE_EMBEDDING] and (o is not None) == success
                 and (o is None or (o in received[GRASP2VEC_OBJECT_EMBEDDING] and s_pre in received[GRASP2VEC_HEATMAP]))]
 
     params = {'grasp2vec_checkpoint': checkpoint, 'heatmap_opacity': OPACITY, 'reload_check_period_s': 0.5}
@@ -181,8 +182,8 @@ class GoalObjects:
 
     def _keep(self, message: Image) -> None:
         with self.probe.lock:
-            self.images[stamp_to_ns(message.header.stamp)] = (message.header.frame_id,
-                                                               np.array(as_rgb(image_to_array(message), message.encoding)))
+            rgb = np.array(as_rgb(image_to_array(message), message.encoding))
+            self.images[stamp_to_ns(message.header.stamp)] = (message.header.frame_id, rgb)
 
 
 def test_the_object_of_a_grasp_becomes_the_goal_object_first_by_itself_then_on_request(probe, tmp_path: Path):

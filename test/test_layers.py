@@ -59,7 +59,8 @@ def test_every_layer_is_known():
     assert {layer_of(path) for path in sources()} <= {*PURE, *FORBIDDEN, 'apps', 'nodes', 'cli', '__init__'}
 
 
-@pytest.mark.parametrize('path', [p for p in sources() if layer_of(p) in PURE], ids=lambda p: str(p.relative_to(PACKAGE)))
+@pytest.mark.parametrize('path', [p for p in sources() if layer_of(p) in PURE],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_the_pure_core_imports_no_rclpy(path):
     ros_imports = sorted(m for m in imports_of(path) if m.split('.')[0] in ('rclpy', 'rosidl_runtime_py'))
     assert not ros_imports, f'{path.relative_to(PACKAGE)} imports {ros_imports}'

@@ -113,7 +113,8 @@ def test_random_shift_moves_each_image_by_at_most_the_shift_and_is_off_at_zero()
     padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode='replicate')
     moved = 0
     for image, result in zip(padded, shifted):
-        matches = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(image[:, dy:dy + 8, dx:dx + 8], result)]
+        matches = [(dy, dx) for dy in range(5) for dx in range(5)
+                   if torch.equal(image[:, dy:dy + 8, dx:dx + 8], result)]
         assert matches, 'not a shifted copy with replicated edges'
         moved += (2, 2) not in matches
     assert moved > 8  # 24 of 25 offsets move the image

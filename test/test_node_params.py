@@ -96,10 +96,12 @@ def test_a_field_without_a_docstring_is_refused_by_name():
 
 
 @pytest.mark.parametrize('params_class, values, message', [
-    (RewardParams, {'kinds': ('imitation', 'nope')}, r"parameter kinds must list some of .*, got \['imitation', 'nope'\]"),
+    (RewardParams, {'kinds': ('imitation', 'nope')},
+     r"parameter kinds must list some of .*, got \['imitation', 'nope'\]"),
     (RewardParams, {'kinds': ()}, r'parameter kinds must list some of .*, got \[\]'),
     (RewardParams, {'latent_goal_scale': 0.0}, 'parameter latent_goal_scale must be a finite number > 0, got 0.0'),
-    (RewardParams, {'imitation_alignment': 'closest'}, "parameter imitation_alignment must be one of .*, got 'closest'"),
+    (RewardParams, {'imitation_alignment': 'closest'},
+     "parameter imitation_alignment must be one of .*, got 'closest'"),
     (RewardParams, {'imitation_window': 3}, 'parameter imitation_window must be 0, or > 0 with imitation_alignment '
                                             'nearest_neighbour, got 3 with time_index'),
     (EmbeddingParams, {'torch_threads': -1}, 'parameter torch_threads must be an int >= 0 .*, got -1'),

@@ -136,7 +136,8 @@ class SimDriver:
 
     def reset(self, seed: int) -> int:
         """Start a new episode with seed (the tray respawned, the arm home); its start stamp."""
-        self.wait_for(lambda: self._reset.get_subscription_count() > 0, f'the sim to subscribe {topics.RESET_WITH_SEED}')
+        self.wait_for(lambda: self._reset.get_subscription_count() > 0,
+                      f'the sim to subscribe {topics.RESET_WITH_SEED}')
         with self.probe.lock:
             known = len(self.episodes)
         self._reset.publish(Int64(data=seed))
@@ -221,7 +222,8 @@ class SimGrasps:
 
     def grasp_at(self, xy: Sequence[float]) -> dict:
         """A scripted grasp at tray position xy; its event."""
-        self.sim.wait_for(lambda: self._grasp_at.get_subscription_count() > 0, f'the sim to subscribe {topics.GRASP_AT}')
+        self.sim.wait_for(lambda: self._grasp_at.get_subscription_count() > 0,
+                          f'the sim to subscribe {topics.GRASP_AT}')
         with self.sim.probe.lock:
             known = len(self.events)
         message = PointStamped()
@@ -308,7 +310,8 @@ def test_latent_goal_reward_rises_as_the_arm_moves_to_the_goal_pose(probe, metho
         sim.wait_for(lambda: goals.stamps and goals.stamps[-1] >= at_a_ns, 'the scene goal on /goal/latent')
         with probe.lock:
             goal_ns = goals.stamps[-1]
-        assert goal_ns >= at_a_ns + round(SETTLED_AFTER_S * NS_PER_S), f'the goal frame is not of the arm at A: {response.message}'
+        assert goal_ns >= at_a_ns + round(SETTLED_AFTER_S * NS_PER_S), \
+            f'the goal frame is not of the arm at A: {response.message}'
         sim.wait_for(lambda: reward_goals.stamped('latent_goal_from', goal_ns), 'the reward node to take the goal')
 
         sim.move_to(POSE_B)
@@ -383,7 +386,8 @@ def test_grasp2vec_reward_is_higher_for_the_goal_object_than_for_others(probe):
     others = sorted({e['object']['name'] for e in scored[False]})
     auc = ranking_auc(goal_rewards, other_rewards)
     print(f'\ngrasp2vec: goal object {goal_name}; {len(goal_rewards)} goal-object grasps, mean reward '
-          f'{np.mean(goal_rewards):.2f} ({np.round(goal_rewards, 1).tolist()}); {len(other_rewards)} grasps of {others}, '
+          f'{np.mean(goal_rewards):.2f} ({np.round(goal_rewards, 1).tolist()}); '
+          f'{len(other_rewards)} grasps of {others}, '
           f'mean {np.mean(other_rewards):.2f} ({np.round(other_rewards, 1).tolist()}); pairs ranked correctly (AUC) '
           f'{auc:.3f}')
     assert len(goal_rewards) >= GRASPS_PER_SIDE and len(other_rewards) >= GRASPS_PER_SIDE, \
@@ -427,7 +431,8 @@ def test_imitation_reward_is_higher_when_the_arm_replays_the_demonstration(probe
 
     replay_rewards, different_rewards = rewards.between(*replay), rewards.between(*different)
     assert {ModelId.parse(r.model_id).method for r in rewards.rewards} == {'tcn'}
-    print(f'\nimitation: mean reward {np.mean(replay_rewards):.3f} over the replay ({len(replay_rewards)} camera sets), '
+    print(f'\nimitation: mean reward {np.mean(replay_rewards):.3f} over the replay '
+          f'({len(replay_rewards)} camera sets), '
           f'{np.mean(different_rewards):.3f} over the different motion ({len(different_rewards)} sets)')
     assert len(replay_rewards) >= 10 and len(different_rewards) >= 10, 'too few camera sets scored'
     assert np.mean(replay_rewards) > np.mean(different_rewards)

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.slow
 
 SHARE_FILES = ['package.xml', 'launch/sim.launch.xml', 'launch/robot.launch.xml', 'launch/learning.launch.xml',
                'launch/main_job.launch.xml', 'config/sim.yaml', 'config/recorder.yaml', 'config/fastdds_shm.xml',
-               'config/embedding.yaml', 'config/models.yaml', 'config/reward.yaml', 'config/grasp2vec.yaml', 'config/goal.yaml',
-               'config/policy.yaml', 'config/goal_sequence.yaml', 'config/foxglove/main_job.json', 'config/diagnostics_monitor.yaml',
+               'config/embedding.yaml', 'config/models.yaml', 'config/reward.yaml', 'config/grasp2vec.yaml',
+               'config/goal.yaml', 'config/policy.yaml', 'config/goal_sequence.yaml', 'config/foxglove/main_job.json',
+               'config/diagnostics_monitor.yaml',
                'sim/scene.yaml', 'sim/rigs/default.yaml', 'sim/rigs/main_job.yaml']
 NODE_EXECUTABLES = ['sim_node', 'recorder_node', 'embedding_node', 'reward_node', 'grasp2vec_node', 'goal_node',
                     'policy_node', 'goal_sequence_node', 'diagnostics_monitor_node', 'ssl-robot']

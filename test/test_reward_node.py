@@ -254,7 +254,8 @@ def test_hostile_events_stamps_goals_and_demos_are_counted_and_the_node_keeps_sc
         for text in HOSTILE_EVENTS:  # each of these killed the node; /sim/episode is latched: it died again at start
             graph.episodes.publish(String(data=text))
         graph.until(lambda: graph.counted('bad_event'), 'the hostile events counted')
-        graph.demo.publish(array_to_image(np.array([[1.0, 0.0], [0.5, 1.0]], dtype=np.float32), '32FC1', ns_to_stamp(S), TCN_ID))
+        backwards = np.array([[1.0, 0.0], [0.5, 1.0]], dtype=np.float32)
+        graph.demo.publish(array_to_image(backwards, '32FC1', ns_to_stamp(S), TCN_ID))
         graph.until(lambda: graph.diagnosed('bad_demo', 'strictly increasing'), 'the demo with time going back refused')
         goal = rng.normal(size=(1, 4)).astype(np.float32)
         graph.goal_latent.publish(array_to_image(goal * 0 + 3e38, '32FC1', ns_to_stamp(5 * S), VAE_ID))

@@ -1,4 +1,5 @@
-"""ssl_robot.rewards.functions: each reward against hand-computed values, demo alignment, episode state and bad input."""
+"""ssl_robot.rewards.functions: each reward against hand-computed values, demo alignment, episode state and bad
+input."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from ssl_robot.rewards.functions import (DemoTrajectory, Grasp2VecReward, ImitationReward, LatentGoalReward, grasp2vec_reward,
-                               latent_distance_reward, tcn_reward)
+from ssl_robot.rewards.functions import (DemoTrajectory, Grasp2VecReward, ImitationReward, LatentGoalReward,
+                                         grasp2vec_reward, latent_distance_reward, tcn_reward)
 
 SECOND_NS = 1_000_000_000
 

@@ -104,7 +104,8 @@ def index_bag(path: Path, image_topics: Collection[str], *, ground_truth: bool =
                 else:
                     events[topic].append(event)
             except (ValueError, KeyError, TypeError) as err:
-                raise BagError(path, f'a {topic} message does not follow ssl_robot.topics: {problem_text(err)}') from err
+                raise BagError(path, f'a {topic} message does not follow ssl_robot.topics: '
+                                     f'{problem_text(err)}') from err
     finally:
         reader.close()
     index = BagIndex(path, available, {topic: StampIndex(np.frombuffer(logs, dtype=np.int64),

@@ -200,13 +200,13 @@ def make_dataset(method: str, bags: Sequence[str | Path], config: Any, split: st
                  recordings: Recordings | None = None) -> BatchStream:
     """A stream of batch dicts for method from the bags (see the module docstring for their contents).
 
-    config: a DataConfig (cameras, views, image_size, clip_frames, clip_stride, positive_window,
-    episodes_per_batch, val_fraction). split: 'train', 'val' (val_fraction of the episodes, the same on
-    every run) or 'all'. epochs: passes over the split; None: endless for 'train', one pass otherwise.
-    shuffle and drop_last (leave out a last, smaller batch) default to True for 'train' and False
-    otherwise; with shuffle False the windows and their samples come in time order. labels: add the evaluation labels. shard: (rank,
-    world size) of a distributed run, so that its processes read disjoint windows. recordings: an index
-    made earlier by index_recordings for the same method and labels, to skip the index pass.
+    config: a DataConfig (cameras, views, image_size, clip_frames, clip_stride, positive_window, episodes_per_batch,
+    val_fraction). split: 'train', 'val' (val_fraction of the episodes, the same on every run) or 'all'. epochs: passes
+    over the split; None: endless for 'train', one pass otherwise. shuffle and drop_last (leave out a last, smaller
+    batch) default to True for 'train' and False otherwise; with shuffle False the windows and their samples come in
+    time order. labels: add the evaluation labels. shard: (rank, world size) of a distributed run, so that its processes
+    read disjoint windows. recordings: an index made earlier by index_recordings for the same method and labels, to skip
+    the index pass.
     """
     if recordings is None:
         recordings = index_recordings(method, bags, config, labels=labels, options=options)
@@ -217,8 +217,8 @@ def make_dataset(method: str, bags: Sequence[str | Path], config: Any, split: st
     episodes = recordings.split_episodes(split, config.val_fraction)
     samples = method_samples(recordings, config, episodes, labels)
     if not samples.windows(options.window_samples):
-        raise BagError(recordings.bags, f'{method}: zero usable samples: '
-                                        f'{no_samples_reason(recordings, split, episodes, samples, config.val_fraction)}')
+        reason = no_samples_reason(recordings, split, episodes, samples, config.val_fraction)
+        raise BagError(recordings.bags, f'{method}: zero usable samples: {reason}')
     training = split == 'train'
     return BatchStream(recordings, samples, split, batch_size=batch_size, slots=config.episodes_per_batch,
                        image_size=config_value(config, 'image_size', method), seed=seed,
@@ -253,7 +253,8 @@ def episode_frames(recordings: Recordings, episode: int, *, image_size: int | No
             times = range(window.start, window.stop)
             images = reader.read_images({frames.ref(view, t) for t in times for view in views}, image_size)
             for t in times:
+                labels = None if frames.labels is None else dict(zip(LABEL_KEYS, map(bool, frames.labels[t])))
                 yield EpisodeFrame(t, int(frames.stamp_ns[t].max()), [images[frames.ref(view, t)] for view in views],
-                                   None if frames.labels is None else dict(zip(LABEL_KEYS, map(bool, frames.labels[t]))))
+                                   labels)
     finally:
         reader.close()

@@ -1,4 +1,5 @@
-"""Which reporters have gone quiet: the pure part of the diagnostics monitor (ssl_robot/nodes/diagnostics_monitor_node.py).
+"""Which reporters have gone quiet: the pure part of the diagnostics monitor
+(ssl_robot/nodes/diagnostics_monitor_node.py).
 
 Every ssl_robot node publishes a status on /diagnostics once a second. A node that dies, hangs or loses its
 connection simply stops; nothing in the graph says so. The tracker remembers when each status name was last

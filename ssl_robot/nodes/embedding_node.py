@@ -11,12 +11,12 @@ the set's stamp, so an embedding is matched to the frames it came from; header.f
 because it is a standard interface that carries both a header and a 2-D float array: std_msgs/Float32MultiArray
 has no header, and this single ament_python package cannot define a message of its own.
 
-The imitation demonstration is embedded here too, by the same model (ssl_robot.inference.demo_embedding): with demo_bag set,
-episode demo_episode of that bag, from demo_camera_topics (the bag's names of the cameras, in camera_topics order),
+The imitation demonstration is embedded here too, by the same model (ssl_robot.inference.demo_embedding): with demo_bag
+set, episode demo_episode of that bag, from demo_camera_topics (the bag's names of the cameras, in camera_topics order),
 at start and again whenever the checkpoint changes. It is published latched (reliable, transient local) on
 /embeddings/demo: sensor_msgs/Image 32FC1, T rows x (1 + D), per demo frame the seconds since the start of the demo's
-episode and the fused embedding (demo_trajectory.EmbeddedDemo.to_rows), stamped with the demo's first frame, the
-model id as frame_id. The reward node scores /embeddings against it without a model of its own. A demo that cannot be
+episode and the fused embedding (demo_trajectory.EmbeddedDemo.to_rows), stamped with the demo's first frame, the model
+id as frame_id. The reward node scores /embeddings against it without a model of its own. A demo that cannot be
 embedded when the node starts with its checkpoint loaded stops the node with one line (a configuration error); after a
 checkpoint change, the demo embedded before stays published and the failure is reported.
 

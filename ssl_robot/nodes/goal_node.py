@@ -1,8 +1,8 @@
 """goal_node: goals for goal-conditioned control in a CC-VAE's (or a β-VAE's) latent space, as in RIG and CC-RIG.
 
 An imagined goal is z ~ N(0, I) decoded into the image it stands for (ssl_robot.inference.goals.GoalSampler). The CC-VAE
-decodes it under the context s0 = the newest frame of the scene camera, so the goal shows the objects actually in
-front of the robot; the β-VAE (vae_method 'betavae', config/models.yaml) decodes it from the prior alone. A goal is drawn
+decodes it under the context s0 = the newest frame of the scene camera, so the goal shows the objects actually in front
+of the robot; the β-VAE (vae_method 'betavae', config/models.yaml) decodes it from the prior alone. A goal is drawn
 
 - on a /goal/sample request (std_srvs/Trigger), from the newest frame;
 - at the start of each episode (/sim/episode), from the episode's first frame: the first frame stamped at or after
@@ -12,8 +12,9 @@ With imagine_method set, a second model imagines the goal (e.g. the RL task came
 and the node's own model encodes the goal image as it encodes a scene goal: /goal/latent then stays in the latent space
 of /latent/scene, which a policy trained on the node's model (the reach policy: the task camera's β-VAE) understands.
 
-A scene goal is the newest frame itself, made the goal on a /goal/from_scene request (std_srvs/Trigger): its latent
-is the posterior mean e(g) = mu(g) (ssl_robot.inference.goals.scene_goal), encoded as the scene latents this node publishes, a CC-VAE under the context of the episode's first frame, so that the latent-goal reward is 0 when the scene
+A scene goal is the newest frame itself, made the goal on a /goal/from_scene request (std_srvs/Trigger): its latent is
+the posterior mean e(g) = mu(g) (ssl_robot.inference.goals.scene_goal), encoded as the scene latents this node
+publishes, a CC-VAE under the context of the episode's first frame, so that the latent-goal reward is 0 when the scene
 looks like that frame again. A controller (or a test) shows the robot the goal state and asks for it.
 
 Either service's response says why no goal was published (no model loaded yet, no camera frame yet).
@@ -25,15 +26,15 @@ frame of an imagined goal, the goal frame of a scene goal; a β-VAE imagined goa
 clock's before any frame) and the model id as frame_id.
 
 The latent of every scene frame goes out on /latent/scene (sensor_msgs/Image 32FC1, 1 x latent_dim, sensor-data QoS:
-best effort, keep last 5, as the camera it comes from), stamped with the frame, the model id as frame_id: e(s | s0)
-for the CC-VAE, s0 the episode's first frame, e(s) for the β-VAE (ssl_robot.inference.goals.scene_latent). The reward node
-scores it against /goal/latent, so this node is the one place that holds the VAE and the episode context. A frame
-that arrives before the model has loaded gets no latent (counted as scene_without_model).
+best effort, keep last 5, as the camera it comes from), stamped with the frame, the model id as frame_id: e(s | s0) for
+the CC-VAE, s0 the episode's first frame, e(s) for the β-VAE (ssl_robot.inference.goals.scene_latent). The reward node
+scores it against /goal/latent, so this node is the one place that holds the VAE and the episode context. A frame that
+arrives before the model has loaded gets no latent (counted as scene_without_model).
 
-Bad input never stops the node: an unusable image or stamp, an episode event that cannot be read (ssl_robot.events)
-and a checkpoint that is missing or unloadable are dropped or ignored, warned about (rate-limited per kind) and
-reported on /diagnostics (status 'ssl_robot/goal'), which runs on the wall clock so it goes on when /clock stops. The checkpoint is loaded at start if it can be, else as soon as it can be; a changed
-checkpoint file is loaded without a restart.
+Bad input never stops the node: an unusable image or stamp, an episode event that cannot be read (ssl_robot.events) and
+a checkpoint that is missing or unloadable are dropped or ignored, warned about (rate-limited per kind) and reported on
+/diagnostics (status 'ssl_robot/goal'), which runs on the wall clock so it goes on when /clock stops. The checkpoint is
+loaded at start if it can be, else as soon as it can be; a changed checkpoint file is loaded without a restart.
 """
 
 from __future__ import annotations

@@ -242,8 +242,8 @@ class Grasp2VecNode(Node):
         if not np.isfinite(embedding).all():  # a diverged checkpoint
             self._problems.report('bad_model_output', f'{model_id}: a non-finite goal object embedding; not published')
             return
-        self._goal_embedding_publisher.publish(array_to_image(embedding, '32FC1', ns_to_stamp(self._goal_image.stamp_ns),
-                                                              model_id))
+        stamp = ns_to_stamp(self._goal_image.stamp_ns)
+        self._goal_embedding_publisher.publish(array_to_image(embedding, '32FC1', stamp, model_id))
         self._goal_embedded_by = model_id
 
     def _on_object_from_grasp(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:

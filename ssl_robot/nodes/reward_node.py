@@ -105,12 +105,13 @@ class RewardNode(Node):
         if IMITATION in self.params.kinds:
             self._start_imitation(scales[IMITATION])
         if LATENT_GOAL in self.params.kinds:
-            latent_goal = GoalKind(LATENT_GOAL, 'latent_goal', LatentGoalReward(scales[LATENT_GOAL]), topics.GOAL_LATENT,
-                                   lambda reward: -reward / scales[LATENT_GOAL])
+            latent_goal = GoalKind(LATENT_GOAL, 'latent_goal', LatentGoalReward(scales[LATENT_GOAL]),
+                                   topics.GOAL_LATENT, lambda reward: -reward / scales[LATENT_GOAL])
             self._start_goal_kind(latent_goal, topics.SCENE_LATENT, SENSOR_QOS)
         if GRASP2VEC in self.params.kinds:
-            grasp2vec = GoalKind(GRASP2VEC, 'grasp2vec_goal', Grasp2VecReward(scales[GRASP2VEC], self.params.grasp2vec_normalize),
-                                 topics.GOAL_OBJECT_EMBEDDING, lambda reward: reward / scales[GRASP2VEC])
+            grasp2vec_reward = Grasp2VecReward(scales[GRASP2VEC], self.params.grasp2vec_normalize)
+            grasp2vec = GoalKind(GRASP2VEC, 'grasp2vec_goal', grasp2vec_reward, topics.GOAL_OBJECT_EMBEDDING,
+                                 lambda reward: reward / scales[GRASP2VEC])
             self._start_goal_kind(grasp2vec, topics.GRASP2VEC_OBJECT_EMBEDDING, RELIABLE_QOS)
         self._inputs = InputMonitor(self._input_topics)
         wall_timer(self, DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
@@ -253,7 +254,8 @@ class RewardNode(Node):
             return
         goal_kind.reward.set_goal(goal)
         goal_kind.goal_model_id = message.header.frame_id
-        goal_kind.goal_from = f'{message.header.frame_id or "an unnamed model"} at {stamp_to_ns(message.header.stamp)} ns'
+        model = message.header.frame_id or 'an unnamed model'
+        goal_kind.goal_from = f'{model} at {stamp_to_ns(message.header.stamp)} ns'
 
     def _on_scored_input(self, goal_kind: GoalKind, topic: str, message: Image) -> None:
         decoded = self._floats(topic, message)

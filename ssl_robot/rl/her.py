@@ -1,7 +1,7 @@
 """RIG's relabelling in stable-baselines3's HER replay buffer.
 
-Every sampled batch gets its goals from three sources, in the exact shares of ssl_robot.rewards.relabel.assign_goal_sources
-(RIG's defaults: 0.1 original, 0.5 prior, 0.4 future):
+Every sampled batch gets its goals from three sources, in the exact shares of
+ssl_robot.rewards.relabel.assign_goal_sources (RIG's defaults: 0.1 original, 0.5 prior, 0.4 future):
 
   original  the goal the rollout was collected for
   prior     a goal imagined from the env's prior (the VAE prior N(0, I); uniform goal states in state mode)
@@ -9,8 +9,8 @@ Every sampled batch gets its goals from three sources, in the exact shares of ss
             found through SB3's own episode bookkeeping (ep_start, ep_length)
 
 and every row's reward is recomputed by the env's observer, the one reward implementation
-(ssl_robot.rewards.functions.latent_distance_reward). The observer is built in the learner's process from the EnvConfig, so
-relabelling costs no round trip to the env processes.
+(ssl_robot.rewards.functions.latent_distance_reward). The observer is built in the learner's process from the EnvConfig,
+so relabelling costs no round trip to the env processes.
 """
 
 from __future__ import annotations

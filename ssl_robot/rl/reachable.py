@@ -25,7 +25,8 @@ class LatentAtlas:
 
     def __init__(self, config: EnvConfig = EnvConfig(task='reach', mode='latent')) -> None:
         if config.task != 'reach' or config.mode != 'latent':
-            raise ValueError(f'the atlas poses the hand of the reach task in latent mode, got {config.task}/{config.mode}')
+            raise ValueError(f'the atlas poses the hand of the reach task in latent mode, '
+                             f'got {config.task}/{config.mode}')
         self.env = TrayGoalEnv(config)
         self.env.reset(seed=0)
         self.low, self.high = workspace_bounds()

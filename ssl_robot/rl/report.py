@@ -202,8 +202,8 @@ def write_faithfulness_report(out_dir: Path, task: str, columns: Mapping[str, tu
     if steepness:
         scenes = len(next(iter(step_ratios.values())))
         body[1:1] = ['', f'Steepness: over {scenes} random scenes, how far the reward moves when the puck moves '
-                     f'{STEP_M * 100:g} cm, over how far when the hand makes the same move (the oracle: 1); median, bootstrap 95 % CI '
-                     f'over scenes.']
+                     f'{STEP_M * 100:g} cm, over how far when the hand makes the same move (the oracle: 1); median, '
+                     f'bootstrap 95 % CI over scenes.']
         header.append('puck / hand step [95 % CI]')
         for row, label in zip(rows, columns):
             summary = steepness[label]

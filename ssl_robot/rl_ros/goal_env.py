@@ -169,7 +169,8 @@ class RosGoalEnv(gymnasium.Env):
 
     def _request_goal(self, service: str, after_ns: int) -> StampedLatent:
         """Ask the goal node for a goal drawn from (or made of) a frame stamped at or after after_ns, and wait for it
-        on /goal/latent. The goal node also draws a goal of its own at each episode start: the stamp tells them apart."""
+        on /goal/latent. The goal node also draws a goal of its own at each episode start: the stamp tells them
+        apart."""
         graph = self.graph
         # The goal node has seen such a frame once its scene latent is here.
         self._await(lambda: graph.latents.stamps_from(after_ns) or None,

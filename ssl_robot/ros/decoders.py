@@ -1,8 +1,8 @@
 """Decoders of the messages the learning nodes and RosGoalEnv take from outside: camera images, float arrays
-(embeddings), goal latents, rewards. Pure (no rclpy node): each returns a valid value or raises convert.MessageError
-(a ValueError) whose `kind` names the problem for /diagnostics (bad_image, bad_stamp, ...), never anything else, so
-a node reports one exception type and keeps running. Stamps are checked by convert.stamp_to_ns: a stamp a node could not publish again is refused
-here, where the message comes in, not where an output would carry it.
+(embeddings), goal latents, rewards. Pure (no rclpy node): each returns a valid value or raises convert.MessageError (a
+ValueError) whose `kind` names the problem for /diagnostics (bad_image, bad_stamp, ...), never anything else, so a node
+reports one exception type and keeps running. Stamps are checked by convert.stamp_to_ns: a stamp a node could not
+publish again is refused here, where the message comes in, not where an output would carry it.
 """
 
 from __future__ import annotations
