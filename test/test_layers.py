@@ -1,6 +1,7 @@
 """The folders are the layers: imports point one way (nodes -> core; train/eval -> data -> models), the pure core
 imports no rclpy, so everything important runs and is tested without a ROS graph, and no module grows past 400 lines.
-Imports are read from the source (ast), so a lazy import inside a function counts too."""
+Imports are read from the source (ast), so a lazy import inside a function counts too. Every Python file of the
+repository stays within 120 columns."""
 
 from __future__ import annotations
 
@@ -83,3 +84,19 @@ def test_no_module_is_over_400_lines(path):
     """A module over this mixes concerns (issue 10): split it by concern rather than raise the limit."""
     lines = len(path.read_text().splitlines())
     assert lines <= MAX_LINES, f'{path.relative_to(PACKAGE)} has {lines} lines (limit {MAX_LINES})'
+
+
+MAX_COLUMNS = 120
+REPOSITORY = PACKAGE.parent
+
+
+def python_files() -> list[Path]:
+    return sorted(path for folder in ('ssl_robot', 'test', 'bench') for path in
+                  (REPOSITORY / folder).rglob('*.py')) + [REPOSITORY / 'setup.py']
+
+
+def test_no_python_line_is_over_120_columns():
+    """Module renames lengthen lines silently; one check keeps every file readable side by side."""
+    long_lines = [f'{path.relative_to(REPOSITORY)}:{number} ({len(line)})' for path in python_files()
+                  for number, line in enumerate(path.read_text().splitlines(), 1) if len(line) > MAX_COLUMNS]
+    assert not long_lines, f'lines over {MAX_COLUMNS} columns: {long_lines}'
