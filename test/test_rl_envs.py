@@ -78,21 +78,26 @@ def test_the_goal_image_shows_the_goal_state_and_the_scene_is_put_back():
         env.close()
 
 
-@pytest.mark.parametrize('task, min_puck_px', [('reach', None), ('push', 6.0)])
-def test_each_task_camera_sees_its_whole_workspace_and_the_push_camera_shows_the_puck_large(task, min_puck_px):
-    config = EnvConfig(task=task)
-    assert config.camera_rig == {'reach': 'task', 'push': 'task_push'}[task]
-    assert EnvConfig(task=task, rig='default').camera_rig == 'default'
-    camera = load_sim_config(rig=config.camera_rig).cameras[0]
-    corners = np.array(WORKSPACE_CENTER_XY) + WORKSPACE_HALF_EXTENT_M * np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]])
-    for x, y in corners:
+def test_each_task_has_its_own_camera_rig_unless_told_another():
+    assert [EnvConfig(task=task).camera_rig for task in ('reach', 'push')] == ['task', 'task_push']
+    assert EnvConfig(task='push', rig='task_push_oblique').camera_rig == 'task_push_oblique'
+
+
+@pytest.mark.parametrize('task, rig, min_puck_px', [('reach', 'task', None), ('push', 'task_push', 6.0),
+                                                    ('push', 'task_push_oblique', 5.0)])
+def test_each_task_camera_sees_its_whole_workspace_and_the_push_cameras_show_the_puck_large(task, rig, min_puck_px):
+    camera = load_sim_config(rig=rig).cameras[0]
+    corners = np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]])
+    for x, y in np.array(WORKSPACE_CENTER_XY) + WORKSPACE_HALF_EXTENT_M * corners:
         u, v = project_to_pixel(camera, (x, y, HAND_HEIGHT_M[task]))
         assert 0 <= u < camera.width and 0 <= v < camera.height, (task, x, y, u, v)
     if min_puck_px is not None:
-        # A 6 cm puck at its farthest start from the centre: a beta-VAE of 4 px pucks encoded only the hand.
-        x, y = np.array(WORKSPACE_CENTER_XY) + PUCK_HALF_EXTENT_M
-        across = project_to_pixel(camera, (x + 0.03, y, 0.03)) - project_to_pixel(camera, (x - 0.03, y, 0.03))
-        assert np.linalg.norm(across) >= min_puck_px
+        # A 6 cm puck at every corner of its start square, across and along the view (the oblique camera
+        # foreshortens it along): a beta-VAE of 4 px pucks encoded only the hand.
+        for x, y in np.array(WORKSPACE_CENTER_XY) + PUCK_HALF_EXTENT_M * corners:
+            for dx, dy in ((0.03, 0), (0, 0.03)):
+                ends = [project_to_pixel(camera, (x + sign * dx, y + sign * dy, 0.03)) for sign in (1, -1)]
+                assert np.linalg.norm(ends[0] - ends[1]) >= min_puck_px, (rig, x, y, dx, dy)
 
 
 def test_pushing_into_the_puck_moves_it():

@@ -241,6 +241,15 @@ def test_the_oracles_step_ratio_is_its_puck_weight(puck_weight):
     np.testing.assert_allclose(ratios, puck_weight, rtol=0.1)
 
 
+@pytest.mark.parametrize('rig, pixels_follow', [('task_push_oblique', 'the puck'), ('task_push', 'the hand')])
+def test_only_the_oblique_push_camera_shows_a_puck_move_as_much_as_a_hand_move(rig, pixels_follow):
+    """From above (task_push) the arm covers half the image and a hand move changes several times the pixels of a
+    puck move; from the tray's far side (task_push_oblique) it does not."""
+    column = RewardColumn('pixel', EnvConfig(task='push', mode='pixel', goal_source='state', rig=rig))
+    median = float(np.nanmedian(step_ratios(column, *draw_step_scenes(12, seed=3), seed=EVAL_SEED)))
+    assert (median >= 1.0) if pixels_follow == 'the puck' else (median <= 0.5), median
+
+
 def test_the_faithfulness_report_gives_the_step_ratios_when_it_has_them(tmp_path):
     rhos = {'a': np.array([0.5, 0.9]), 'b': np.array([0.1, 0.2])}
     columns = {label: (rho, rho_summary(rho)) for label, rho in rhos.items()}
