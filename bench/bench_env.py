@@ -51,7 +51,7 @@ def raw_and_env_rates(config: EnvConfig, seconds: float) -> tuple[float, float, 
     try:
         env.reset(seed=0)
         world, camera = env.world, env.camera
-        renders = env.observer.needs_image
+        renders = env.needs_image
         rng = np.random.default_rng(0)
 
         def raw_step() -> None:

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from ssl_robot.models.checkpoint import CheckpointError
+from ssl_robot.rl.config import RLConfig
+from ssl_robot.rl.policy import GoalPolicy
 from ssl_robot.rl.policy_runner import Command, PolicyFile, PolicyRunner, SafetyLimits, Skip
+from ssl_robot.rl.tasks import EnvConfig
 
 MODEL = 'betavae:rl_reach_vae.safetensors:step5000:abc'
 MS = 1_000_000
@@ -162,3 +165,11 @@ def test_the_shipped_policy_loads_with_its_vae_model_id_and_a_broken_file_keeps_
     with pytest.raises(CheckpointError):
         loaded.reload_if_changed()
     assert loaded.policy is old
+
+
+@pytest.mark.parametrize('env, refused', [(EnvConfig(task='reach', mode='state'), 'state-mode'),
+                                          (EnvConfig(task='reach', mode='latent', policy_observation='state'),
+                                           'observes state')])
+def test_policies_that_do_not_act_on_latents_alone_are_refused(env, refused):
+    with pytest.raises(ValueError, match=refused):
+        PolicyFile.vae_model_id(GoalPolicy(RLConfig(env=env), env_steps=0, network=None))

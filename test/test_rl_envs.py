@@ -134,6 +134,36 @@ def test_the_oracles_puck_weight_scales_the_puck_in_observations_goals_and_rewar
         env.close()
 
 
+def test_a_policy_observing_the_state_sees_true_positions_while_goals_and_reward_stay_latent():
+    config = EnvConfig(task='push', mode='latent', goal_source='state', policy_observation='state')
+    env, latent_env = TrayGoalEnv(config), TrayGoalEnv(EnvConfig(task='push', mode='latent', goal_source='state'))
+    try:
+        goal = GoalState((0.55, 0.05), (0.65, -0.05))
+        obs, info = env.reset(seed=7, options={'goal_state': goal})
+        latent_obs, _ = latent_env.reset(seed=7, options={'goal_state': goal})
+        assert obs['observation'].shape == (4,) and obs['achieved_goal'].shape == (env.observer.dim,)
+        assert env.observation_space['observation'].shape == (4,)
+        assert env.observation_space['desired_goal'].shape == (env.observer.dim,)
+        np.testing.assert_allclose(obs['desired_goal'], latent_obs['desired_goal'], atol=1e-5)
+        for _ in range(3):
+            action = np.array([0.5, -1.0], np.float32)
+            obs, reward, _, _, info = env.step(action)
+            latent_obs, latent_reward, *_ = latent_env.step(action)
+            np.testing.assert_allclose(obs['observation'], state_vector('push', info['hand_xy'], info['object_xy']),
+                                       atol=1e-6)
+            np.testing.assert_allclose(obs['achieved_goal'], latent_obs['achieved_goal'], atol=1e-5)
+            assert reward == pytest.approx(latent_reward, abs=1e-5)
+            assert reward == pytest.approx(float(env.compute_reward(obs['achieved_goal'], obs['desired_goal'], info)))
+    finally:
+        env.close()
+        latent_env.close()
+
+
+def test_the_state_mode_cannot_observe_the_state_instead_of_itself():
+    with pytest.raises(ValueError, match='policy_observation'):
+        EnvConfig(task='push', mode='state', policy_observation='state')
+
+
 @pytest.mark.parametrize('task, mode, weight', [('push', 'state', 0.0), ('push', 'latent', 0.3),
                                                 ('reach', 'state', 0.3)])
 def test_a_puck_weight_is_refused_where_it_would_mean_nothing(task, mode, weight):

@@ -16,8 +16,8 @@ import pytest
 from gymnasium import spaces
 
 from ssl_robot.rl.evaluation import (EVAL_SEED, RANDOM_COLUMN, EpisodeRecord, EvalResult, RunEvaluation,
-                                     add_eval_arguments, bootstrap_interval, evaluate_policy, pooled_summary,
-                                     random_policy, relabel_label, run_eval, wilson_interval)
+                                     add_eval_arguments, bootstrap_interval, column_label, evaluate_policy,
+                                     pooled_summary, random_policy, relabel_label, run_eval, wilson_interval)
 from ssl_robot import cli
 from ssl_robot.rl.observers import default_vae_checkpoint
 from ssl_robot.rl.report import write_eval_report, write_faithfulness_report
@@ -148,6 +148,18 @@ def test_eval_report_from_fake_runs(tmp_path):
     assert '| oracle (state), relabel future + prior | 3 | 3 | 0.020 [' in markdown
     assert '![curves](curves.png)' in markdown
     assert (tmp_path / 'report' / 'curves.png').read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_a_policy_observing_another_mode_has_its_own_column_right_after_its_goals_column(tmp_path):
+    push = {'task': 'push', 'mode': 'latent', 'vae_checkpoint': str(default_vae_checkpoint('push'))}
+    assert column_label(EnvConfig(**push)) == 'RIG (beta-VAE latent)'
+    hybrid = column_label(EnvConfig(**push, policy_observation='state'))
+    assert hybrid == 'RIG (beta-VAE latent), observing state'
+    evaluations = [fake_evaluation(column, 0, [0.05, 0.1]) for column in
+                   (RANDOM_COLUMN, hybrid, 'pixel-MSE', 'RIG (beta-VAE latent)', 'oracle (state)')]
+    report = json.loads(write_eval_report(tmp_path, evaluations, eval_seed=EVAL_SEED).json.read_text())
+    assert [column['column'] for column in report['columns']] == [
+        'oracle (state)', 'pixel-MSE', 'RIG (beta-VAE latent)', hybrid, RANDOM_COLUMN]
 
 
 def test_rl_eval_command_on_stand_in_policies(tmp_path, monkeypatch, capsys):

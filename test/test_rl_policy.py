@@ -60,6 +60,26 @@ def test_stochastic_actions_vary_and_stay_in_bounds(saved):
     assert np.abs(actions).max() <= 1 and actions.std(axis=0).min() > 0
 
 
+def test_a_policy_observing_the_state_in_latent_mode_saves_and_loads_with_its_own_observation_space(tmp_path):
+    config = RLConfig(env=EnvConfig(task='reach', mode='latent', policy_observation='state'), n_envs=1,
+                      vec_env='dummy', learning_starts=50, net_arch=(32, 32))
+    env = make_vec_env(config)
+    try:
+        model = make_learner(config, env, make_observer(config.env), tmp_path / 'run', seed=3)
+        model.learn(60)
+        policy = load_policy(save_policy(tmp_path / 'policy.safetensors', model, config, env_steps=60))
+        latent_dim = make_observer(config.env).dim
+        assert policy.network.observation_space['observation'].shape == (2,)
+        assert policy.network.observation_space['desired_goal'].shape == (latent_dim,)
+        rng = np.random.default_rng(0)
+        obs = {'observation': rng.uniform(-0.15, 0.15, 2).astype(np.float32),
+               'achieved_goal': rng.standard_normal(latent_dim).astype(np.float32),
+               'desired_goal': rng.standard_normal(latent_dim).astype(np.float32)}
+        np.testing.assert_allclose(policy.act(obs), model.predict(obs, deterministic=True)[0], atol=1e-6)
+    finally:
+        env.close()
+
+
 def test_pickled_policies_are_refused(learner, tmp_path):
     sb3_zip, torch_pt = tmp_path / 'model.zip', tmp_path / 'actor.pt'
     learner.save(sb3_zip)

@@ -19,7 +19,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from ssl_robot.rl.observers import Observer, make_observer
+from ssl_robot.rl.observers import Observer, make_observer, make_policy_observer, observation_space
 from ssl_robot.rl.tasks import (HAND_HEIGHT_M, PUCK_HALF_EXTENT_M, PUSH_OBJECT_SET, EnvConfig, GoalState,
                                 action_target, hand_start_away_from, sample_goal_state, state_vector, task_distance,
                                 true_distances, uniform_xy)
@@ -47,6 +47,8 @@ class TrayGoalEnv(gymnasium.Env):
         self.config = config
         self.render_mode = render_mode
         self.observer: Observer = observer if observer is not None else make_observer(config)
+        self.policy_observer = make_policy_observer(config, self.observer)
+        self.needs_image = self.observer.needs_image or self.policy_observer.needs_image
         push = config.task == 'push'
         self.sim_config = load_sim_config(rig=config.camera_rig, object_set=PUSH_OBJECT_SET if push else None,
                                           num_objects=1 if push else 0,
@@ -63,8 +65,7 @@ class TrayGoalEnv(gymnasium.Env):
         self.hand_z = self.sim_config.tray_floor_z + HAND_HEIGHT_M[config.task]
         self.hand_orientation = np.array(self.sim_config.home.orientation_xyzw())
 
-        box = spaces.Box(-self.observer.bound, self.observer.bound, (self.observer.dim,), np.float32)
-        self.observation_space = spaces.Dict({'observation': box, 'achieved_goal': box, 'desired_goal': box})
+        self.observation_space = observation_space(self.observer, self.policy_observer)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.goal_state: GoalState | None = None
         self.desired_goal = np.zeros(self.observer.dim, np.float32)
@@ -102,15 +103,24 @@ class TrayGoalEnv(gymnasium.Env):
         self._puck_now = self.world.object_center(0)[:2] if self.config.task == 'push' else None
 
     def _render(self) -> None:
-        self._image = self.camera.render(self.world.segmentation_lut).rgb if self.observer.needs_image else None
+        self._image = self.camera.render(self.world.segmentation_lut).rgb if self.needs_image else None
 
-    def _encode(self) -> np.ndarray:
+    def _encode(self) -> tuple[np.ndarray, np.ndarray]:
+        """(achieved goal, policy observation) of the scene as last rendered."""
         state = state_vector(self.config.task, self.hand_xy(), self.object_xy())
-        return self.observer.encode(self._image, state)
+        achieved = self.observer.encode(self._image, state)
+        if self.policy_observer is self.observer:
+            return achieved, achieved
+        return achieved, self.policy_observer.encode(self._image, state)
 
-    def _observe(self) -> np.ndarray:
+    def _observe(self) -> tuple[np.ndarray, np.ndarray]:
         self._render()
         return self._encode()
+
+    def _start_episode(self) -> None:
+        self.observer.start_episode(self._image)
+        if self.policy_observer is not self.observer:
+            self.policy_observer.start_episode(self._image)
 
     # -------------------------------------------------------------------------------------------------- API
 
@@ -128,7 +138,7 @@ class TrayGoalEnv(gymnasium.Env):
         # The start scene first: a CC-VAE encodes the goal under the episode's first image.
         self._teleport(start_hand, puck)
         self._render()
-        self.observer.start_episode(self._image)
+        self._start_episode()
         first = self._encode()
         self.goal_state = goal_state
         if goal_state is None:
@@ -138,7 +148,7 @@ class TrayGoalEnv(gymnasium.Env):
             if self.observer.needs_image:
                 first = self._observe()
         self.steps = 0
-        return self._observation(first), self._info()
+        return self._observation(*first), self._info()
 
     def _render_goal(self, goal: GoalState, start_hand: np.ndarray, start_puck: np.ndarray | None) -> np.ndarray:
         """The goal vector of a true goal state: the scene is posed as the goal, observed, and put back. The
@@ -150,7 +160,7 @@ class TrayGoalEnv(gymnasium.Env):
             puck = None if goal.object_xy is None else np.array(goal.object_xy)
             return self.observer.encode(None, state_vector(self.config.task, np.array(goal.hand_xy), puck))
         self._teleport(np.array(goal.hand_xy), None if goal.object_xy is None else np.array(goal.object_xy))
-        desired = self._observe()
+        desired, _ = self._observe()
         self._teleport(start_hand, start_puck)
         return desired
 
@@ -159,10 +169,10 @@ class TrayGoalEnv(gymnasium.Env):
         self.world.arm.set_goal((float(target[0]), float(target[1]), self.hand_z), self.hand_orientation)
         self._run_ticks(self.ticks_per_step)
         self.steps += 1
-        achieved = self._observe()
+        achieved, observed = self._observe()
         reward = float(self.observer.reward(achieved, self.desired_goal))
         truncated = self.steps >= self.config.episode_steps
-        return self._observation(achieved), reward, False, truncated, self._info()
+        return self._observation(achieved, observed), reward, False, truncated, self._info()
 
     def pose_scene(self, hand_xy: np.ndarray, object_xy: np.ndarray | None = None) -> dict[str, Any]:
         """Put the hand (and, for push, the puck) at these positions, at rest, without stepping the episode: a
@@ -176,7 +186,7 @@ class TrayGoalEnv(gymnasium.Env):
 
     def observe(self) -> np.ndarray:
         """The observer's vector of the scene as it is now (the achieved goal it would score)."""
-        return self._observe()
+        return self._observe()[0]
 
     def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
         """Vectorised reward, as HER relabelling calls it: (N, dim) rows -> (N,), or one pair -> a float."""
@@ -196,8 +206,8 @@ class TrayGoalEnv(gymnasium.Env):
 
     # ------------------------------------------------------------------------------------------------ helpers
 
-    def _observation(self, achieved: np.ndarray) -> dict[str, np.ndarray]:
-        return {'observation': achieved.copy(), 'achieved_goal': achieved.copy(),
+    def _observation(self, achieved: np.ndarray, observed: np.ndarray) -> dict[str, np.ndarray]:
+        return {'observation': observed.copy(), 'achieved_goal': achieved.copy(),
                 'desired_goal': self.desired_goal.copy()}
 
     def _info(self) -> dict[str, Any]:

@@ -49,6 +49,8 @@ RANDOM_COLUMN = 'random policy'
 COLUMN_LABELS = {'state': 'oracle (state)', 'pixel': 'pixel-MSE', 'betavae': 'RIG (beta-VAE latent)',
                  'ccvae': 'CC-RIG (CC-VAE latent)'}
 """Column of a run by its mode, and in latent mode by its VAE method; in report order, the random policy last."""
+OBSERVING = ', observing '
+"""Joins a column and the mode its policy observes, when that is not the goals' mode."""
 POLICY_FILE, CURVE_FILE = 'policy.safetensors', 'curve.json'
 
 Act = Callable[[dict[str, np.ndarray]], np.ndarray]
@@ -196,10 +198,15 @@ def random_policy(action_space: spaces.Box, seed: int) -> Act:
 # --- runs and columns ----------------------------------------------------------------------------------------
 
 def column_label(env_config: EnvConfig) -> str:
-    """The report column of a policy trained in env_config: its mode, and in latent mode its VAE's method."""
+    """The report column of a policy trained in env_config: its mode, in latent mode its VAE's method, and what the
+    policy observes when that is not its goals (EnvConfig.policy_observation)."""
     if env_config.mode != 'latent':
-        return COLUMN_LABELS[env_config.mode]
-    return COLUMN_LABELS[read_checkpoint_header(vae_checkpoint_path(env_config)).method]
+        column = COLUMN_LABELS[env_config.mode]
+    else:
+        column = COLUMN_LABELS[read_checkpoint_header(vae_checkpoint_path(env_config)).method]
+    if env_config.observation_mode != env_config.mode:
+        column += f'{OBSERVING}{env_config.observation_mode}'
+    return column
 
 
 def relabel_label(prior_fraction: float, future_fraction: float) -> str:

@@ -1,9 +1,9 @@
 """How a TrayGoalEnv turns what the sim shows into observations and goals, one class per mode.
 
 Each observer maps a true state (state mode) or a task camera image (latent, pixel) to a vector, the policy's
-observation and the achieved goal alike, and scores achieved against desired goals with the one reward function
-the reward node uses too: ssl_robot.rewards.functions.latent_distance_reward, -scale * |a - d|.
-"""
+observation and the achieved goal alike (unless EnvConfig.policy_observation gives the policy the true state), and
+scores achieved against desired goals with the one reward function the reward node uses too:
+ssl_robot.rewards.functions.latent_distance_reward, -scale * |a - d|."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from gymnasium import spaces
 
 from ssl_robot.images import model_input, resize_rgb
 from ssl_robot.inference.model_holder import CHECKPOINTS_DIR
@@ -20,7 +21,6 @@ from ssl_robot.models.registry import VAE_FAMILY, method_spec, methods_of
 from ssl_robot.models.vae import CCVAE
 from ssl_robot.rewards.functions import latent_distance_reward
 from ssl_robot.rl.tasks import WORKSPACE_HALF_EXTENT_M, EnvConfig, state_dim
-
 
 
 class Observer(ABC):
@@ -142,11 +142,28 @@ def vae_checkpoint_path(config: EnvConfig) -> Path:
     return Path(config.vae_checkpoint) if config.vae_checkpoint else default_vae_checkpoint(config.task)
 
 
-def make_observer(config: EnvConfig) -> Observer:
-    """The observer of config.mode, built without the sim (so the learner's process can score relabelled goals);
-    latent mode loads its VAE."""
-    if config.mode == 'state':
+def make_observer(config: EnvConfig, mode: str | None = None) -> Observer:
+    """The observer of mode (default: config.mode), built without the sim (so the learner's process can score
+    relabelled goals); latent mode loads its VAE."""
+    mode = mode or config.mode
+    if mode == 'state':
         return StateObserver(config)
-    if config.mode == 'pixel':
+    if mode == 'pixel':
         return PixelObserver(config)
     return LatentObserver(config, load_task_vae(vae_checkpoint_path(config), config.image_size))
+
+
+def make_policy_observer(config: EnvConfig, goal_observer: Observer) -> Observer:
+    """The observer of the policy's observation vector: goal_observer itself, or another mode's
+    (EnvConfig.policy_observation)."""
+    if config.observation_mode == config.mode:
+        return goal_observer
+    return make_observer(config, config.observation_mode)
+
+
+def observation_space(goal_observer: Observer, policy_observer: Observer) -> spaces.Dict:
+    """A TrayGoalEnv's observation space: the policy's observation, the achieved goal and the desired goal."""
+    def box(observer: Observer) -> spaces.Box:
+        return spaces.Box(-observer.bound, observer.bound, (observer.dim,), np.float32)
+    return spaces.Dict({'observation': box(policy_observer), 'achieved_goal': box(goal_observer),
+                        'desired_goal': box(goal_observer)})

@@ -28,7 +28,7 @@ from stable_baselines3.common.policies import BasePolicy
 from ssl_robot.atomic import write_atomic
 from ssl_robot.models.checkpoint import CheckpointError, load_tensors, read_metadata, tensor_problems
 from ssl_robot.rl.config import RLConfig, config_from_plain
-from ssl_robot.rl.observers import make_observer
+from ssl_robot.rl.observers import make_observer, make_policy_observer, observation_space
 from ssl_robot.typed_config import to_plain
 
 FORMAT = 'ssl_robot.policy/1'
@@ -37,9 +37,8 @@ ALGORITHMS: dict[str, type[OffPolicyAlgorithm]] = {'sac': SAC, 'td3': TD3}
 
 def env_spaces(config: RLConfig) -> tuple[spaces.Dict, spaces.Box]:
     """(observation space, action space) of the env of config.env, as TrayGoalEnv declares them."""
-    observer = make_observer(config.env)
-    box = spaces.Box(-observer.bound, observer.bound, (observer.dim,), np.float32)
-    return (spaces.Dict({'observation': box, 'achieved_goal': box, 'desired_goal': box}),
+    goal_observer = make_observer(config.env)
+    return (observation_space(goal_observer, make_policy_observer(config.env, goal_observer)),
             spaces.Box(-1.0, 1.0, (2,), np.float32))
 
 

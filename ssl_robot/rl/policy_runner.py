@@ -232,6 +232,9 @@ class PolicyFile:
         """The model id of the VAE whose latents the policy was trained on, as the goal node names them."""
         if policy.config.env.mode != 'latent':
             raise ValueError(f'policy_node runs latent-mode policies; this one is {policy.config.env.mode}-mode')
+        if policy.config.env.observation_mode != 'latent':
+            raise ValueError(f'policy_node observes latents; this policy observes {policy.config.env.observation_mode} '
+                             f'(env.policy_observation)')
         return checkpoint_model_id(vae_checkpoint_path(policy.config.env))
 
     def _stat(self) -> tuple[int, ...]:

@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ssl_robot.atomic import write_atomic
-from ssl_robot.rl.evaluation import COLUMN_LABELS, RANDOM_COLUMN, RunEvaluation, pooled_summary
+from ssl_robot.rl.evaluation import COLUMN_LABELS, OBSERVING, RANDOM_COLUMN, RunEvaluation, pooled_summary
 from ssl_robot.rl.reward_faithfulness import FAITHFUL_RHO, STEP_M, step_summary
 from ssl_robot.train.report import ReportFiles, curves_figure, new_figure, save_figure
 from ssl_robot.train.run_dir import code_version, version_label
@@ -93,8 +93,14 @@ def _groups(evaluations: Sequence[RunEvaluation]) -> dict[tuple[str, str], list[
     groups: dict[tuple[str, str], list[RunEvaluation]] = {}
     for evaluation in evaluations:
         groups.setdefault((evaluation.column, evaluation.relabel), []).append(evaluation)
-    return dict(sorted(groups.items(), key=lambda item: (COLUMN_ORDER.index(item[0][0]),
+    return dict(sorted(groups.items(), key=lambda item: (*_column_rank(item[0][0]),
                                                          (('',) + RELABEL_ORDER).index(item[0][1]))))
+
+
+def _column_rank(column: str) -> tuple[int, str]:
+    """Where a column sits: by its goals' column, a policy that observes another mode right after it."""
+    base, _, observed = column.partition(OBSERVING)
+    return COLUMN_ORDER.index(base), observed
 
 
 def _name(column: str, relabel: str, relabels_differ: bool) -> str:

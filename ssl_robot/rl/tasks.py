@@ -47,6 +47,11 @@ class EnvConfig:
     posterior mean of the task camera image, reward -|z - z_g| (RIG with a beta-VAE, CC-RIG with a CC-VAE
     conditioned on the episode's first frame); pixel: the downsampled image, reward minus the RMS pixel error to
     the goal image (a baseline)."""
+    policy_observation: Literal['goal', 'state'] = 'goal'
+    """What the policy observes of the scene besides its goal. goal: the achieved goal, mode's vector (as RIG, and
+    every shipped config). state: the true positions (the oracle's vector) instead, while goals and reward stay
+    mode's; the policy network takes the achieved goal too (SB3 feeds it every key). A diagnostic for latent and
+    pixel modes: can their goals and reward teach the task to a policy that knows exactly where things are?"""
     goal_source: Literal['prior', 'state'] = 'prior'
     """Where each episode's goal comes from. prior: imagined, as RIG trains: the VAE prior N(0, I) in latent mode,
     a uniformly drawn goal state in state mode (pixel mode has no prior). state: a true goal state drawn at random,
@@ -76,6 +81,11 @@ class EnvConfig:
     pushing."""
 
     @property
+    def observation_mode(self) -> str:
+        """The mode of the policy's observation vector: mode unless policy_observation names another."""
+        return self.mode if self.policy_observation == 'goal' else self.policy_observation
+
+    @property
     def camera_rig(self) -> str:
         """The rig the env renders: rig, or the task's own."""
         return self.rig or TASK_RIGS[self.task]
@@ -95,6 +105,9 @@ class EnvConfig:
         if self.state_puck_weight != 1 and (self.task, self.mode) != ('push', 'state'):
             raise ValueError(f'EnvConfig.state_puck_weight ({self.state_puck_weight}) weighs the oracle\'s puck: '
                              f'it needs task push and mode state, not {self.task} and {self.mode}')
+        if self.policy_observation == 'state' and self.mode == 'state':
+            raise ValueError("EnvConfig.policy_observation 'state' replaces a latent or pixel observation by the "
+                             "true state; state mode observes it already: set policy_observation: goal")
         if self.pixel_size > self.image_size:
             raise ValueError(f'EnvConfig.pixel_size ({self.pixel_size}) must not exceed image_size '
                              f'({self.image_size})')
